@@ -1,0 +1,72 @@
+"""The `hecvl` command line: one subcommand per stage of the study.
+
+Each subcommand lives in the module that does the work; that module exposes
+`add_arguments(parser)` and `run(args) -> int`. Modules are imported only when their
+subcommand runs, so `hecvl --help` stays fast and one stage's heavy imports never slow another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from hecvl.errors import HecvlError
+
+# name -> (module, one-line help). Add a stage here and in its module; nothing else.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "labels": ("hecvl.datasets.labels_cli", "convert published phase labels to the 1 fps label table"),
+    "corpus": ("hecvl.datasets.corpus_cli", "validate a lecture corpus or import transcripts into it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hecvl", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Subcommand arguments are added lazily in main(), once the command is known.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # First pass: find the command without failing on its own arguments.
+    known, _ = parser.parse_known_args(argv)
+    if known.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[known.command][0])
+    sub_parser = _subparser(parser, known.command)
+    module.add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(module.run(args) or 0)
+    except HecvlError as exc:
+        if args.debug:
+            raise
+        print(f"hecvl {known.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hecvl {known.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions:  # noqa: SLF001 - argparse has no public accessor
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return action.choices[name]
+    raise KeyError(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
