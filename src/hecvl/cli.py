@@ -22,28 +22,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and one sub-parser per command (their arguments are added lazily)."""
     parser = argparse.ArgumentParser(prog="hecvl", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        # Subcommand arguments are added lazily in main(), once the command is known.
-    return parser
+    subparsers = {
+        name: sub.add_parser(name, help=help_text, description=help_text)
+        for name, (_module, help_text) in COMMANDS.items()
+    }
+    return parser, subparsers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser, subparsers = build_parser()
     # First pass: find the command without failing on its own arguments.
     known, _ = parser.parse_known_args(argv)
     if known.command is None:
         parser.print_help()
         return 2
     module = importlib.import_module(COMMANDS[known.command][0])
-    sub_parser = _subparser(parser, known.command)
-    module.add_arguments(sub_parser)
+    module.add_arguments(subparsers[known.command])
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
@@ -59,13 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hecvl {known.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._subparsers._group_actions:  # noqa: SLF001 - argparse has no public accessor
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            return action.choices[name]
-    raise KeyError(name)
 
 
 if __name__ == "__main__":

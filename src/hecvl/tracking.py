@@ -1,0 +1,159 @@
+"""MLflow tracking: one experiment per study, a parent run per Snakemake invocation, a child run per job.
+
+Stages call `mlflow_run(...)` once; where the run lands is decided by the environment, so the same
+command logs to the local SQLite database, to a lab's tracking server, or under a parent run:
+- `MLFLOW_TRACKING_URI` overrides the default `sqlite:///<project>/mlflow.db`;
+- `HECVL_PARENT_RUN_ID` makes the run a child of that run (set by the Snakefile for every job);
+- `HECVL_TRACKING=off` disables tracking (e.g. a quick local try).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+_MAX_PARAM_LEN = 6000
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above `start` holding params.yaml (else `start` itself)."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file():
+            return folder
+    return here
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, or the study's SQLite database at the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def enabled() -> bool:
+    return os.environ.get("HECVL_TRACKING", "on").lower() not in {"off", "0", "false", "no"}
+
+
+def init_tracking(experiment: str) -> str:
+    """Create the tracking store's schema and the study's experiment; returns the experiment id.
+
+    Run once before parallel jobs start: concurrent first-time schema creation of a SQLite store crashes.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    return exp.experiment_id if exp is not None else client.create_experiment(experiment)
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested settings as MLflow params: `a.b.c -> value`, values as strings within MLflow's limit."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:_MAX_PARAM_LEN]
+    return out
+
+
+def git_tags(root: Path | None = None) -> dict[str, str]:
+    """The code version a run used: commit and whether the work tree had uncommitted changes."""
+    root = root or project_root()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+def data_version(root: Path | None = None) -> str:
+    """A short hash of dvc.lock: the version of the data a run saw (`none` without DVC)."""
+    lock = (root or project_root()) / "dvc.lock"
+    if not lock.is_file():
+        return "none"
+    return hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
+
+
+class Run:
+    """The few logging calls stages need, bound to one MLflow run."""
+
+    def __init__(self, run_id: str | None) -> None:
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.run_id is None:
+            return
+        import mlflow
+
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        import mlflow
+
+        p = Path(path)
+        if p.is_dir():
+            mlflow.log_artifacts(str(p), artifact_path=artifact_path)
+        elif p.is_file():
+            mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.run_id is None:
+            return
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+@contextlib.contextmanager
+def mlflow_run(
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    system_metrics: bool = False,
+) -> Iterator[Run]:
+    """Open a run for one job; it ends FAILED if the block raises, FINISHED otherwise."""
+    if not enabled():
+        yield Run(None)
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(experiment)
+    all_tags = {**git_tags(), "data_version": data_version(), **{k: str(v) for k, v in (tags or {}).items()}}
+    parent = os.environ.get("HECVL_PARENT_RUN_ID") or None
+    with mlflow.start_run(
+        run_name=run_name,
+        parent_run_id=parent,
+        tags=all_tags,
+        log_system_metrics=system_metrics or None,
+    ) as active:
+        if params:
+            flat = flatten(params)
+            items = list(flat.items())
+            for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+                mlflow.log_params(dict(items[i : i + 100]))
+        yield Run(active.info.run_id)
