@@ -16,8 +16,11 @@ import yaml
 from hecvl.errors import HecvlError
 
 
-def load_params(path: str | Path) -> dict[str, Any]:
-    """Read params.yaml; a missing or malformed file is a clear error naming it."""
+def load_params(path: str | Path, apply_preset: bool = True) -> dict[str, Any]:
+    """Read params.yaml, with the active preset's overrides applied (see `apply_preset`).
+
+    A missing or malformed file is a clear error naming it.
+    """
     path = Path(path)
     if not path.is_file():
         raise HecvlError("parameter file not found", path)
@@ -27,7 +30,23 @@ def load_params(path: str | Path) -> dict[str, Any]:
         raise HecvlError(f"not valid YAML: {exc}", path) from None
     if not isinstance(data, dict):
         raise HecvlError("expected a mapping at the top level", path)
-    return data
+    return with_preset(data, path) if apply_preset else data
+
+
+def with_preset(params: Mapping[str, Any], path: str | Path | None = None) -> dict[str, Any]:
+    """Apply `presets[preset]` (e.g. `smoke` for tests, `default` for the study) to the main configuration.
+
+    One file serves Snakemake, DVC and every stage, so switching `preset:` switches them all at once.
+    """
+    name = params.get("preset")
+    presets = params.get("presets") or {}
+    base = {k: v for k, v in params.items() if k != "presets"}
+    if name is None:
+        return copy.deepcopy(base)
+    if name not in presets:
+        known = ", ".join(sorted(presets)) or "none"
+        raise HecvlError(f"unknown preset {name!r} (known: {known})", path)
+    return deep_merge(base, presets[name] or {})
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
