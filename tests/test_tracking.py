@@ -60,3 +60,12 @@ def test_tracking_off_logs_nothing(store, monkeypatch):
         run.log_metrics({"a": 1.0})
     assert run.run_id is None
     assert mlflow.MlflowClient(store).get_experiment_by_name("study-z") is None
+
+
+def test_parent_run_lifecycle(store):
+    run_id = tracking.start_parent_run("study-p")
+    client = mlflow.MlflowClient(store)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    tracking.end_parent_run(run_id, "FAILED")
+    assert client.get_run(run_id).info.status == "FAILED"
+    tracking.end_parent_run(None)  # nothing opened: nothing to do

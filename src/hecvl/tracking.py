@@ -157,3 +157,24 @@ def mlflow_run(
             for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
                 mlflow.log_params(dict(items[i : i + 100]))
         yield Run(active.info.run_id)
+
+
+def start_parent_run(experiment: str, run_name: str = "snakemake") -> str:
+    """Open the parent run of one Snakemake invocation; jobs join it through HECVL_PARENT_RUN_ID."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    exp_id = init_tracking(experiment)
+    tags = {**git_tags(), "data_version": data_version(), "rule": "snakemake"}
+    return client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+
+
+def end_parent_run(run_id: str | None, status: str = "FINISHED") -> None:
+    """Close the parent run (FINISHED or FAILED); a no-op when tracking is off or no run was opened."""
+    if not run_id or not enabled():
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.MlflowClient().set_terminated(run_id, status=status)

@@ -1,0 +1,27 @@
+# The HecVL study: one `snakemake` reruns it end to end (see README.md).
+#
+# Stages (one file each in workflow/rules/): acquire -> frames -> pair -> pretrain -> evaluate -> paper.
+# Every setting lives in params.yaml; ablations are named overrides in it (`variants:`, `ablations:`).
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/acquire.smk"
+include: "workflow/rules/frames.smk"
+include: "workflow/rules/pair.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/ablations.smk"
+include: "workflow/rules/paper.smk"
+
+
+rule all:
+    input:
+        paper_outputs(),
+    default_target: True

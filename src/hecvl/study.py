@@ -1,0 +1,152 @@
+"""The study's design, read from params.yaml: which runs exist and where their results land.
+
+The Snakefile asks this module which outputs to build; `hecvl paper` asks it which results to
+gather. One definition serves both, so a table can never list a run the DAG did not make.
+Paths are relative to the project root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from hecvl.errors import HecvlError
+from hecvl.params import resolve_variant
+
+PAIRS = "data/pairs"
+FRAMES = "data/frames"
+MODELS = "results/models"
+EVAL = "results/eval"
+ABLATIONS = "results/ablations"
+PAPER = "results/paper"
+REFERENCES = ("untrained", "linear_probe")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One evaluated result: a row label of a table and the metrics file behind it."""
+
+    label: str
+    variant: str
+    seed: int
+    dataset: str
+    space: str
+    prompts: str
+    path: str
+
+
+class Study:
+    """The design of a study: datasets, seeds, variants (deduplicated) and ablations."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+        study = params.get("study") or {}
+        try:
+            self.name: str = study["name"]
+            self.datasets: list[str] = list(study["datasets"])
+            self.seeds: list[int] = [int(s) for s in study["seeds"]]
+            self.ablation_seeds: list[int] = [int(s) for s in study.get("ablation_seeds", self.seeds[:1])]
+            self.main: str = study["main_variant"]
+            self.baseline: str = study["baseline_variant"]
+        except KeyError as exc:
+            raise HecvlError(f"params.yaml: missing study.{exc.args[0]}") from None
+        self.variants: list[str] = list(params.get("variants") or {})
+        self.ablations: dict[str, dict[str, Any]] = dict(params.get("ablations") or {})
+        for name in (self.main, self.baseline):
+            if name not in self.variants:
+                raise HecvlError(f"params.yaml: study variant {name!r} is not defined under variants:")
+
+    # --- pretraining runs -----------------------------------------------------------------
+    def resolved(self, variant: str) -> dict[str, Any]:
+        return resolve_variant(self.params, variant)
+
+    def train_key(self, variant: str) -> str:
+        """A hash of what decides a pretraining run; equal keys train identical models."""
+        cfg = self.resolved(variant)
+        relevant = {k: cfg.get(k) for k in ("model", "train", "pairing", "seed")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+    @cached_property
+    def _canonical(self) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for v in self.variants:
+            first.setdefault(self.train_key(v), v)
+        return {v: first[self.train_key(v)] for v in self.variants}
+
+    def canonical(self, variant: str) -> str:
+        """The first variant (in params.yaml order) whose pretraining is identical to `variant`'s."""
+        if variant not in self._canonical:
+            raise HecvlError(f"params.yaml: unknown variant {variant!r}")
+        return self._canonical[variant]
+
+    def model_dir(self, variant: str, seed: int) -> str:
+        return f"{MODELS}/{self.canonical(variant)}/seed{seed}"
+
+    # --- evaluations ----------------------------------------------------------------------
+    def eval_settings(self, variant: str) -> tuple[str, str]:
+        cfg = self.resolved(variant).get("eval") or {}
+        return str(cfg.get("space", "ensemble")), str(cfg.get("prompts", "decomposed"))
+
+    def metrics_path(
+        self, variant: str, seed: int, dataset: str, space: str | None = None, prompts: str | None = None
+    ) -> str:
+        if variant in REFERENCES:
+            return f"{EVAL}/{variant}/seed{seed}/{dataset}/metrics.json"
+        d_space, d_prompts = self.eval_settings(variant)
+        return (
+            f"{EVAL}/{self.canonical(variant)}/seed{seed}/{dataset}/"
+            f"{space or d_space}-{prompts or d_prompts}/metrics.json"
+        )
+
+    def entry(
+        self,
+        label: str,
+        variant: str,
+        seed: int,
+        dataset: str,
+        space: str | None = None,
+        prompts: str | None = None,
+    ) -> Entry:
+        d_space, d_prompts = self.eval_settings(self.main if variant in REFERENCES else variant)
+        space, prompts = space or d_space, prompts or d_prompts
+        path = self.metrics_path(variant, seed, dataset, space, prompts)
+        return Entry(label, variant, seed, dataset, space, prompts, path)
+
+    def main_entries(self) -> list[Entry]:
+        """Baseline vs HecVL over every seed and dataset: the study's main table."""
+        methods = list(dict.fromkeys([self.baseline, self.main]))
+        return [self.entry(v, v, s, d) for v in methods for s in self.seeds for d in self.datasets]
+
+    def ablation_entries(self, name: str) -> list[Entry]:
+        """The rows of one ablation: its variants x its test-time options (space, prompts) x references."""
+        if name not in self.ablations:
+            known = ", ".join(sorted(self.ablations)) or "none"
+            raise HecvlError(f"params.yaml: unknown ablation {name!r} (known: {known})")
+        spec = self.ablations[name] or {}
+        seeds = [int(s) for s in spec.get("seeds", self.ablation_seeds)]
+        out: list[Entry] = []
+        for variant in spec.get("variants", []):
+            for space in spec.get("spaces", [None]):
+                for prompts in spec.get("prompts", [None]):
+                    label = "/".join(str(x) for x in (variant, space, prompts) if x is not None)
+                    out += [
+                        self.entry(label, variant, s, d, space, prompts) for s in seeds for d in self.datasets
+                    ]
+        for ref in spec.get("references", []):
+            if ref not in REFERENCES:
+                raise HecvlError(f"params.yaml: ablation {name!r}: unknown reference {ref!r}")
+            out += [self.entry(ref, ref, s, d) for s in seeds for d in self.datasets]
+        return out
+
+    def ablation_table(self, name: str) -> str:
+        return f"{ABLATIONS}/{name}.csv"
+
+    def all_entries(self) -> list[Entry]:
+        seen: dict[str, Entry] = {}
+        for e in self.main_entries() + [e for a in self.ablations for e in self.ablation_entries(a)]:
+            seen.setdefault(e.path, e)
+        return list(seen.values())

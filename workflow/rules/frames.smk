@@ -1,0 +1,18 @@
+# Frames: decode the 1 fps evaluation frames of every target video once into the shared frame cache.
+# Every evaluation and ablation then reads them from the cache instead of decoding again.
+
+
+rule frames:
+    input:
+        ancient("data/acquired.json"),
+    output:
+        f"{FRAMES}/{{dataset}}.json",
+    params:
+        frames=P["frames"],
+    log:
+        f"{LOGS}/frames/{{dataset}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/frames/{{dataset}}.tsv"
+    shell:
+        "hecvl frames --params {PARAMS_FILE} --dataset {wildcards.dataset} --split all "
+        "--out {output} > {log} 2>&1"
