@@ -19,6 +19,11 @@ from hecvl.errors import HecvlError
 COMMANDS: dict[str, tuple[str, str]] = {
     "labels": ("hecvl.datasets.labels_cli", "convert published phase labels to the 1 fps label table"),
     "corpus": ("hecvl.datasets.corpus_cli", "validate a lecture corpus or import transcripts into it"),
+    "frames": ("hecvl.video.frames_cli", "decode the 1 fps evaluation frames of videos into the frame cache"),
+    "evaluate": ("hecvl.evaluation.evaluate_cli", "zero-shot phase recognition on a target dataset"),
+    "score": ("hecvl.evaluation.score_cli", "score 1 fps phase predictions (CSV) against ground truth"),
+    "pair": ("hecvl.pairing.cli", "build the clip / phase / video pair manifests from a lecture corpus"),
+    "pretrain": ("hecvl.training.cli", "pretrain the HecVL model on the pair manifests (one variant)"),
 }
 
 
@@ -37,13 +42,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
-    # First pass: find the command without failing on its own arguments.
-    known, _ = parser.parse_known_args(argv)
-    if known.command is None:
+    # The command is the first argument that names one; its own arguments are added before parsing
+    # so that `hecvl CMD --help` shows them.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        parser.parse_args(argv)  # prints usage/help or the unknown-command error
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[known.command][0])
-    module.add_arguments(subparsers[known.command])
+    module = importlib.import_module(COMMANDS[command][0])
+    module.add_arguments(subparsers[command])
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
@@ -54,10 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HecvlError as exc:
         if args.debug:
             raise
-        print(f"hecvl {known.command}: error: {exc}", file=sys.stderr)
+        print(f"hecvl {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"hecvl {known.command}: interrupted", file=sys.stderr)
+        print(f"hecvl {command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -1,0 +1,176 @@
+"""Target datasets by name, as configured in params.yaml `data.targets.<name>`.
+
+One object answers the questions every evaluation asks: which videos are in a split, where is a
+video file, and what are its 1 fps labels. The labels are checked against the real video: Cholec80
+labels are sampled at the video's probed frame rate (not an assumed 25), and labels that run past the
+end of the video are trimmed within a one-second tolerance, else refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from hecvl.datasets.classes import CLASSES, check_format, multibypass_classes
+from hecvl.datasets.labels import (
+    empty_label_table,
+    find_label_files,
+    read_label_file,
+    seconds_in_video,
+    sort_label_table,
+    trim_to_video,
+)
+from hecvl.datasets.splits import (
+    CENTRE_PREFIX,
+    check_splits,
+    filter_centre,
+    multibypass_official_splits,
+    official_splits,
+    read_splits_json,
+)
+from hecvl.errors import HecvlError
+
+log = logging.getLogger(__name__)
+
+# Labels may overrun the video by this many seconds before it is an error (see labels.trim_to_video).
+LABEL_OVERRUN_TOLERANCE_S = 1
+_REQUIRED = ("format", "root", "videos", "labels", "splits")
+
+
+@dataclass
+class TargetDataset:
+    """A zero-shot target dataset in its published layout (see the contracts' on-disk layouts).
+
+    `splits` is a JSON file name inside `root` or "official" (Cholec80/AutoLaparo: the bundled
+    official split; MultiBypass140: fold `fold` of the published split pickles under
+    `root/<split_pickles>`). `centre` restricts MultiBypass140 to Strasbourg (SBP) or Bern (BBP).
+    """
+
+    name: str
+    fmt: str
+    root: Path
+    videos: str
+    labels_dir: Path
+    splits_spec: str
+    centre: str | None = None
+    fold: int = 0
+    split_pickles: str = "labels/{centre}/labels_by70_splits"
+    tables: Path | None = None
+    _split_cache: dict[str, list[str]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_params(cls, name: str, params: dict[str, Any]) -> TargetDataset:
+        """Build the dataset `name` from resolved params (`params["data"]["targets"][name]`)."""
+        targets = (params.get("data") or {}).get("targets") or {}
+        if name not in targets:
+            known = ", ".join(sorted(targets)) or "none"
+            raise HecvlError(f"unknown target dataset {name!r} in data.targets (known: {known})")
+        cfg = targets[name] or {}
+        missing = [k for k in _REQUIRED if k not in cfg]
+        if missing:
+            raise HecvlError(f"data.targets.{name}: missing setting(s) {', '.join(missing)}")
+        fmt = check_format(str(cfg["format"]))
+        if "{video}" not in str(cfg["videos"]):
+            raise HecvlError(f"data.targets.{name}.videos must contain '{{video}}', got {cfg['videos']!r}")
+        centre = cfg.get("centre")
+        if centre is not None and (fmt != "multibypass140" or centre not in CENTRE_PREFIX):
+            raise HecvlError(
+                f"data.targets.{name}.centre: {centre!r} is not a MultiBypass140 centre "
+                f"({', '.join(CENTRE_PREFIX)})"
+            )
+        root = Path(cfg["root"])
+        tables = root / str(cfg.get("tables", "tables")) if fmt == "multibypass140" else None
+        return cls(
+            name=name,
+            fmt=fmt,
+            root=root,
+            videos=str(cfg["videos"]),
+            labels_dir=root / str(cfg["labels"]),
+            splits_spec=str(cfg["splits"]),
+            centre=centre,
+            fold=int(cfg.get("fold", 0)),
+            split_pickles=str(cfg.get("split_pickles", cls.split_pickles)),
+            tables=tables,
+        )
+
+    @cached_property
+    def classes(self) -> list[str]:
+        """Class names in id order (MultiBypass140: checked against `tables/phase.csv` when present)."""
+        if self.fmt == "multibypass140":
+            return multibypass_classes(self.tables if self.tables and self.tables.exists() else None)
+        return list(CLASSES[self.fmt])
+
+    def splits(self) -> dict[str, list[str]]:
+        """All splits {name: [video ids]}, restricted to this dataset's centre."""
+        if self._split_cache is None:
+            if self.splits_spec == "official":
+                if self.fmt == "multibypass140":
+                    if self.centre is None:
+                        raise HecvlError(f"target {self.name}: official MultiBypass140 splits need a centre")
+                    folder = self.root / self.split_pickles.format(centre=self.centre)
+                    table = multibypass_official_splits(folder, self.fold)
+                else:
+                    table = official_splits(self.fmt)
+            else:
+                table = read_splits_json(self.root / self.splits_spec)
+            if self.fmt == "multibypass140":
+                table = {k: filter_centre(v, self.centre) for k, v in table.items()}
+            self._split_cache = check_splits(table, self.root / self.splits_spec)
+        return self._split_cache
+
+    def split(self, split: str) -> list[str]:
+        """Video ids of one split, e.g. `ds.split("test")`."""
+        table = self.splits()
+        if split not in table:
+            raise HecvlError(
+                f"target {self.name} has no split {split!r} (has: {', '.join(table)})",
+                self.root / self.splits_spec,
+            )
+        return list(table[split])
+
+    def video_path(self, video_id: str) -> Path:
+        """Path of a video from the `videos` pattern (e.g. `videos/{video}.mp4`)."""
+        return self.root / self.videos.format(video=video_id)
+
+    def label_files(self) -> dict[str, Path]:
+        """{video id: label file} under the labels folder, restricted to this dataset's centre."""
+        files = find_label_files(self.fmt, self.labels_dir)
+        keep = set(filter_centre(list(files), self.centre))
+        return {v: p for v, p in files.items() if v in keep}
+
+    def labels(self, split: str | None = None) -> pd.DataFrame:
+        """The 1 fps label table of a split's videos (all labelled videos when `split` is None)."""
+        files = self.label_files()
+        videos = self.split(split) if split is not None else list(files)
+        missing = [v for v in videos if v not in files]
+        if missing:
+            raise HecvlError(
+                f"no {self.fmt} label file for video(s) {', '.join(missing)} of split {split!r}",
+                self.labels_dir,
+            )
+        parts = []
+        for video in tqdm(videos, desc=f"labels {self.name}", unit="video", disable=None, leave=False):
+            parts.append(self._video_labels(video, files[video]))
+        return sort_label_table(pd.concat(parts, ignore_index=True)) if parts else empty_label_table()
+
+    def _video_labels(self, video: str, label_file: Path) -> pd.DataFrame:
+        path = self.video_path(video)
+        if not path.is_file():
+            extra = "assuming 25 fps and " if self.fmt == "cholec80" else ""
+            log.warning(
+                "%s: video %s not found: %snot checking the labels against its length", self.name, path, extra
+            )
+            return read_label_file(self.fmt, label_file, classes=self.classes)
+        from hecvl.video import probe  # lazy: the video stack is heavy and only needed here
+
+        info = probe(path)
+        fps = info.fps if self.fmt == "cholec80" else None
+        table = read_label_file(self.fmt, label_file, fps=fps, classes=self.classes)
+        seconds = seconds_in_video(info.num_frames, info.fps)
+        return trim_to_video(table, seconds, label_file, path, LABEL_OVERRUN_TOLERANCE_S)

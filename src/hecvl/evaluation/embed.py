@@ -1,0 +1,211 @@
+"""Frame embeddings at 1 fps: decoded once (the frame cache), embedded once per model, cached as .npy.
+
+Why a cache: every ablation of the test-time options (space, prompts) and the linear probe reuse
+the same frame embeddings; only the text side changes. An entry is keyed by
+(model key, dataset, frame transform, level, video) and carries a small JSON sidecar with the
+video file's identity (size, modification time) and the frame count, so a regenerated or replaced
+video is never scored with stale embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hecvl.errors import HecvlError
+from hecvl.io import atomic_path, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+LEVELS: tuple[str, ...] = ("clip", "phase", "video")
+SPACES: tuple[str, ...] = (*LEVELS, "ensemble")
+
+
+def levels_for(space: str) -> list[str]:
+    """The embedding levels a space needs: one head, or all three for the ensemble."""
+    if space not in SPACES:
+        raise HecvlError(f"unknown embedding space {space!r} (choose from {', '.join(SPACES)})")
+    return list(LEVELS) if space == "ensemble" else [space]
+
+
+def weights_key(weights_dir: str | Path) -> str:
+    """A short content hash of a saved model (weights and config): equal keys embed identically."""
+    weights_dir = Path(weights_dir)
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        path = weights_dir / name
+        if not path.is_file():
+            raise HecvlError(f"{name} not found in the weights folder", weights_dir)
+        h.update(f"{name}:{sha256_file(path)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def untrained_key(model_cfg: Mapping[str, Any], seed: int) -> str:
+    """Key of a freshly initialised model: its configuration and the seed decide its weights."""
+    text = json.dumps({"model": model_cfg, "seed": int(seed)}, sort_keys=True, default=str)
+    return "untrained-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def video_identity(path: str | Path) -> dict[str, Any]:
+    """Cheap identity of a video file (hashing multi-GB surgical videos on every run is not)."""
+    st = Path(path).stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+@dataclass(frozen=True)
+class EmbeddingCache:
+    """Where the embeddings of one (model, dataset, transform) live: `root/model/dataset/transform/`."""
+
+    root: Path
+    model_key: str
+    dataset: str
+    transform_key: str
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.root) / self.model_key / self.dataset / self.transform_key
+
+    def path(self, video: str, level: str) -> Path:
+        return self.folder / f"{video}.{level}.npy"
+
+    def load(self, video: str, level: str, identity: Mapping[str, Any]) -> np.ndarray | None:
+        """The cached (T, E) float32 embeddings, or None if absent or made from another file."""
+        meta, path = self.folder / f"{video}.{level}.json", self.path(video, level)
+        if not (meta.is_file() and path.is_file()):
+            return None
+        try:
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable embedding cache entry %s: %s", path, exc)
+            return None
+        if info.get("video") != dict(identity) or info.get("frames") != len(arr):
+            return None
+        return arr
+
+    def save(self, video: str, level: str, arr: np.ndarray, identity: Mapping[str, Any]) -> None:
+        """Array first, sidecar last: a sidecar only ever describes a complete array."""
+        with atomic_path(self.path(video, level)) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+        write_json(self.folder / f"{video}.{level}.json", {"video": dict(identity), "frames": len(arr)})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def embed_frames(
+    model: Any,
+    frames: np.ndarray,
+    levels: Sequence[str],
+    batch_size: int = 64,
+    device: torch.device | None = None,
+) -> dict[str, np.ndarray]:
+    """L2-normalised embeddings (T, E) per level of uint8 frames (T, H, W, 3), each frame a 1-frame video.
+
+    Each frame is embedded alone (a video of one frame) because the protocol classifies every second
+    on its own; the model averages over frames, so a 1-frame video is exactly the frame's embedding.
+    """
+    device = device or torch.device("cpu")
+    out: dict[str, list[np.ndarray]] = {lv: [] for lv in levels}
+    for start in range(0, len(frames), batch_size):
+        batch = np.array(frames[start : start + batch_size])  # a writable copy of the memmap rows
+        x = model.preprocess(batch).to(device, non_blocking=True).unsqueeze(1)  # (B, 1, 3, h, w)
+        for level, emb in _embed_levels(model, x, levels).items():
+            out[level].append(emb.float().cpu().numpy())
+    width = {lv: (out[lv][0].shape[1] if out[lv] else 0) for lv in levels}
+    return {lv: np.concatenate(out[lv]) if out[lv] else np.zeros((0, width[lv]), np.float32) for lv in levels}
+
+
+def _embed_levels(model: Any, x: torch.Tensor, levels: Sequence[str]) -> dict[str, torch.Tensor]:
+    """All requested levels of one batch; one backbone pass when the model offers `embed_video_levels`."""
+    if len(levels) > 1 and hasattr(model, "embed_video_levels"):
+        return dict(model.embed_video_levels(x, list(levels)))
+    return {level: model.embed_video(x, level) for level in levels}
+
+
+def prefetch(items: Sequence[str], load: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
+    """Yield (item, load(item)) while the next item loads in a background thread.
+
+    Decoding (native code that releases the GIL) then overlaps with embedding the previous video,
+    which is what lets a first, uncached evaluation run close to the decode-only rate.
+    """
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(load, items[0])
+        for i, item in enumerate(items):
+            result = future.result()
+            if i + 1 < len(items):
+                future = pool.submit(load, items[i + 1])
+            yield item, result
+
+
+def check_embeddings(arr: np.ndarray, video: str, level: str) -> np.ndarray:
+    if arr.ndim != 2 or not np.isfinite(arr).all():
+        raise HecvlError(f"the model produced non-finite or malformed embeddings for {video} ({level})")
+    return arr
+
+
+def video_embeddings(
+    model: Any,
+    videos: Mapping[str, Path],
+    load_frames: Callable[[Path], np.ndarray],
+    identify: Callable[[Path], str] | None,
+    cache: EmbeddingCache | None,
+    levels: Sequence[str],
+    batch_size: int = 64,
+    device: torch.device | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """{video: {level: (T, E)}} for every video, from the cache where possible.
+
+    Only videos with a missing level are decoded (via `load_frames`, e.g. the frame cache), and the
+    decoding of the next one overlaps with embedding the current one. `identify(path)` names a
+    video's content for the cache (the frame cache's content hash); None = size and mtime.
+    """
+    from tqdm.auto import tqdm
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    todo: list[str] = []
+    identities = {}
+    for video, path in videos.items():
+        ident = identities[video] = {"sha256": identify(path)} if identify else video_identity(path)
+        cached = {lv: cache.load(video, lv, ident) for lv in levels} if cache else {}
+        if cache and all(v is not None for v in cached.values()):
+            out[video] = cached  # type: ignore[assignment]
+        else:
+            todo.append(video)
+    if todo:
+        log.info(
+            "embedding %d of %d videos (%d served from the cache)",
+            len(todo),
+            len(videos),
+            len(videos) - len(todo),
+        )
+    for video, frames in tqdm(
+        prefetch(todo, lambda v: load_frames(videos[v])),
+        total=len(todo),
+        desc="embed",
+        unit="video",
+        disable=None,
+    ):
+        emb = embed_frames(model, frames, levels, batch_size=batch_size, device=device)
+        ident = identities[video]
+        for level, arr in emb.items():
+            check_embeddings(arr, video, level)
+            if cache:
+                cache.save(video, level, arr, ident)
+        out[video] = emb
+    return {v: out[v] for v in videos}

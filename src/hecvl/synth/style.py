@@ -1,0 +1,160 @@
+"""How a camera and a video source change the picture: the centres' domain shift and the lectures' look.
+
+A target centre has one fixed look (colour balance, resolution, vignette or circular endoscope field,
+sensor noise; world.yaml `centres`). A lecture draws its own look: colour balance, zoom, sometimes a
+border around an inset picture and a caption banner with a logo (world.yaml `lectures`). Banner content
+changes on a timer that knows nothing about phases, so the overlay never tells the phase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hecvl.synth import draw, vocab
+
+Array = np.ndarray
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+NOISE_BANK = 6
+SLIDE_S = 25.0  # the banner's caption changes about this often
+
+
+def centre_style(name: str) -> dict[str, Any]:
+    """A target centre's look, as in world.yaml."""
+    return dict(vocab.world()["centres"][name])
+
+
+def lecture_style(rng: np.random.Generator) -> dict[str, Any]:
+    """Draw one lecture's look: every lecture comes from a different source and camera."""
+    cfg = vocab.world()["lectures"]
+    u = lambda lo_hi: round(float(rng.uniform(*lo_hi)), 4)  # noqa: E731
+    style: dict[str, Any] = {
+        "size": list(cfg["size"]),
+        "fps": int(cfg["fps"]),
+        "render_fps": int(cfg["fps"]),
+        "gop_s": float(cfg["gop_s"]),
+        "render_scale": 1,
+        "gains": [round(float(g), 4) for g in np.exp(rng.normal(0.0, float(cfg["gains_sd"]), 3))],
+        "offset": [round(float(o), 4) for o in rng.normal(0.0, 0.015, 3)],
+        "saturation": u(cfg["saturation"]),
+        "tone": u(cfg["tone"]),
+        "vignette": u(cfg["vignette"]),
+        "fov": None,
+        "noise": u(cfg["noise"]),
+        "zoom": u(cfg["zoom"]),
+        "oob_rate": float(cfg["oob_rate"]),
+        "bleed_rate": 0.0,
+        "border": None,
+        "overlay": None,
+    }
+    if rng.random() < float(cfg["border_p"]):
+        colors = cfg["border_colors"]
+        style["border"] = {
+            "color": list(colors[int(rng.integers(len(colors)))]),
+            "inset": u(cfg["inset"]),
+            "x": u([0.0, 1.0]),
+            "y": u([0.0, 1.0]),
+        }
+    if rng.random() < float(cfg["overlay_p"]):
+        style["overlay"] = {
+            "side": "top" if rng.random() < 0.4 else "bottom",
+            "height": u([0.1, 0.17]),
+            "color": [int(c) for c in rng.integers(0, 120, 3)],
+            "logo": [int(c) for c in rng.integers(60, 256, 3)],
+            "corner": int(rng.integers(4)),
+            "seed": int(rng.integers(0, 2**31 - 1)),
+        }
+    return style
+
+
+class Look:
+    """Turns a rendered scene (float32 0-1) into the encoded video's uint8 frame for one style."""
+
+    def __init__(self, style: dict[str, Any], size: tuple[int, int], seed: int) -> None:
+        self.style = style
+        self.size = (int(size[0]), int(size[1]))
+        h, w = self.size
+        rng = np.random.default_rng(seed)
+        self.scale = int(style.get("render_scale", 1))
+        border = style.get("border")
+        if border:
+            ih, iw = round(h * border["inset"]), round(w * border["inset"])
+            self.inner_at = (round((h - ih) * border["y"]), round((w - iw) * border["x"]))
+            self.scene_size = (ih, iw)
+        else:
+            self.inner_at = (0, 0)
+            self.scene_size = (h // self.scale, w // self.scale)
+        sh, sw = self.scene_size
+        # saturation and channel gains as one colour matrix: out = scene @ matrix + offset
+        sat = float(style["saturation"])
+        mix = sat * np.eye(3, dtype=np.float32) + (1.0 - sat) * LUMA[:, None]
+        self.matrix = (mix * np.asarray(style["gains"], dtype=np.float32)[None, :]).astype(np.float32)
+        self.offset = np.asarray(style["offset"], dtype=np.float32)
+        self.tone = float(style.get("tone", 0.0))
+        mask_size = (sh, sw) if border else (sh * self.scale, sw * self.scale)
+        self.mask = np.ascontiguousarray(np.repeat(self._vignette(*mask_size), 3, axis=2))
+        sigma = float(style["noise"])
+        full = (h, w, 3)
+        self.noise = [rng.normal(0.0, sigma, full).astype(np.float32) for _ in range(NOISE_BANK)] if sigma else []
+        self.overlay = style.get("overlay")
+
+    def _vignette(self, h: int, w: int) -> Array:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        dy, dx = (yy + 0.5 - h / 2) / (h / 2), (xx + 0.5 - w / 2) / (w / 2)
+        mask = 1.0 - float(self.style["vignette"]) * 0.5 * (dx * dx + dy * dy)
+        fov = self.style.get("fov")
+        if fov:
+            radius = float(fov) * w / 2
+            dist = np.sqrt((xx + 0.5 - w / 2) ** 2 + (yy + 0.5 - h / 2) ** 2)
+            mask = mask * np.clip((radius - dist) / 1.5 + 0.5, 0.0, 1.0)
+        return np.clip(mask, 0.0, 1.0)[..., None].astype(np.float32)
+
+    def _banner(self, frame: Array, t: float) -> None:
+        ov = self.overlay
+        h, w = frame.shape[:2]
+        bh = max(4, round(h * ov["height"]))
+        y0 = 0 if ov["side"] == "top" else h - bh
+        draw.rect(frame, 0, y0, w, y0 + bh, draw.rgb(ov["color"]), 0.8)
+        rng = np.random.default_rng([ov["seed"], int(t // SLIDE_S)])
+        x = 0.04 * w
+        while x < 0.8 * w:
+            word = float(rng.uniform(0.04, 0.12)) * w
+            draw.rect(frame, x, y0 + 0.3 * bh, x + word, y0 + 0.7 * bh, np.full(3, 0.92, np.float32), 0.9)
+            x += word + 0.025 * w
+        s = max(3, round(0.12 * h))
+        cy = 1 if ov["corner"] < 2 else h - s - 1
+        cx = 1 if ov["corner"] % 2 == 0 else w - s - 1
+        draw.rect(frame, cx, cy, cx + s, cy + s, draw.rgb(ov["logo"]), 0.85)
+        draw.rect(frame, cx + s / 4, cy + s / 4, cx + 3 * s / 4, cy + 3 * s / 4, np.full(3, 0.95, np.float32), 0.9)
+
+    def finish(self, scene: Array, t: float, index: int) -> Array:
+        """Colour balance, tone, vignette, resolution, border, banner and noise; returns uint8 (H, W, 3)."""
+        sh, sw = scene.shape[:2]
+        img = (scene.reshape(-1, 3) @ self.matrix).reshape(sh, sw, 3)
+        img += self.offset
+        if self.tone:
+            np.minimum(np.maximum(img, 0.0, out=img), 1.0, out=img)
+            img *= (1.0 + self.tone) - self.tone * img
+        if self.scale > 1:
+            img = np.repeat(np.repeat(img, self.scale, axis=0), self.scale, axis=1)
+        img *= self.mask
+        h, w = self.size
+        if self.style.get("border"):
+            frame = np.empty((h, w, 3), dtype=np.float32)
+            frame[:] = draw.rgb(self.style["border"]["color"])
+            y, x = self.inner_at
+            frame[y : y + img.shape[0], x : x + img.shape[1]] = img
+        elif img.shape[:2] != (h, w):
+            frame = np.zeros((h, w, 3), dtype=np.float32)
+            frame[: img.shape[0], : img.shape[1]] = img
+        else:
+            frame = img
+        if self.overlay:
+            self._banner(frame, t)
+        if self.noise:
+            frame += self.noise[index % NOISE_BANK]
+        frame *= 255.0
+        frame += 0.5
+        np.minimum(np.maximum(frame, 0.0, out=frame), 255.0, out=frame)
+        return frame.astype(np.uint8)

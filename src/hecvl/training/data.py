@@ -1,0 +1,130 @@
+"""The training batches of each level as a pure function of (seed, level, batch number).
+
+Batch k of a level is batch `k % per_epoch` of epoch `k // per_epoch`, where an epoch is a
+permutation of the level's pairs drawn from `numpy.random.default_rng([seed, level, epoch])`; the
+incomplete last batch of an epoch is dropped (a contrastive batch keeps its size). Every sample's own
+random draws (clip position, frames, crop) come from `PairDataset`'s (seed, epoch, index) generator.
+Hence the data position of a run is just "how many batches of each level so far", which the schedule
+computes from the step, and a resumed run reads exactly the batches the uninterrupted run read.
+
+Under DDP every rank computes the same global batch of keys and loads its contiguous slice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader, Sampler
+
+from hecvl.errors import HecvlError
+from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
+from hecvl.pairing.rules import PairingRules
+from hecvl.training.distributed import DistEnv, per_rank_batch
+from hecvl.training.schedules import LEVELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LevelData:
+    """One level's dataset and its batching: global batch size and full batches per epoch."""
+
+    level: str
+    dataset: PairDataset
+    batch_size: int
+    per_epoch: int
+
+    def keys(self, seed: int, k: int) -> list[tuple[int, int]]:
+        """The (epoch, index) keys of global batch `k`."""
+        epoch, j = divmod(k, self.per_epoch)
+        order = np.random.default_rng([seed, LEVELS.index(self.level), epoch]).permutation(len(self.dataset))
+        return [(epoch, int(i)) for i in order[j * self.batch_size : (j + 1) * self.batch_size]]
+
+
+class KeyBatches(Sampler):
+    """Global batches `start .. stop-1` of one level, this rank's slice of each."""
+
+    def __init__(self, data: LevelData, seed: int, start: int, stop: int, env: DistEnv) -> None:
+        self.data, self.seed, self.start, self.stop, self.env = data, seed, start, stop, env
+        self.per_rank = per_rank_batch(data.batch_size, env.world_size, f"{data.level} batch")
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        lo = self.env.rank * self.per_rank
+        for k in range(self.start, self.stop):
+            yield self.data.keys(self.seed, k)[lo : lo + self.per_rank]
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def frame_geometry(rules: PairingRules, image_size: int) -> tuple[tuple[int, int] | None, int]:
+    """Decode size and square crop so that the crop is the model's input size.
+
+    The loader's size / crop proportions (protocol: 360x640, crop 336) are kept and scaled, so the
+    training crop covers the same share of the frame at 64 px as at 336 px.
+    """
+    size, crop = rules.loader.size, rules.loader.crop
+    if crop == image_size:
+        return size, crop
+    if size is None:
+        return None, image_size
+    ref = crop or min(size)
+    scale = image_size / ref
+    return (max(image_size, round(size[0] * scale)), max(image_size, round(size[1] * scale))), image_size
+
+
+def build_level_data(
+    pairs_dir: str | Path,
+    corpus_root: str | Path,
+    params: Mapping[str, Any],
+    levels: tuple[str, ...],
+    batch_sizes: Mapping[str, int],
+    env: DistEnv,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> dict[str, LevelData]:
+    """Training datasets of `levels` (normalised float frames at `image_size`), batch sizes checked.
+
+    A level with fewer pairs than its batch size trains on batches of all its pairs (rounded down to a
+    multiple of the world size), with a warning; a level with fewer than 2 pairs is an error (no
+    contrastive negatives).
+    """
+    rules = PairingRules.from_params(params)
+    size, crop = frame_geometry(rules, image_size)
+    out: dict[str, LevelData] = {}
+    for level in levels:
+        ds = PairDataset.from_params(
+            pairs_dir, level, corpus_root, params,
+            train=True, size=size, crop=crop, dtype="float32", mean=mean, std=std,
+        )
+        want = int(batch_sizes[level])
+        per_rank_batch(want, env.world_size, f"{level} batch")
+        batch = min(want, len(ds) - len(ds) % env.world_size)
+        if batch < 2:
+            raise HecvlError(f"only {len(ds)} {level} pairs: a contrastive batch needs at least 2", pairs_dir)
+        if batch < want and env.is_main:
+            log.warning("%s level: %d pairs < batch size %d; training on batches of %d", level, len(ds), want, batch)
+        out[level] = LevelData(level, ds, batch, len(ds) // batch)
+    return out
+
+
+def make_loader(
+    data: LevelData, seed: int, start: int, stop: int, env: DistEnv, num_workers: int
+) -> DataLoader:
+    """A loader yielding this rank's part of global batches `start .. stop-1` of one level."""
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(worker_init_fn=worker_init_fn, prefetch_factor=2)
+    return DataLoader(
+        data.dataset,
+        batch_sampler=KeyBatches(data, seed, start, stop, env),
+        num_workers=num_workers,
+        collate_fn=PairCollate(),
+        **kwargs,
+    )

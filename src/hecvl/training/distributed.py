@@ -1,0 +1,148 @@
+"""Data-parallel training under `torchrun`: process group, deterministic sharding, gathered embeddings.
+
+The same `hecvl pretrain` command runs single-process or under `torchrun --nproc_per_node N`; the
+environment variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) decide which.
+NCCL on CUDA, Gloo on CPU.
+
+Batch sizes in params.yaml are global. Every rank draws the same global batch (same seed), keeps its
+contiguous slice of `global / world` samples, and the embeddings are all-gathered (with gradients)
+before the contrastive loss, so the loss and, after DDP's gradient averaging, the gradient equal those
+of one process seeing the whole global batch. What still differs is per-rank state inside the model
+(BatchNorm statistics on CPU, where SyncBatchNorm is unavailable) and floating-point summation order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from hecvl.errors import HecvlError
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the job: rank, world size and the device it trains on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main rank logs, tracks and writes checkpoints and weights."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """`auto`: CUDA when available (the local rank's GPU), else CPU; `cpu` / `cuda` / `cuda:N` as given."""
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise HecvlError(f"train.device is {preference!r} but CUDA is not available")
+        if preference == "cuda":
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+    elif preference != "cpu":
+        raise HecvlError(f"train.device must be auto, cpu, cuda or cuda:N, got {preference!r}")
+    return torch.device(preference)
+
+
+def init_distributed(device_preference: str = "auto") -> DistEnv:
+    """Join the torchrun job if there is one (WORLD_SIZE > 1), else describe a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_preference, local_rank)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(
+            backend=backend,
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(minutes=30),
+            device_id=device if device.type == "cuda" else None,
+        )
+    return DistEnv(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def per_rank_batch(global_batch: int, world_size: int, what: str = "batch") -> int:
+    """`global_batch / world_size`; refuses sizes that do not split evenly (the loss would change)."""
+    if global_batch % world_size:
+        raise HecvlError(
+            f"global {what} size {global_batch} does not split over {world_size} processes; "
+            f"use a multiple of {world_size}"
+        )
+    return global_batch // world_size
+
+
+def shard(items: list, rank: int, world_size: int) -> list:
+    """This rank's contiguous slice of a global batch (concatenating the slices gives the batch back)."""
+    per = per_rank_batch(len(items), world_size)
+    return items[rank * per : (rank + 1) * per]
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums each slice's gradient over ranks and returns this rank's slice.
+
+    Written with all_reduce (not reduce_scatter/all_to_all) because every backend, Gloo included, has it.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        world = dist.get_world_size()
+        ctx.rank, ctx.n = dist.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+def gather(tensor: torch.Tensor) -> torch.Tensor:
+    """The global batch from every rank's slice, in rank order, differentiable; identity on one process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor)
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """The main rank's value on every rank (e.g. the resume step it found on disk)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean over ranks (for logging, e.g. throughput); the value itself on one process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    out = value.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / dist.get_world_size()

@@ -1,0 +1,68 @@
+"""AdamW with linear warm-up and cosine decay: the optimiser of every pretraining run.
+
+Warm-up + cosine rather than a constant rate because the feasibility pilot saw a constant learning
+rate swing zero-shot accuracy by 25 points between checkpoints. Decoupled weight decay is applied to
+weight matrices and convolution kernels only, not to biases, normalisation parameters or the learned
+temperature (decaying those only pulls them towards 0 for no benefit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from hecvl.errors import HecvlError
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at `step` (0-based): linear warm-up, then cosine to `min_lr_ratio`.
+
+    The first step already uses a non-zero rate ((step + 1) / warmup) so no step is wasted.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters split into decayed (>= 2-D weights) and not decayed (the rest)."""
+    decay, no_decay = [], []
+    for _name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    if not decay and not no_decay:
+        raise HecvlError("the model has no trainable parameters")
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(
+    model: nn.Module, train_cfg: Mapping[str, Any], total_steps: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the trainable parameters and its warm-up + cosine scheduler (stepped once per step)."""
+    lr = float(train_cfg.get("lr", 5e-5))
+    wd = float(train_cfg.get("weight_decay", 0.01))
+    betas = tuple(float(b) for b in train_cfg.get("betas", (0.9, 0.999)))
+    eps = float(train_cfg.get("eps", 1e-8))
+    warmup = int(train_cfg.get("warmup_steps", 0))
+    min_ratio = float(train_cfg.get("min_lr_ratio", 0.0))
+    if lr <= 0 or wd < 0 or warmup < 0 or not 0 <= min_ratio <= 1 or len(betas) != 2:
+        raise HecvlError(
+            f"invalid optimiser settings: lr={lr}, weight_decay={wd}, warmup_steps={warmup}, "
+            f"min_lr_ratio={min_ratio}, betas={betas}"
+        )
+    opt = torch.optim.AdamW(param_groups(model, wd), lr=lr, betas=betas, eps=eps)
+
+    def factor(step: int) -> float:
+        return lr_factor(step, total_steps, warmup, min_ratio)
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -1,0 +1,213 @@
+"""`hecvl evaluate` end to end on a small Cholec80-layout dataset of real H.264 videos.
+
+The videos colour-code the phase (plus noise), so a linear probe must find the phases while an
+untrained model is near chance: the two reference points bracket the zero-shot number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from hecvl.cli import main
+from hecvl.evaluation.embed import EmbeddingCache, weights_key
+from hecvl.evaluation.metrics import align, score_predictions
+from hecvl.evaluation.prompts import load_prompts
+
+PHASES = [
+    "Preparation",
+    "CalotTriangleDissection",
+    "ClippingCutting",
+    "GallbladderDissection",
+    "GallbladderPackaging",
+    "CleaningCoagulation",
+    "GallbladderRetraction",
+]
+COLOURS = np.array(
+    [[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40], [200, 40, 200], [40, 200, 200], [120] * 3],
+    np.uint8,
+)
+FPS = 5
+VIDEOS = ["video01", "video02", "video03", "video04"]
+
+
+def _phases(i: int) -> list[int]:
+    """Phase of each second: a Cholec80-like order, the ending differing between videos."""
+    return [0] * 2 + [1] * 3 + [2] * 2 + [3] * 3 + [4 + (i % 3)] * 2 + ([5] if i == 3 else [])
+
+
+def _write_video(path: Path, phases: list[int], seed: int, h: int = 48, w: int = 64) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"g": str(FPS), "crf": "18"}
+        for p in phases:
+            for _ in range(FPS):
+                img = np.clip(COLOURS[p].astype(int) + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+                for pkt in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    container.mux(pkt)
+        for pkt in stream.encode():
+            container.mux(pkt)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("eval")
+    ds = root / "tiny"
+    for i, video in enumerate(VIDEOS):
+        phases = _phases(i)
+        _write_video(ds / "videos" / f"{video}.mp4", phases, seed=i)
+        lines = ["Frame\tPhase"] + [f"{k}\t{PHASES[phases[k // FPS]]}" for k in range(len(phases) * FPS)]
+        (ds / "phase_annotations").mkdir(parents=True, exist_ok=True)
+        (ds / "phase_annotations" / f"{video}-phase.txt").write_text("\n".join(lines) + "\n")
+    (ds / "splits.json").write_text(json.dumps({"train": VIDEOS[:2], "test": VIDEOS[2:]}))
+    params = {
+        "seed": 0,
+        "study": {"name": "eval-test"},
+        "data": {
+            "targets": {
+                "tiny": {
+                    "format": "cholec80",
+                    "root": str(ds),
+                    "videos": "videos/{video}.mp4",
+                    "labels": "phase_annotations",
+                    "splits": "splits.json",
+                }
+            }
+        },
+        "frames": {"cache": str(root / "frames"), "transform": {"size": [48, 64], "crop": 32}},
+        "model": {"visual": {"preset": "small", "image_size": 32}, "heads": {"dim": 32}},
+        "eval": {"cache": str(root / "emb"), "batch_size": 8},
+    }
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return {"root": root, "params": path, "cfg": params}
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+
+
+def _evaluate(world: dict, out: Path, *extra: str) -> dict:
+    args = ["evaluate", "--params", str(world["params"]), "--dataset", "tiny", "--out", str(out), *extra]
+    assert main(args) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_untrained_zero_shot_writes_every_output_and_scores_consistently(world: dict) -> None:
+    out = world["root"] / "untrained"
+    m = _evaluate(world, out, "--untrained")
+    assert m["run"]["method"] == "untrained" and m["run"]["space"] == "ensemble"
+    assert m["run"]["prompts"] == "decomposed" and m["run"]["videos"] == ["video03", "video04"]
+    pred = pd.read_parquet(out / "predictions.parquet")
+    assert list(pred.columns[:4]) == ["video", "frame_sec", "phase_id", "gt_phase_id"]
+    assert [c for c in pred.columns if c.startswith("score_")] == [f"score_{k}" for k in range(7)]
+    # one row per second of each test video, ground truth joined from the published-format labels
+    for i, video in ((2, "video03"), (3, "video04")):
+        rows = pred[pred["video"] == video]
+        assert rows["frame_sec"].tolist() == list(range(len(_phases(i))))
+        assert rows["gt_phase_id"].tolist() == _phases(i)
+    # the prediction is the argmax of the stored scores (ties to the lowest id)
+    scores = pred[[f"score_{k}" for k in range(7)]].to_numpy()
+    assert (pred["phase_id"].to_numpy() == scores.argmax(axis=1)).all()
+    assert np.abs(scores).max() <= 100.0 + 1e-4  # 100 x cosine
+    # metrics.json is exactly what the scorer gives for the parquet's predictions
+    gt = pred[["video", "frame_sec", "gt_phase_id"]].rename(columns={"gt_phase_id": "phase_id"})
+    frames, _ = align(gt, pred[["video", "frame_sec", "phase_id"]])
+    again = score_predictions(frames, class_names=PHASES)
+    for key in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std", "per_video", "per_phase"):
+        assert m[key] == again[key]
+    prompts = json.loads((out / "prompts.json").read_text())
+    assert prompts["classes"]["ClippingCutting"] == load_prompts("cholec80").texts[2]
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cache = EmbeddingCache(Path(world["cfg"]["eval"]["cache"]), m["run"]["model_key"], "tiny", "48x64-bilinear-c32")
+    for level in ("clip", "phase", "video"):
+        arr = np.load(cache.path("video03", level))
+        assert arr.shape == (len(_phases(2)), 32)
+        assert np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
+
+
+def test_second_run_is_served_from_the_caches(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = world["root"] / "cached-1"
+    _evaluate(world, first, "--untrained", "--space", "clip", "--prompts", "class_name")
+    from hecvl.models.model import HecVLModel
+    from hecvl.video import FrameCache
+
+    def refuse(*_a, **_k):
+        raise AssertionError("decoded or embedded frames although the embeddings are cached")
+
+    monkeypatch.setattr(FrameCache, "get", refuse)
+    monkeypatch.setattr(HecVLModel, "embed_video", refuse)
+    second = world["root"] / "cached-2"
+    m = _evaluate(world, second, "--untrained", "--space", "clip", "--prompts", "class_name")
+    assert m["run"]["prompts"] == "class_name"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(first / "predictions.parquet"), pd.read_parquet(second / "predictions.parquet")
+    )
+
+
+def test_saved_weights_equal_the_same_seeded_model_and_probe_finds_the_phases(world: dict) -> None:
+    from hecvl.models import build_model, save_pretrained
+
+    cfg = world["cfg"]
+    weights = world["root"] / "model"
+    save_pretrained(build_model(cfg["model"], seed=0), cfg, weights)
+    zs = _evaluate(world, world["root"] / "weights", "--weights", str(weights), "--space", "phase")
+    assert zs["run"]["method"] == "zeroshot" and zs["run"]["model_key"] == weights_key(weights)
+    untrained = _evaluate(world, world["root"] / "untrained-phase", "--untrained", "--space", "phase")
+    assert zs["run"]["model_key"] != untrained["run"]["model_key"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(world["root"] / "weights" / "predictions.parquet"),
+        pd.read_parquet(world["root"] / "untrained-phase" / "predictions.parquet"),
+    )
+    probe = _evaluate(world, world["root"] / "probe", "--weights", str(weights), "--linear-probe", "--space", "phase")
+    assert probe["run"]["method"] == "linear_probe" and probe["run"]["train_videos"] == ["video01", "video02"]
+    assert "prompts" not in probe["run"] and not (world["root"] / "probe" / "prompts.json").exists()
+    # colours carry the phase: the probe reads them from frozen random-init features, zero-shot cannot
+    assert probe["accuracy_mean"] >= 75.0
+    assert probe["accuracy_mean"] > zs["accuracy_mean"] + 25.0
+    scores = pd.read_parquet(world["root"] / "probe" / "predictions.parquet").filter(like="score_").to_numpy()
+    assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)  # probabilities over all 7 classes
+
+
+def test_bad_requests_are_one_line_errors(world: dict, capsys: pytest.CaptureFixture) -> None:
+    base = ["evaluate", "--params", str(world["params"]), "--untrained", "--out", str(world["root"] / "x")]
+    assert main([*base, "--dataset", "nope"]) == 2
+    assert "unknown target dataset 'nope'" in capsys.readouterr().err
+    assert main([*base, "--dataset", "tiny", "--split", "val"]) == 2
+    assert "no split 'val'" in capsys.readouterr().err
+    bad = world["root"] / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**world["cfg"], "eval": {"spcae": "clip"}}))
+    assert main(["evaluate", "--params", str(bad), "--untrained", "--dataset", "tiny", "--out", "x"]) == 2
+    assert "unknown setting(s) eval.spcae" in capsys.readouterr().err
+    assert not (world["root"] / "x").exists()
+
+
+@pytest.mark.slow
+def test_mlflow_run_holds_metrics_and_outputs(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{world['root'] / 'mlflow.db'}"
+    monkeypatch.setenv("HECVL_TRACKING", "on")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(world["root"])  # the default artifact store is relative to the working directory
+    m = _evaluate(world, world["root"] / "tracked", "--untrained", "--space", "video")
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["eval-test"], output_format="list")
+    assert len(runs) == 1 and runs[0].info.run_name == "evaluate/tiny/untrained"
+    run = runs[0]
+    assert run.data.metrics["accuracy_mean"] == pytest.approx(m["accuracy_mean"])
+    assert run.data.metrics["f1_std"] == pytest.approx(m["f1_std"])
+    assert run.data.params["eval.space"] == "video" and run.data.tags["dataset"] == "tiny"
+    assert run.data.params["eval.prompt_sha256"] == m["run"]["prompt_sha256"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert artifacts == {"metrics.json", "predictions.parquet", "confusion.png", "prompts.json"}
