@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "c": lambda: decode_floor(videos),
     }
     times: dict[str, list[float]] = {key: [] for key in [*paths, "d"]}
+    cpu: dict[str, list[float]] = {key: [] for key in times}
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="hecvl-bench-") as root:
         cache = FrameCache(root, backend=args.backend)
@@ -126,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         # Interleaved rounds: a load spike from other jobs hits every path, not just one.
         for _ in range(r):
             for key, fn in paths.items():
-                start = time.perf_counter()
+                cpu_start, start = _cpu_seconds(), time.perf_counter()
                 results[key] = fn()
                 times[key].append(time.perf_counter() - start)
+                cpu[key].append(_cpu_seconds() - cpu_start)
     frames_a, frames_a2, frames_b, decoded, frames_d = (
         results[k] for k in ("a", "a_pyav", "b", "c", "d")
     )
@@ -151,11 +154,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{len(videos)} video(s), {source_frames} source frames, {sampled} frames sampled at "
           f"{args.fps:g} fps, transform {transform.key()}, {r} interleaved repeats")
-    print(f"{'path':<8}{'what':<46}{'best s':>9}{'median s':>10}{'frames/s':>12}")
+    print(f"{'path':<8}{'what':<46}{'best s':>9}{'median s':>10}{'cpu s':>8}{'frames/s':>12}")
     for key, what in rows:
         t = times[key]
-        print(f"{key:<8}{what:<46}{min(t):>9.3f}{statistics.median(t):>10.3f}{speed[key]:>12.1f}")
-    print("frames/s = source-video frames covered per second of wall time, from the best of the repeats")
+        print(f"{key:<8}{what:<46}{min(t):>9.3f}{statistics.median(t):>10.3f}{min(cpu[key]):>8.3f}"
+              f"{speed[key]:>12.1f}")
+    print("frames/s = source-video frames covered per second of wall time, from the best of the repeats;\n"
+          "cpu s = CPU time of this process and its children (FFmpeg), all threads, best of the repeats")
     print("mean |difference| of the frames (grey levels): "
           + ", ".join(f"{k} {v:.2f}" for k, v in diffs.items()))
     print("(b's FFmpeg fps filter takes the last frame before i + 0.5 s, not the frame at i s as\n"
@@ -168,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": r,
         "backend": args.backend,
         **{f"{k}_frames_per_s": round(v, 2) for k, v in speed.items()},
+        "cpu_s": {k: round(min(v), 4) for k, v in cpu.items()},
         "a_over_b": round(speed["a"] / speed["b"], 2),
         "a_over_c": round(speed["a"] / speed["c"], 2),
         "d_over_a": round(speed["d"] / speed["a"], 2),
@@ -175,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result))
     return 0
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _mean_abs_diff(xs: list[np.ndarray], ys: list[np.ndarray]) -> float:

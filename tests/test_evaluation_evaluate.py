@@ -51,7 +51,9 @@ def _write_video(path: Path, phases: list[int], seed: int, h: int = 48, w: int =
         stream.options = {"g": str(FPS), "crf": "18"}
         for p in phases:
             for _ in range(FPS):
-                img = np.clip(COLOURS[p].astype(int) + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+                img = np.clip(COLOURS[p].astype(int) + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(
+                    np.uint8
+                )
                 for pkt in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     container.mux(pkt)
         for pkt in stream.encode():
@@ -129,7 +131,9 @@ def test_untrained_zero_shot_writes_every_output_and_scores_consistently(world: 
     prompts = json.loads((out / "prompts.json").read_text())
     assert prompts["classes"]["ClippingCutting"] == load_prompts("cholec80").texts[2]
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cache = EmbeddingCache(Path(world["cfg"]["eval"]["cache"]), m["run"]["model_key"], "tiny", "48x64-bilinear-c32")
+    cache = EmbeddingCache(
+        Path(world["cfg"]["eval"]["cache"]), m["run"]["model_key"], "tiny", "48x64-bilinear-c32"
+    )
     for level in ("clip", "phase", "video"):
         arr = np.load(cache.path("video03", level))
         assert arr.shape == (len(_phases(2)), 32)
@@ -169,7 +173,9 @@ def test_saved_weights_equal_the_same_seeded_model_and_probe_finds_the_phases(wo
         pd.read_parquet(world["root"] / "weights" / "predictions.parquet"),
         pd.read_parquet(world["root"] / "untrained-phase" / "predictions.parquet"),
     )
-    probe = _evaluate(world, world["root"] / "probe", "--weights", str(weights), "--linear-probe", "--space", "phase")
+    probe = _evaluate(
+        world, world["root"] / "probe", "--weights", str(weights), "--linear-probe", "--space", "phase"
+    )
     assert probe["run"]["method"] == "linear_probe" and probe["run"]["train_videos"] == ["video01", "video02"]
     assert "prompts" not in probe["run"] and not (world["root"] / "probe" / "prompts.json").exists()
     # colours carry the phase: the probe reads them from frozen random-init features, zero-shot cannot

@@ -75,7 +75,8 @@ def test_parent_child_uses_the_renormalised_mean_of_valid_children():
     a = 10 * c0[0]
     rows = (_nll([a, 0], 0) + _nll([a, 10], 1)) / 2
     cols = (_nll([a, a], 0) + _nll([0, 10], 1)) / 2
-    assert parent_child_loss(parent, children, mask, 10.0).item() == pytest.approx((rows + cols) / 2, rel=1e-6)
+    expected = (rows + cols) / 2
+    assert parent_child_loss(parent, children, mask, 10.0).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_logit_scale_fixed_is_a_buffer_and_learned_gets_gradients():

@@ -376,17 +376,19 @@ def test_image_embeddings_equal_the_literal_forward(reference: dict, model) -> N
     pixels = model.preprocess(frames)
     assert pixels.shape == (4, 3, 224, 224) and pixels.dtype == torch.float32
     torch.testing.assert_close(pixels, expected_pixels, rtol=0, atol=1e-6)
+    from_tensor = model.preprocess(torch.from_numpy(frames[1]))  # a uint8 (H, W, 3) tensor works too
+    torch.testing.assert_close(from_tensor[0], expected_pixels[1], rtol=0, atol=1e-6)
     with torch.no_grad():
         expected = literal_image_embedding(reference["state"], expected_pixels)
     got = model.embed_images(frames, batch_size=3)  # two batches
     assert got.shape == (4, 768)
     _close(got, expected)
-    # a (N, H, W, 3) array and the crops route give the same vectors
-    _close(model.embed_images(np.stack([frames[0], frames[0]]))[1], expected[0])
-    crops = resize_and_crop(frames[:3])
-    assert crops.shape == (3, 224, 224, 3) and crops.dtype == np.uint8
-    _close(model.embed_crops(crops), expected[:3])
-    torch.testing.assert_close(normalise_crops(crops), expected_pixels[:3], rtol=0, atol=1e-6)
+    # a (N, H, W, 3) array and the cached-crops route give the same vectors
+    _close(model.embed_images(frames[0][None]), expected[:1])
+    crops = resize_and_crop(frames)
+    assert crops.shape == (4, 224, 224, 3) and crops.dtype == np.uint8
+    torch.testing.assert_close(normalise_crops(crops), expected_pixels, rtol=0, atol=1e-6)
+    _close(model.embed_crops(crops[1:2]), expected[1:2])
 
 
 def test_real_video_frame(real_clip: Path, reference: dict, model) -> None:

@@ -204,12 +204,13 @@ def test_unreadable_and_foreign_files_are_refused(tmp_path):
 
 def test_key_rules_and_prefix_detection():
     assert torchvision_key_to_hf("fc.weight") is None
-    assert torchvision_key_to_hf("layer3.5.bn2.running_mean") == "encoder.stages.2.layers.5.layer.1.normalization.running_mean"
-    assert hf_key_to_torchvision("encoder.stages.2.layers.5.layer.1.normalization.running_mean") == "layer3.5.bn2.running_mean"
+    hf = "encoder.stages.2.layers.5.layer.1.normalization.running_mean"
+    assert torchvision_key_to_hf("layer3.5.bn2.running_mean") == hf
+    assert hf_key_to_torchvision(hf) == "layer3.5.bn2.running_mean"
     for bad in ("layer1.0.conv1.bias", "layer1.0.downsample.2.weight", "classifier.1.weight"):
         with pytest.raises(HecvlError):
             torchvision_key_to_hf(bad)
-    assert find_resnet_prefix(["backbone_img.model.conv1.weight", "backbone_img.model.layer1.0.conv1.weight"]) == (
-        "torchvision", "backbone_img.model.")
+    released = ["backbone_img.model.conv1.weight", "backbone_img.model.layer1.0.conv1.weight"]
+    assert find_resnet_prefix(released) == ("torchvision", "backbone_img.model.")
     assert find_resnet_prefix(["resnet.embedder.embedder.convolution.weight"]) == ("hf", "resnet.")
     assert find_resnet_prefix(["layer1.0.conv1.weight"]) is None

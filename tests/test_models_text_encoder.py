@@ -94,11 +94,17 @@ def test_frozen_cache_encodes_each_text_once_and_ignores_batch_companions(frozen
         frozen.clear_cache()
         alone = frozen(["ok"])
         frozen.clear_cache()
-        together = frozen([TEXTS[1], "ok", TEXTS[0]])
+        together = frozen([TEXTS[1], "ok", "as you can see", TEXTS[0]])
         assert torch.equal(alone[0], together[1])
     finally:
         hook.remove()
     assert not first.requires_grad
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # cached features stay full precision
+        frozen.clear_cache()
+        assert torch.equal(frozen(["ok", "as you can see"]), first[:2])
+    frozen.to(torch.float64)  # the cache follows the weights' device and dtype
+    assert frozen._cache["ok"].dtype == torch.float64
+    frozen.to(torch.float32)
     frozen.load_state_dict(frozen.state_dict())
     assert frozen._cache == {}  # new weights: stale features dropped
 
@@ -122,7 +128,7 @@ def test_encode_has_no_grad_and_restores_mode(trainable):
 
 
 def test_bad_settings_are_clear_errors(tmp_path):
-    with pytest.raises(HecvlError, match="no config.json"):
+    with pytest.raises(HecvlError, match=r"no config\.json"):
         load_text_encoder({"encoder": str(tmp_path)})
     with pytest.raises(HecvlError, match="exceeds the encoder's 512 positions"):
         load_text_encoder({"max_length": 1000})

@@ -103,6 +103,7 @@ def test_second_i_is_frame_round_i_times_fps(backend: str, video25: Path, video_
         assert frame_ids(frames) == [0, 25, 50]
         # half-up rounding, any order, duplicates, and the clamp to the last frame
         assert frame_ids(r.frames_at([2.38, 0.5, 0.02, 0.06, 0.5])) == [59, 13, 1, 2, 13]
+        assert frame_ids(r.frames_at([2.0, 0.0, 1.0])) == [50, 0, 25]
         with pytest.raises(ValueError, match="outside the video"):
             r.frames_at([2.4])
     with open_video(video_ntsc, backend) as r:
@@ -128,6 +129,16 @@ def test_chunked_iteration_across_chunk_boundaries(
         chunks = list(r.iter_frames(times, FrameTransform(size=(32, 40))))
     assert len(chunks) == 5 and all(c.shape[1:] == (32, 40, 3) for c in chunks)
     assert frame_ids(np.concatenate(chunks)) == np.repeat(np.arange(0, 60, 3), 2).tolist()
+
+
+def test_pyav_never_decodes_unwanted_non_reference_frames(video25: Path) -> None:
+    with open_video(video25, "pyav") as r:
+        test = r._droppable
+        assert test is not None  # H.264 in MP4
+        dropped = []
+        r._droppable = lambda data: dropped.append(test(data)) or dropped[-1]
+        assert frame_ids(r.sample(fps=1.0)[1]) == [0, 25, 50]
+    assert sum(dropped) >= 3  # B-frames between a key frame and a wanted frame: skipped, not decoded
 
 
 @needs_decord
@@ -163,6 +174,26 @@ def test_pil_resample_is_close_to_the_decoder_resize(real_clip: Path) -> None:
         a, b = r.frames_at([2.0], fast), r.frames_at([2.0], pil)
     assert a.shape == b.shape == (1, 224, 224, 3)
     assert 0 < np.abs(a.astype(int) - b).mean() < 3.0  # a different method, the same picture
+
+
+def test_containers_without_frame_count_or_timestamps(video25: Path, tmp_path: Path) -> None:
+    mkv = make_video(tmp_path / "v.mkv", n=60)  # Matroska stores no frame count: packets are counted
+    raw = tmp_path / "v.h264"  # an elementary stream: no container, no timestamps, no seeking
+    with av.open(str(video25)) as src, av.open(str(raw), "w", format="h264") as out:
+        stream = src.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        annexb = av.BitStreamFilterContext("h264_mp4toannexb", stream)
+        for packet in src.demux(stream):
+            for converted in annexb.filter(packet if packet.size else None):
+                converted.stream = target
+                out.mux(converted)
+    for path in (mkv, raw):
+        info = probe(path)
+        assert (info.num_frames, info.fps) == (60, 25.0), path
+        for backend in ["auto", "pyav"]:
+            with open_video(path, backend) as r:
+                assert frame_ids(r.sample(fps=5.0)[1]) == list(range(0, 60, 5)), (path, backend)
+                assert frame_ids(r.frames_at([2.0, 0.0, 1.0])) == [50, 0, 25]
 
 
 # --- the transform -----------------------------------------------------------------------------------
@@ -210,18 +241,35 @@ def test_auto_falls_back_to_pyav_for_av1(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @needs_decord
-def test_auto_hands_over_to_pyav_when_decord_fails_mid_read(
+def test_auto_hands_over_to_pyav_when_decord_fails(
     video25: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import decord
 
-    def broken(*args: object, **kwargs: object) -> None:
-        raise decord.DECORDError("simulated decoder failure")
+    real = decord.VideoReader
 
-    monkeypatch.setattr(decord, "VideoReader", broken)
+    class FailsOnSecondBatch:
+        """decord that decodes one batch, then fails (as on a damaged stretch of a file)."""
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self._reader, self._calls = real(*args, **kwargs), 0
+
+        def __len__(self) -> int:
+            return len(self._reader)
+
+        def get_batch(self, indices: list[int]) -> object:
+            self._calls += 1
+            if self._calls > 1:
+                raise decord.DECORDError("simulated decoder failure")
+            return self._reader.get_batch(indices)
+
+    monkeypatch.setattr(reader_mod, "CHUNK", 2)
+    monkeypatch.setattr(decord, "VideoReader", FailsOnSecondBatch)
     with open_video(video25, "auto") as r:
-        assert frame_ids(r.sample(fps=1.0)[1]) == [0, 25, 50]
+        assert frame_ids(r.sample(fps=5.0)[1]) == list(range(0, 60, 5))
     assert "decoding with PyAV instead" in caplog.text
+    with pytest.raises(HecvlError, match="simulated decoder failure"), open_video(video25, "decord") as r:
+        r.sample(fps=5.0)
 
 
 def _bad_inputs(tmp_path: Path, video: Path) -> dict[str, tuple[Path, str]]:
@@ -246,7 +294,7 @@ def _bad_inputs(tmp_path: Path, video: Path) -> dict[str, tuple[Path, str]]:
         "missing": (tmp_path / "missing.mp4", "video file not found"),
         "folder": (tmp_path, "not a file"),
         "truncated": (truncated, "not a readable video"),
-        "truncated_faststart": (cut, "truncated or corrupt"),
+        "truncated_faststart": (cut, "truncated"),
         "text": (text, "not a readable video"),
         "garbled": (garbled, "not a readable video"),
         "audio_only": (audio, "no video stream"),
@@ -258,9 +306,8 @@ def test_bad_input_is_a_clear_error_naming_the_file(
     backend: str, video25: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     for case, (path, problem) in _bad_inputs(tmp_path, video25).items():
-        with pytest.raises(HecvlError) as err:
-            with open_video(path, backend) as r:
-                r.sample(fps=1.0)
+        with pytest.raises(HecvlError) as err, open_video(path, backend) as r:
+            r.sample(fps=1.0)
         assert err.value.path == path, case
         assert problem in str(err.value) and str(path) in str(err.value), (case, str(err.value))
 

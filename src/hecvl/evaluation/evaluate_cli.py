@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,7 @@ from hecvl.evaluation.embed import (
 )
 from hecvl.evaluation.metrics import align, argmax_predictions, score_predictions
 from hecvl.evaluation.probe import features, fit_probe, probe_scores
-from hecvl.evaluation.prompts import FILES as PROMPT_FILES
-from hecvl.evaluation.prompts import STYLES, check_class_names, load_prompts, truncated_prompts
+from hecvl.evaluation.prompts import STYLES, prompts_for, truncated_prompts
 from hecvl.evaluation.settings import EvalSettings
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.io import write_json, write_parquet
@@ -93,17 +93,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def frame_source(params: dict[str, Any]):  # -> tuple[FrameCache, FrameTransform]
-    """The frame cache and the evaluation transform the `frames` stage filled it with."""
-    from hecvl.video import FrameCache, FrameTransform
+    """The frame cache and the evaluation transform of the `frames:` section (what `hecvl frames` filled).
 
-    cfg = params.get("frames") or {}
-    t = cfg.get("transform") or {"size": [360, 640], "crop": 224}
-    transform = FrameTransform(
-        size=tuple(t["size"]) if t.get("size") else None,
-        crop=t.get("crop"),
-        resample=t.get("resample", "bilinear"),
-    )
-    return FrameCache(cfg.get("cache", "data/frames/cache")), transform
+    The rate must be 1 fps: the labels are 1 fps and row i of a cached array is second i.
+    """
+    from hecvl.video.cache import frame_settings
+
+    cache, transform, fps = frame_settings(params.get("frames"))
+    if fps != 1.0:
+        raise HecvlError(f"evaluation runs at 1 fps (protocol.md §5), but frames.fps is {fps:g}")
+    return cache, transform
 
 
 def load_model(
@@ -183,9 +182,7 @@ def evaluate(
         run_info["train_videos"] = ds.split("train")
     else:
         run_info["method"] = "untrained" if weights is None else "zeroshot"
-        source = settings.prompt_file or (ds.name if ds.name in PROMPT_FILES else ds.fmt)
-        prompt_set = load_prompts(source, settings.prompts)
-        check_class_names(prompt_set, ds.classes)
+        prompt_set = prompts_for(ds, settings.prompts, settings.prompt_file)
         truncated = _truncated(model, prompt_set.flat())
         class_emb = class_embeddings(model, prompt_set, levels)
         run_info.update(
@@ -215,18 +212,25 @@ def evaluate(
     return metrics
 
 
-def _probe_scorer(ds, embed, levels, k, settings, seed):
+def _probe_scorer(
+    ds: Any,
+    embed: Callable[[list[str]], dict[str, dict[str, np.ndarray]]],
+    levels: list[str],
+    k: int,
+    settings: EvalSettings,
+    seed: int,
+) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     """Fit the probe on the train split's labelled seconds; return a scorer for embeddings."""
-    train_ids = ds.split("train")
     train_labels = ds.labels("train")
-    train_emb = embed(train_ids)
+    train_emb = embed(ds.split("train"))
     xs, ys = [], []
     for video, g in train_labels.groupby("video", sort=True):
         x = features(train_emb[video], levels)
         secs = g["frame_sec"].to_numpy()
-        secs = secs[secs < len(x)]
+        if secs.max() >= len(x):
+            raise HecvlError(f"labels of {video} run to second {secs.max()}, its frames to {len(x) - 1}")
         xs.append(x[secs])
-        ys.append(g.set_index("frame_sec").loc[secs, "phase_id"].to_numpy())
+        ys.append(g["phase_id"].to_numpy())
     clf = fit_probe(np.concatenate(xs), np.concatenate(ys), settings.probe, seed)
 
     def scorer(emb: dict[str, np.ndarray]) -> np.ndarray:
@@ -236,7 +240,10 @@ def _probe_scorer(ds, embed, levels, k, settings, seed):
 
 
 def prediction_table(
-    embeddings: dict[str, dict[str, np.ndarray]], scorer, labels: pd.DataFrame, num_classes: int
+    embeddings: dict[str, dict[str, np.ndarray]],
+    scorer: Callable[[dict[str, np.ndarray]], np.ndarray],
+    labels: pd.DataFrame,
+    num_classes: int,
 ) -> pd.DataFrame:
     """One row per second of every video: prediction, ground truth (nullable) and every class score."""
     parts = []

@@ -142,3 +142,12 @@ def truncated_prompts(texts: Sequence[str], tokenizer: Any, max_length: int) -> 
     for text, n in long:
         log.warning("prompt has %d tokens and will be truncated to %d: %r", n, max_length, text)
     return long
+
+
+def prompts_for(dataset: Any, style: str, prompt_file: str | Path | None = None) -> PromptSet:
+    """The prompts of a TargetDataset (its own file, else its format's file, or `prompt_file`),
+    checked against the dataset's class list."""
+    source = prompt_file or (dataset.name if dataset.name in FILES else dataset.fmt)
+    prompts = load_prompts(source, style)
+    check_class_names(prompts, dataset.classes)
+    return prompts

@@ -123,9 +123,9 @@ class HecVLModel(nn.Module):
         the one to backpropagate). Going through forward() keeps DDP's gradient hooks in play.
         """
         bags = _as_bags(texts)
-        if len(bags) != len(frames):
+        if not bags or len(bags) != len(frames):
             raise ValueError(f"{len(frames)} videos but {len(bags)} texts")
-        multi = any(len(b) != 1 for b in bags) or not isinstance(texts[0], str)
+        multi = not all(isinstance(t, str) for t in texts)
         flat = [t for b in bags for t in b]
         children = None
         if child_texts is not None:

@@ -78,8 +78,9 @@ def load_bio_clinical_bert_tokenizer(bert_dir: str | Path) -> BertTokenizer:
     vocab_file = bert_dir / "vocab.txt"
     if not vocab_file.is_file():
         raise HecvlError("no vocab.txt in the Bio_ClinicalBERT folder", bert_dir)
-    try:
-        lines = vocab_file.read_text(encoding="utf-8").splitlines()
+    try:  # as transformers' load_vocab: one token per line, only the newline stripped
+        with open(vocab_file, encoding="utf-8") as fh:
+            lines = [line.rstrip("\n") for line in fh.readlines()]
     except UnicodeDecodeError as exc:
         raise HecvlError(f"vocab.txt is not UTF-8 text ({exc.reason})", vocab_file) from exc
     if len(lines) != BERT_VOCAB:

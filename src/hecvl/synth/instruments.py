@@ -65,7 +65,7 @@ def pose(track: ToolTrack, t: float, stretch: tuple[float, float], size: tuple[i
 def draw_tool(img: Array, track: ToolTrack, t: float, stretch: tuple[float, float]) -> None:
     """Draw one instrument at time t into `img` (H, W, 3) float32."""
     spec = vocab.world()["instruments"][track.tool]
-    h, w = img.shape[:2]
+    h, w = img.shape[1:]
     tip, u, o = pose(track, t, stretch, (h, w))
     n = np.array([-u[1], u[0]])
     r = float(spec["radius"]) * h

@@ -18,7 +18,7 @@ from hecvl.synth.world import Scene, VideoPlan, rng_for
 
 Array = np.ndarray
 CANVAS = 1.6  # canvas size relative to the view: the camera's room to move
-SMOKE = np.array([0.86, 0.86, 0.84], dtype=np.float32)
+SMOKE = np.array([0.86, 0.86, 0.84], dtype=np.float32).reshape(3, 1, 1)
 BLOOD = np.array([0.36, 0.03, 0.05], dtype=np.float32)
 
 
@@ -40,7 +40,7 @@ class Camera:
         x = self.c0 + self.amp * np.sin(2 * np.pi * self.freq * t + self.ph[:2])
         x = x + self.shake * np.sin(2 * np.pi * np.array([0.9, 1.3]) * t + self.ph[2:])
         for tj, off in self.jumps:
-            s = np.clip((t - tj) / 0.6, 0.0, 1.0)
+            s = min(max((t - tj) / 0.6, 0.0), 1.0)
             x = x + off * s * s * (3 - 2 * s)
         z = self.zoom * (1.0 + 0.06 * np.sin(2 * np.pi * 0.03 * t + self.ph[0]))
         return float(x[0]), float(x[1]), float(z)
@@ -62,30 +62,30 @@ class ZoomCanvas:
         k = round(np.log(zoom) / np.log(self.ZOOM_STEP))
         if k not in self.levels:
             z = self.ZOOM_STEP**k
-            ch, cw = self.canvas.shape[:2]
+            ch, cw = self.canvas.shape[1:]
             size = (max(1, round(cw / z)), max(1, round(ch / z)))
             if k == 0:
                 self.levels[k] = self.canvas
             else:
                 chans = [
-                    np.asarray(Image.fromarray(self.canvas[..., c], mode="F").resize(size, Image.BILINEAR))
-                    for c in range(self.canvas.shape[2])
+                    np.asarray(Image.fromarray(self.canvas[c], mode="F").resize(size, Image.BILINEAR))
+                    for c in range(self.canvas.shape[0])
                 ]
-                self.levels[k] = np.ascontiguousarray(np.stack(chans, axis=2), dtype=np.float32)
+                self.levels[k] = np.ascontiguousarray(np.stack(chans, axis=0), dtype=np.float32)
         return self.levels[k]
 
     def view(self, cx: float, cy: float, zoom: float, size: tuple[int, int]) -> Array:
-        """A (h, w) window centred at (cx, cy) (fractions of the canvas), as a writable copy."""
+        """A (c, h, w) window centred at (cx, cy) (fractions of the canvas), as a writable copy."""
         h, w = size
-        ch, cw = self.canvas.shape[:2]
+        ch, cw = self.canvas.shape[1:]
         zoom = min(zoom, 0.98 * ch / h, 0.98 * cw / w)
         lv = self.level(zoom)
-        lh, lw = lv.shape[:2]
-        y0 = int(np.clip(round(cy * lh - h / 2), 0, max(lh - h, 0)))
-        x0 = int(np.clip(round(cx * lw - w / 2), 0, max(lw - w, 0)))
-        out = lv[y0 : y0 + h, x0 : x0 + w]
-        if out.shape[:2] != (h, w):  # only when a zoom level rounds below the view size
-            out = np.pad(out, ((0, h - out.shape[0]), (0, w - out.shape[1]), (0, 0)), mode="edge")
+        lh, lw = lv.shape[1:]
+        y0 = min(max(round(cy * lh - h / 2), 0), max(lh - h, 0))
+        x0 = min(max(round(cx * lw - w / 2), 0), max(lw - w, 0))
+        out = lv[:, y0 : y0 + h, x0 : x0 + w]
+        if out.shape[1:] != (h, w):  # only when a zoom level rounds below the view size
+            out = np.pad(out, ((0, 0), (0, h - out.shape[1]), (0, w - out.shape[2])), mode="edge")
         return out.copy()
 
 
@@ -102,7 +102,7 @@ class Renderer:
         sites = vocab.world()["sites"]
         patient = rng_for(plan.seed, "patient")
         self.tints = {s: np.exp(patient.normal(0.0, 0.06, 3)).astype(np.float32) for s in sorted(sites)}
-        self.smoke = ZoomCanvas(textures.fbm(rng, self.canvas_shape, 2.5, octaves=3)[..., None])
+        self.smoke = ZoomCanvas(textures.fbm(rng, self.canvas_shape, 2.5, octaves=3)[None])
         self.room = ZoomCanvas(textures.operating_room(self.canvas_shape, rng))
         self.zoom = float(plan.style.get("zoom", 1.0))
         nuis = vocab.world()["nuisance"]
@@ -130,7 +130,7 @@ class Renderer:
             self._camera = Camera(scene.seed, scene.camera, self.zoom, start, end, self.jump_rate)
 
     def scene_picture(self, t: float) -> Array:
-        """The scene at content time t, before the camera's look (float32 0-1, view size)."""
+        """The scene at content time t, before the camera's look (planar float32 0-1, view size)."""
         oob = self.plan.episode_at(t, "out_of_body")
         if oob is not None:
             cx = 0.5 + 0.25 * np.sin(1.3 * t + oob.start)
@@ -165,7 +165,7 @@ class Renderer:
         if speed > self.blur_speed:
             dx = round((cx - prev[0]) * self.canvas_shape[1] / 3)
             dy = round((cy - prev[1]) * self.canvas_shape[0] / 3)
-            img = (img + np.roll(img, (dy, dx), axis=(0, 1)) + np.roll(img, (2 * dy, 2 * dx), axis=(0, 1))) / 3
+            img = (img + np.roll(img, (dy, dx), axis=(1, 2)) + np.roll(img, (2 * dy, 2 * dx), axis=(1, 2))) / 3
         return img
 
     def picture(self, index: int) -> Array:

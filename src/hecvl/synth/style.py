@@ -86,17 +86,20 @@ class Look:
             self.inner_at = (0, 0)
             self.scene_size = (h // self.scale, w // self.scale)
         sh, sw = self.scene_size
-        # saturation and channel gains as one colour matrix: out = scene @ matrix + offset
+        # saturation and channel gains as one colour matrix: out = matrix @ scene + offset
         sat = float(style["saturation"])
-        mix = sat * np.eye(3, dtype=np.float32) + (1.0 - sat) * LUMA[:, None]
-        self.matrix = (mix * np.asarray(style["gains"], dtype=np.float32)[None, :]).astype(np.float32)
-        self.offset = np.asarray(style["offset"], dtype=np.float32)
+        mix = sat * np.eye(3, dtype=np.float32) + (1.0 - sat) * LUMA[None, :]
+        self.matrix = (np.asarray(style["gains"], dtype=np.float32)[:, None] * mix).astype(np.float32)
         self.tone = float(style.get("tone", 0.0))
         mask_size = (sh, sw) if border else (sh * self.scale, sw * self.scale)
-        self.mask = np.ascontiguousarray(np.repeat(self._vignette(*mask_size), 3, axis=2))
+        self.mask = self._vignette(*mask_size)
         sigma = float(style["noise"])
-        full = (h, w, 3)
-        self.noise = [rng.normal(0.0, sigma, full).astype(np.float32) for _ in range(NOISE_BANK)] if sigma else []
+        offset = draw.planar(np.asarray(style["offset"], dtype=np.float32))
+        # sensor noise bank with the colour offset folded in: one addition per frame
+        self.noise = [
+            (rng.normal(0.0, sigma, (3, h, w)) + offset).astype(np.float32) if sigma else np.broadcast_to(offset, (3, h, w))
+            for _ in range(NOISE_BANK if sigma else 1)
+        ]
         self.overlay = style.get("overlay")
 
     def _vignette(self, h: int, w: int) -> Array:
@@ -108,11 +111,11 @@ class Look:
             radius = float(fov) * w / 2
             dist = np.sqrt((xx + 0.5 - w / 2) ** 2 + (yy + 0.5 - h / 2) ** 2)
             mask = mask * np.clip((radius - dist) / 1.5 + 0.5, 0.0, 1.0)
-        return np.clip(mask, 0.0, 1.0)[..., None].astype(np.float32)
+        return np.clip(mask, 0.0, 1.0).astype(np.float32)
 
     def _banner(self, frame: Array, t: float) -> None:
         ov = self.overlay
-        h, w = frame.shape[:2]
+        h, w = frame.shape[1:]
         bh = max(4, round(h * ov["height"]))
         y0 = 0 if ov["side"] == "top" else h - bh
         draw.rect(frame, 0, y0, w, y0 + bh, draw.rgb(ov["color"]), 0.8)
@@ -129,32 +132,33 @@ class Look:
         draw.rect(frame, cx + s / 4, cy + s / 4, cx + 3 * s / 4, cy + 3 * s / 4, np.full(3, 0.95, np.float32), 0.9)
 
     def finish(self, scene: Array, t: float, index: int) -> Array:
-        """Colour balance, tone, vignette, resolution, border, banner and noise; returns uint8 (H, W, 3)."""
-        sh, sw = scene.shape[:2]
-        img = (scene.reshape(-1, 3) @ self.matrix).reshape(sh, sw, 3)
-        img += self.offset
+        """Colour balance, tone, vignette, resolution, border, banner and noise.
+
+        `scene` is planar (3, h, w) float32; returns the frame as uint8 (H, W, 3), C-contiguous.
+        """
+        c, sh, sw = scene.shape
+        img = (self.matrix @ scene.reshape(3, -1)).reshape(3, sh, sw)
         if self.tone:
-            np.minimum(np.maximum(img, 0.0, out=img), 1.0, out=img)
+            np.clip(img, 0.0, 1.0, out=img)
             img *= (1.0 + self.tone) - self.tone * img
         if self.scale > 1:
-            img = np.repeat(np.repeat(img, self.scale, axis=0), self.scale, axis=1)
+            img = np.repeat(np.repeat(img, self.scale, axis=1), self.scale, axis=2)
         img *= self.mask
         h, w = self.size
         if self.style.get("border"):
-            frame = np.empty((h, w, 3), dtype=np.float32)
-            frame[:] = draw.rgb(self.style["border"]["color"])
+            frame = np.empty((3, h, w), dtype=np.float32)
+            frame[:] = draw.planar(draw.rgb(self.style["border"]["color"]))
             y, x = self.inner_at
-            frame[y : y + img.shape[0], x : x + img.shape[1]] = img
-        elif img.shape[:2] != (h, w):
-            frame = np.zeros((h, w, 3), dtype=np.float32)
-            frame[: img.shape[0], : img.shape[1]] = img
+            frame[:, y : y + img.shape[1], x : x + img.shape[2]] = img
+        elif img.shape[1:] != (h, w):
+            frame = np.zeros((3, h, w), dtype=np.float32)
+            frame[:, : img.shape[1], : img.shape[2]] = img
         else:
             frame = img
         if self.overlay:
             self._banner(frame, t)
-        if self.noise:
-            frame += self.noise[index % NOISE_BANK]
+        frame += self.noise[index % len(self.noise)]
         frame *= 255.0
         frame += 0.5
-        np.minimum(np.maximum(frame, 0.0, out=frame), 255.0, out=frame)
-        return frame.astype(np.uint8)
+        np.clip(frame, 0.0, 255.0, out=frame)
+        return np.ascontiguousarray(frame.astype(np.uint8).transpose(1, 2, 0))

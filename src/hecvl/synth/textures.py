@@ -48,12 +48,12 @@ def _smoothstep(x: Array) -> Array:
 def site_texture(
     site: str, shape: tuple[int, int], rng: np.random.Generator, tint: Array | None = None
 ) -> Array:
-    """The tissue of one anatomical site, (H, W, 3) float32 in 0-1."""
+    """The tissue of one anatomical site, planar (3, H, W) float32 in 0-1."""
     spec = vocab.world()["sites"][site]
     h, w = shape
-    base, alt = draw.rgb(spec["base"]), draw.rgb(spec["alt"])
+    base, alt = draw.planar(draw.rgb(spec["base"])), draw.planar(draw.rgb(spec["alt"]))
     if tint is not None:
-        base, alt = base * tint, alt * tint
+        base, alt = base * draw.planar(tint), alt * draw.planar(tint)
     cells = float(spec.get("cells", 4))
     n = fbm(rng, shape, cells)
     pattern = spec.get("pattern", "smooth")
@@ -79,14 +79,14 @@ def site_texture(
         a = _smoothstep(n * 1.4 - 0.2)
         shade = np.ones(shape, dtype=np.float32)
     light = 0.82 + 0.3 * fbm(rng, shape, 1.5, octaves=1)
-    tex = (base * (1.0 - a[..., None]) + alt * a[..., None]) * (shade * light)[..., None]
+    tex = (base * (1.0 - a) + alt * a) * (shade * light)
     density = float(spec.get("vessels", 0.0))
     if density > 0:
         v = fbm(rng, shape, cells * 1.2, octaves=2)
         ridge = np.exp(-(((v - 0.5) / (0.006 + 0.012 * density)) ** 2))
         keep = smooth_noise(rng, shape, 3.0) < 0.25 + 0.75 * density
         ridge = (ridge * keep * 0.75).astype(np.float32)
-        tex += ridge[..., None] * (VESSEL - tex)
+        tex += ridge * (draw.planar(VESSEL) - tex)
     return np.clip(tex, 0.0, 1.0).astype(np.float32)
 
 
@@ -127,7 +127,7 @@ def build_canvas(scene: Scene, shape: tuple[int, int], unit: float, tints: dict[
     if scene.secondary:
         site2, side, frac = scene.secondary
         tex2 = site_texture(site2, shape, rng, tints.get(site2))
-        m = _band_mask(shape, side, frac, rng)[..., None]
+        m = _band_mask(shape, side, frac, rng)
         canvas = canvas * (1.0 - m) + tex2 * m
     tube = None
     for name in scene.structures:
@@ -183,9 +183,7 @@ def operating_room(shape: tuple[int, int], rng: np.random.Generator) -> Array:
     """What the camera sees out of the body: drapes, gowns, lights, skin; bright and blurred."""
     h, w = shape
     drape = draw.rgb([60, 120, 150]) if rng.random() < 0.5 else draw.rgb([70, 140, 110])
-    room = np.empty((h, w, 3), dtype=np.float32)
-    room[:] = drape
-    room *= (0.7 + 0.5 * fbm(rng, shape, 2.0, octaves=2))[..., None]
+    room = draw.planar(drape) * (0.7 + 0.5 * fbm(rng, shape, 2.0, octaves=2))
     for _ in range(int(rng.integers(4, 8))):
         color = draw.rgb(
             [[225, 225, 230], [210, 170, 150], [120, 130, 140], [240, 240, 210], [40, 60, 90]][int(rng.integers(5))]
@@ -193,4 +191,4 @@ def operating_room(shape: tuple[int, int], rng: np.random.Generator) -> Array:
         c = (w * rng.random(), h * rng.random())
         r = h * rng.uniform(0.08, 0.3)
         draw.ellipse(room, c, (r * rng.uniform(0.6, 2.0), r), color, 0.9, rng.uniform(0, np.pi), soft=0.25 * r)
-    return np.clip(room, 0.0, 1.0)
+    return np.clip(room, 0.0, 1.0).astype(np.float32)

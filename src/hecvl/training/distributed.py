@@ -7,8 +7,10 @@ NCCL on CUDA, Gloo on CPU.
 Batch sizes in params.yaml are global. Every rank draws the same global batch (same seed), keeps its
 contiguous slice of `global / world` samples, and the embeddings are all-gathered (with gradients)
 before the contrastive loss, so the loss and, after DDP's gradient averaging, the gradient equal those
-of one process seeing the whole global batch. What still differs is per-rank state inside the model
-(BatchNorm statistics on CPU, where SyncBatchNorm is unavailable) and floating-point summation order.
+of one process seeing the whole global batch. BatchNorm layers would still normalise each rank's
+slice with its own statistics, so they are synchronised too: torch's SyncBatchNorm on CUDA, and on
+CPU (where SyncBatchNorm refuses to run) `GlobalBatchNorm2d`, which all-reduces the per-channel sums.
+What remains different is floating-point summation order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from hecvl.errors import HecvlError
 
@@ -146,3 +149,67 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     out = value.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / dist.get_world_size()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of every rank's input is the sum of the output gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = tensor.contiguous().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics span all ranks (a SyncBatchNorm that also runs on CPU/Gloo).
+
+    Two passes (global mean, then the global sum of squared deviations), differentiable through the
+    all-reduce, so normalisation, gradients and running statistics equal those of one process holding
+    the whole batch. Outside a multi-process job, or in eval mode, it is a plain BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        dims = (0, 2, 3)
+        count = _AllReduceSum.apply(torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device))
+        mean = _AllReduceSum.apply(x.sum(dims)) / count
+        centred = x - mean.view(1, -1, 1, 1)
+        var = _AllReduceSum.apply(centred.pow(2).sum(dims)) / count
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                n = float(count)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1.0, 1.0)), alpha=m)
+        out = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        if self.affine:
+            out = out * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return out
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Replace every BatchNorm2d by its cross-rank version (SyncBatchNorm on CUDA, GlobalBatchNorm2d
+    elsewhere), keeping parameters, buffers and state-dict keys."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            new = GlobalBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats,
+                device=child.weight.device if child.affine else None,
+            )
+            new.load_state_dict(child.state_dict())
+            new.train(child.training)
+            setattr(module, name, new)
+        else:
+            sync_batchnorm(child, device)
+    return module

@@ -2,13 +2,15 @@
 
 An entry is the frames at `fps` (row i = the frame at time i / fps, the rule in `reader`) after a
 FrameTransform, keyed by the SHA-256 of the video's bytes (so a renamed or copied video still hits
-and a re-encoded one never does), the transform's key and the rate:
+and a re-encoded one never does), the transform's key, the rate and the configured backend (decord
+and PyAV bundle different FFmpeg builds whose resizes differ by a fraction of a grey level; keying
+by backend keeps an entry exactly what the current settings would decode):
 
-    ROOT/<sha[:2]>/<sha>/<transform key>.fps<fps>.npy    uint8 (T, H, W, 3), NumPy format
-    ROOT/<sha[:2]>/<sha>/<transform key>.fps<fps>.json   sidecar: shape, source hash, transform,
-                                                         SHA-256 of the array data; written last
-    ROOT/hashes/<sha1 of the video's absolute path>.json the video's hash, valid while its size and
-                                                         mtime are unchanged (no rehash of big files)
+    ROOT/<sha[:2]>/<sha>/<transform key>.fps<fps>.<backend>.npy   uint8 (T, H, W, 3), NumPy format
+    ROOT/<sha[:2]>/<sha>/<transform key>.fps<fps>.<backend>.json  sidecar: shape, source hash,
+                                              transform, SHA-256 of the array data; written last
+    ROOT/hashes/<sha1 of the video's absolute path>.json   the video's hash, valid while its size
+                                              and mtime are unchanged (no rehash of big files)
 
 Both files are written to a temporary name and renamed into place, the sidecar last, so a reader
 never sees a half-written entry as valid. An entry whose sidecar is missing, unreadable or
@@ -66,7 +68,13 @@ class FrameCache:
         transform = transform or FrameTransform()
         data, sidecar = self.entry_paths(video_path, transform, fps)
         source_sha = sidecar.parent.name
-        expected = {"format": FORMAT, "source_sha256": source_sha, "transform": transform.key(), "fps": fps}
+        expected = {
+            "format": FORMAT,
+            "source_sha256": source_sha,
+            "transform": transform.key(),
+            "fps": fps,
+            "backend": self.backend,
+        }
         arr, problem = self._load(data, sidecar, expected)
         if arr is not None:
             return arr
@@ -79,7 +87,7 @@ class FrameCache:
     ) -> tuple[Path, Path]:
         """(array, sidecar) paths of the entry for this video content, transform and rate."""
         sha = self.video_hash(video_path)
-        stem = f"{transform.key()}.fps{fps:g}"
+        stem = f"{transform.key()}.fps{fps:g}.{self.backend}"
         folder = self.root / sha[:2] / sha
         return folder / f"{stem}.npy", folder / f"{stem}.json"
 
@@ -169,7 +177,7 @@ class FrameCache:
                 arr = np.load(tmp, mmap_mode="r")
                 stat = os.stat(tmp)  # rename keeps size and mtime: this is the entry we verified
             bar.close()
-            backend = reader.backend
+            decoded_by = reader.backend
         meta = {
             **expected,
             "shape": list(shape),
@@ -178,7 +186,7 @@ class FrameCache:
             "transform_params": transform.to_dict(),
             "video": {**info.to_dict(), "size_bytes": os.path.getsize(video)},
             "row_time": "row i is the frame at time i / fps seconds: frame index round(i * video_fps / fps)",
-            "backend": backend,
+            "decoded_by": decoded_by,
         }
         write_json(sidecar, meta)
         self._verified.add((str(data), stat.st_size, stat.st_mtime_ns))

@@ -1,6 +1,6 @@
 """`hecvl frames`: decode the 1 fps evaluation frames of videos once, into the frame cache.
 
-    hecvl frames VIDEO... --cache DIR --size H W [--crop C] [--fps 1]
+    hecvl frames VIDEO... --cache DIR [--size H W] [--crop C] [--fps 1]
     hecvl frames --params params.yaml --dataset cholec80 [--split test|all] [--out manifest.json]
 
 With `--params`, the videos are those of a target dataset's split (`all`: every split) and the
@@ -53,12 +53,14 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         raise HecvlError("no videos: give video files or --params with --dataset")
 
+    if args.params is None and args.cache is None:
+        raise HecvlError("give --cache DIR (or --params with a `frames:` section)")
     cache, transform, fps = frame_settings(settings)
     overrides = {"size": args.size, "crop": args.crop, "resample": args.resample}
-    if any(v is not None for v in overrides.values()):
-        current = transform.to_dict()
-        current.update({k: v for k, v in overrides.items() if v is not None})
-        transform = _transform(current)
+    if args.params is None:  # listed videos: the transform is exactly what the command line says
+        transform = _transform({"size": None, "crop": None, "resample": "bilinear"} | overrides)
+    elif any(v is not None for v in overrides.values()):
+        transform = _transform(transform.to_dict() | {k: v for k, v in overrides.items() if v is not None})
     fps = args.fps if args.fps is not None else fps
     root = args.cache if args.cache is not None else cache.root
     cache = FrameCache(root, backend=args.backend or cache.backend)
@@ -104,6 +106,6 @@ def dataset_videos(params: dict[str, Any], dataset: str, split: str) -> dict[str
 
 def _transform(cfg: dict[str, Any]) -> FrameTransform:
     try:
-        return FrameTransform(size=cfg.get("size"), crop=cfg.get("crop"), resample=cfg.get("resample"))
+        return FrameTransform(size=cfg["size"], crop=cfg["crop"], resample=cfg["resample"] or "bilinear")
     except ValueError as exc:
         raise HecvlError(f"invalid frame transform: {exc}") from None

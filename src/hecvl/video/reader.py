@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from hecvl.video.transform import FrameTransform
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
-CHUNK = 32  # frames converted per batch: bounds memory for hour-long videos
+CHUNK = 32  # frames converted per batch, at most CHUNK_BYTES of decoded frames: bounds memory
+CHUNK_BYTES = 128 << 20
 _DECORD_UNSUPPORTED = {"av1"}  # codecs decord's bundled FFmpeg cannot decode
 
 
@@ -57,7 +59,7 @@ class VideoInfo:
 def frame_indices(times_s: Sequence[float] | np.ndarray, info: VideoInfo) -> np.ndarray:
     """Frame index shown at each time (the module's rule); times outside [0, duration) are an error."""
     times = np.asarray(times_s, dtype=np.float64).reshape(-1)
-    bad = (times < 0) | (times >= info.duration_s + 1e-9) | ~np.isfinite(times)
+    bad = (times < 0) | (times >= info.duration_s) | ~np.isfinite(times)
     if bad.any():
         raise ValueError(
             f"time {times[bad][0]!r} s is outside the video ({info.duration_s:.3f} s): {info.path}"
@@ -98,7 +100,8 @@ class VideoReader:
         unique, inverse = np.unique(idx, return_inverse=True)
         chunks = list(self._decode_checked(unique, transform))
         frames = np.concatenate(chunks) if chunks else self._empty(transform)
-        return frames[inverse.reshape(-1)] if len(unique) != len(idx) else frames
+        inverse = inverse.reshape(-1)
+        return frames if np.array_equal(inverse, np.arange(len(idx))) else frames[inverse]
 
     def sample(
         self,
@@ -154,7 +157,12 @@ class VideoReader:
             done += len(chunk)
             yield chunk
         if done != len(indices):
-            raise HecvlError(f"{self.backend} decoded {done} of {len(indices)} frames", self.path)
+            problem = f"video is truncated or corrupt: decoded only {done} of {len(indices)} frames asked for"
+            raise HecvlError(problem, self.path)
+
+    def _chunk_len(self, transform: FrameTransform) -> int:
+        h, w = transform.decoder_size or (self.info.height, self.info.width)
+        return max(1, min(CHUNK, CHUNK_BYTES // (h * w * 3)))
 
     def _empty(self, transform: FrameTransform) -> np.ndarray:
         return np.zeros((0, *self.output_shape(transform), 3), dtype=np.uint8)
@@ -173,7 +181,7 @@ class PyAVReader(VideoReader):
         super().__init__(info)
         self._container = _open_container(info.path)
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._stream.thread_type = "AUTO"  # frame + slice threads
         self._reformatter = av.video.reformatter.VideoReformatter()
         self._index: _PacketIndex | None = None
         self._droppable = _h264_nonref_test(self._stream)
@@ -200,6 +208,7 @@ class PyAVReader(VideoReader):
                 self.path,
             )
         self._wanted = {index.pts[i] for i in indices}
+        chunk_len = self._chunk_len(transform)
         buf: list[np.ndarray] = []
         frames = None  # the decoder's output since the last seek
         last_pts = None  # pts of the last frame taken from it
@@ -219,7 +228,7 @@ class PyAVReader(VideoReader):
                     f"video is truncated or corrupt: frame {i} (of {self.info.num_frames}) cannot be decoded",
                     self.path,
                 )
-            if len(buf) == CHUNK:
+            if len(buf) == chunk_len:
                 yield transform.finish(np.stack(buf))
                 buf = []
         if buf:
@@ -229,20 +238,21 @@ class PyAVReader(VideoReader):
         self._container.seek(key_pts, stream=self._stream, backward=True, any_frame=False)
         droppable, wanted = self._droppable, self._wanted
         for packet in self._container.demux(self._stream):
-            if droppable and packet.size and packet.pts not in wanted and droppable(bytes(packet)):
+            if droppable and packet.size and packet.pts not in wanted and droppable(memoryview(packet)):
                 continue  # a picture nothing refers to and nobody asked for: never decoded
             yield from packet.decode()
 
     def _decode_sequential(self, indices: np.ndarray, transform: FrameTransform) -> Iterator[np.ndarray]:
-        self._container.seek(0, stream=self._stream)
+        self._reopen()  # streams without timestamps often cannot seek either: start afresh
         wanted = iter(indices.tolist())
         want = next(wanted)
+        chunk_len = self._chunk_len(transform)
         buf: list[np.ndarray] = []
         for n, frame in enumerate(self._container.decode(self._stream)):
             if n != want:
                 continue
             buf.append(self._convert(frame, transform))
-            if len(buf) == CHUNK:
+            if len(buf) == chunk_len:
                 yield transform.finish(np.stack(buf))
                 buf = []
             want = next(wanted, None)
@@ -250,6 +260,12 @@ class PyAVReader(VideoReader):
                 break
         if buf:
             yield transform.finish(np.stack(buf))
+
+    def _reopen(self) -> None:
+        self._container.close()
+        self._container = _open_container(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
 
     def _convert(self, frame: av.VideoFrame, transform: FrameTransform) -> np.ndarray:
         size = transform.decoder_size
@@ -267,22 +283,26 @@ class PyAVReader(VideoReader):
 def _h264_nonref_test(stream: av.video.VideoStream) -> Any:
     """For H.264 in MP4/MKV (length-prefixed NAL units), a test for packets no other frame refers to.
 
-    A picture with nal_ref_idc 0 is never used for prediction, so skipping it changes no other
-    frame; at 1 fps that spares most B-frames. Other codecs return None (decode every packet).
+    A picture whose slices all have nal_ref_idc 0 is never used for prediction, so skipping it
+    changes no other frame; at 1 fps that spares most B-frames. Other codecs get None (decode all).
     """
     extradata = stream.codec_context.extradata
-    if stream.codec_context.name != "h264" or not extradata or extradata[0] != 1 or len(extradata) < 5:
+    if stream.codec_context.codec.canonical_name != "h264" or not extradata or extradata[0] != 1:
         return None
-    width = (extradata[4] & 3) + 1
+    if len(extradata) < 5:
+        return None
+    width = (extradata[4] & 3) + 1  # bytes of each NAL unit's length prefix
 
-    def is_nonref(data: bytes) -> bool:
-        pos, end = 0, len(data)
+    def is_nonref(data: memoryview) -> bool:
+        pos, end, slices = 0, len(data), 0
         while pos + width < end:
             header = data[pos + width]
-            if header & 0x1F in (1, 5):  # the first coded slice decides
-                return header & 0x60 == 0
+            if header & 0x1F in (1, 5):  # a coded slice (5: IDR)
+                if header & 0x60:
+                    return False
+                slices += 1
             pos += width + int.from_bytes(data[pos : pos + width], "big")
-        return False
+        return slices > 0
 
     return is_nonref
 
@@ -301,7 +321,7 @@ class _PacketIndex:
         usable = True
         try:
             for packet in container.demux(stream):
-                if packet.size == 0:
+                if packet.size == 0 or packet.is_discard:
                     continue
                 if packet.pts is None:
                     usable = False
@@ -343,12 +363,12 @@ class DecordReader(VideoReader):
     def _decode(self, indices: np.ndarray, transform: FrameTransform) -> Iterator[np.ndarray]:
         from decord import DECORDError
 
-        pos = 0
+        pos, chunk_len = 0, self._chunk_len(transform)
         while pos < len(indices):
             if self._pyav is not None:
                 yield from self._pyav._decode(indices[pos:], transform)
                 return
-            chunk = indices[pos : pos + CHUNK]
+            chunk = indices[pos : pos + chunk_len]
             try:
                 reader = self._reader(transform.decoder_size)
                 frames = reader.get_batch(chunk.tolist()).asnumpy()
@@ -370,12 +390,15 @@ class DecordReader(VideoReader):
         return self._readers[size]
 
     def _give_up(self, exc: Exception) -> None:
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        message = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", lines[-1])  # drop decord's "[time] file:line: "
         if not self._fallback:
-            raise HecvlError(f"decord cannot read this video: {message}", self.path) from None
+            problem = f"decord cannot read this video (corrupt, truncated or unsupported): {message}"
+            raise HecvlError(problem, self.path) from None
         log.warning("%s: decord failed (%s); decoding with PyAV instead", self.path, message)
         self._readers.clear()
         self._pyav = PyAVReader(self.info)
+        self.backend = "pyav"  # what decodes from now on (recorded in cache sidecars)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -404,7 +427,7 @@ def probe(path: str | Path) -> VideoInfo:
             width=int(width),
             height=int(height),
             duration_s=count / fps,
-            codec=stream.codec_context.name,
+            codec=stream.codec_context.codec.canonical_name,
         )
     finally:
         container.close()
@@ -454,8 +477,7 @@ def _open_container(path: Path) -> av.container.InputContainer:
 def _count_packets(container: av.container.InputContainer, stream: av.video.VideoStream, path: Path) -> int:
     """Frame count for containers that do not store it (WebM, MKV): one packet per frame."""
     try:
-        count = sum(1 for packet in container.demux(stream) if packet.size)
+        count = sum(1 for packet in container.demux(stream) if packet.size and not packet.is_discard)
     except av.error.FFmpegError as exc:
         raise HecvlError(f"cannot read the video stream: {exc}", path) from None
-    container.seek(0)
     return count

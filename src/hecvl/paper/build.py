@@ -1,0 +1,220 @@
+"""Build the paper's outputs from the study's results: tables, figures, protocol note.
+
+    hecvl paper table --params params.yaml --name NAME --out results/ablations/NAME.csv LABEL=PATH ...
+    hecvl paper build --params params.yaml --out results/paper
+
+Which file is which row comes from the study design (hecvl.study.Study), the same object the
+Snakefile asks, so a table can only contain runs the DAG made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hecvl.errors import HecvlError
+from hecvl.io import write_csv, write_text
+from hecvl.paper import figures
+from hecvl.paper.collect import (
+    Result,
+    load_results,
+    losses_frame,
+    match_entries,
+    per_phase_frame,
+    predictions_path,
+    read_predictions,
+    resolve,
+    runs_frame,
+)
+from hecvl.paper.protocol import data_description, params_digest, protocol_markdown
+from hecvl.paper.published import PublishedTable, dataset_title, load_published
+from hecvl.paper.tables import (
+    ABLATION_COLUMNS,
+    ablation_summary,
+    main_table,
+    read_ablation_csv,
+    seed_summary,
+    write_ablation_table,
+    write_main_table,
+)
+from hecvl.study import PAIRS, REFERENCES, Study
+
+log = logging.getLogger(__name__)
+
+TIMELINE_VIDEOS = 2  # test videos per dataset in timelines.png
+
+
+def ablation_table(
+    study: Study, name: str, rows: Sequence[tuple[str, str]], out: Path, root: Path = Path(".")
+) -> pd.DataFrame:
+    """Aggregate one ablation's metrics files (rows: label, path) into its tidy CSV at `out`."""
+    if not rows:
+        raise HecvlError(f"ablation {name!r}: no LABEL=PATH rows given")
+    entries = match_entries(rows, study.ablation_entries(name), f"ablation {name!r}")
+    runs = runs_frame(load_results(entries, root))
+    table = ablation_summary(name, runs, study.datasets)
+    write_csv(out, table)
+    return table
+
+
+def _reference_results(study: Study, root: Path) -> list[Result]:
+    """The untrained and linear-probe results of the ablations that define them (once each)."""
+    seen: dict[str, Any] = {}
+    for name in study.ablations:
+        for e in study.ablation_entries(name):
+            if e.variant in REFERENCES:
+                seen.setdefault(e.path, e)
+    return load_results(list(seen.values()), root)
+
+
+def _notes(study: Study, published: PublishedTable, data_long: str) -> list[str]:
+    others = published.other_reports
+    other = "; ".join(
+        f"{m} on {', '.join(f'{dataset_title(r.dataset)} {r.accuracy:g} / {r.f1:g}' for r in g.itertuples())}"
+        f" ({g['source'].iloc[0]})"
+        for (m, _src), g in others.groupby(["method", "source"], sort=False)
+    )
+    notes = [
+        f"Published rows: {published.data} ({published.source}). Our rows: {data_long}. The two are on "
+        "different data and are not comparable number for number; the published rows give the scale.",
+        f"Protocol: protocol.md beside this table (settings digest {params_digest(study.params)}).",
+    ]
+    if list(study.datasets) != list(published.datasets):
+        notes.append(
+            "The published average column is recomputed over the datasets shown; the paper's own averages "
+            f"are over {', '.join(dataset_title(d) for d in published.datasets)}."
+        )
+    if other:
+        notes.append(f"Other reports of the released weights, on their own protocols: {other}.")
+    return notes
+
+
+def build(params: dict[str, Any], out: Path, root: Path = Path(".")) -> list[Path]:
+    """Write every output of the paper into `out`; returns the paths written."""
+    study = Study(params)
+    published = load_published()
+    data_long, data_short = data_description(params)
+    out = Path(out)
+
+    main_results = load_results(study.main_entries(), root)
+    ref_results = _reference_results(study, root)
+    main_runs = runs_frame(main_results)
+    ours = seed_summary(main_runs, study.datasets, keys=["label"])
+
+    ablation_tables = [read_ablation_csv(resolve(root, study.ablation_table(a))) for a in study.ablations]
+    ablations = (
+        pd.concat(ablation_tables, ignore_index=True)
+        if ablation_tables
+        else pd.DataFrame(columns=ABLATION_COLUMNS)
+    )
+    refs = ablations[ablations["label"].isin(REFERENCES)].drop_duplicates(["label", "dataset"])
+    table = main_table(ours, published, study.datasets, data_long, data_short, references=refs)
+    notes = _notes(study, published, data_long)
+    written = write_main_table(table, study.datasets, out, notes)
+    written += write_ablation_table(ablations, study.datasets, out, notes[1:])
+
+    all_results = main_results + ref_results
+    seeds_txt = ", ".join(map(str, study.seeds))
+    runs = runs_frame(all_results).rename(
+        columns={"label": "method", "accuracy_mean": "accuracy", "f1_mean": "f1"}
+    )
+    written.append(
+        figures.accuracy_f1_figure(
+            runs,
+            out / "accuracy_f1.png",
+            f"Zero-shot phase recognition on {data_short} data (ours): mean ± std over seeds ({seeds_txt})",
+        )
+    )
+    phases = per_phase_frame(all_results).rename(columns={"label": "method"})
+    written.append(
+        figures.per_phase_f1_figure(
+            phases,
+            study.datasets,
+            out / "per_phase_f1.png",
+            f"Per-phase F1 (pooled over test frames, mean over seeds), {data_short} data",
+        )
+    )
+
+    seed0 = study.seeds[0]
+    shown = [r for r in main_results if r.entry.label == study.main and r.entry.seed == seed0]
+    written.append(
+        figures.confusion_figure(
+            [(r.entry.dataset, r.metrics["confusion_matrix"], r.metrics["classes"]) for r in shown],
+            out / "confusion.png",
+            f"{study.main} (seed {seed0}): confusion matrices, rows normalised",
+        )
+    )
+    timelines = []
+    for r in shown:
+        pred = read_predictions(predictions_path(r.path))
+        for video in sorted(pred["video"].unique())[:TIMELINE_VIDEOS]:
+            timelines.append((r.entry.dataset, video, pred[pred["video"] == video], r.metrics["classes"]))
+    written.append(
+        figures.timelines_figure(
+            timelines,
+            out / "timelines.png",
+            f"{study.main} (seed {seed0}): ground truth vs prediction, test videos",
+        )
+    )
+
+    loss_files = {
+        (e.label, e.seed): resolve(root, f"{study.model_dir(e.variant, e.seed)}/losses.csv")
+        for e in study.main_entries()
+    }
+    written.append(
+        figures.training_curves_figure(
+            losses_frame(loss_files),
+            out / "training_curves.png",
+            f"Pretraining losses per level (mean ± std over seeds {seeds_txt})",
+        )
+    )
+
+    stats_path = resolve(root, f"{PAIRS}/stats.json")
+    stats = _read_json(stats_path) if stats_path.is_file() else None
+    write_text(out / "protocol.md", protocol_markdown(study, all_results, published, stats))
+    written.append(out / "protocol.md")
+    _track(study, table, written)
+    return written
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HecvlError(f"not a readable JSON file: {exc}", path) from None
+
+
+def read_noise_table(path: Path) -> pd.DataFrame:
+    """The narration-noise sweep's tidy CSV: relevance, method, seed, dataset, accuracy, f1."""
+    if not path.is_file():
+        raise HecvlError("narration-noise table not found", path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise HecvlError(f"not a readable CSV: {exc}", path) from None
+    lacking = [c for c in ("relevance", "method", "seed", "dataset", "accuracy", "f1") if c not in df.columns]
+    if lacking:
+        raise HecvlError(f"narration-noise table lacks column(s) {', '.join(lacking)}", path)
+    return df
+
+
+def _track(study: Study, table: pd.DataFrame, written: Sequence[Path]) -> None:
+    """One MLflow run holding the tables and figures as artifacts, and our headline numbers as metrics."""
+    from hecvl.tracking import mlflow_run
+
+    ours = table[table["group"] != "published"]
+    with mlflow_run(experiment=study.name, run_name="paper", tags={"stage": "paper", "rule": "paper"}) as run:
+        run.log_metrics(
+            {
+                f"{r.method.split(' ')[0]}/{r.dataset}/{m}": getattr(r, m)
+                for r in ours.itertuples()
+                for m in ("accuracy_mean", "f1_mean")
+            }
+        )
+        for path in written:
+            run.log_artifact(path, artifact_path="paper")

@@ -1,0 +1,60 @@
+"""`hecvl paper`: the study's tables and figures.
+
+hecvl paper table --params params.yaml --name NAME --out results/ablations/NAME.csv LABEL=PATH ...
+    one ablation's tidy CSV (mean ± std across seeds of the video-wise means, per label and dataset)
+hecvl paper build --params params.yaml --out results/paper
+    main and ablation tables (CSV, Markdown, LaTeX), figures, protocol.md
+hecvl paper noise --table sweep.csv --out results/paper/narration_noise.png
+    zero-shot accuracy / F1 against the fraction of relevant narrations
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hecvl.params import load_params
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="paper_command", metavar="ACTION", required=True)
+    table = sub.add_parser("table", help="aggregate one ablation's metrics files into its CSV")
+    table.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
+    table.add_argument("--name", required=True, help="ablation name (params.yaml `ablations:`)")
+    table.add_argument("--out", type=Path, required=True, help="CSV to write")
+    table.add_argument("--root", type=Path, default=Path("."), help="project root the paths are relative to")
+    table.add_argument("rows", nargs="+", metavar="LABEL=PATH", help="each row's label and metrics.json")
+
+    build = sub.add_parser("build", help="tables, figures and protocol note of the whole study")
+    build.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
+    build.add_argument("--out", type=Path, default=Path("results/paper"), help="output folder")
+    build.add_argument("--root", type=Path, default=Path("."), help="project root the paths are relative to")
+
+    noise = sub.add_parser("noise", help="accuracy vs narration relevance figure of the noise sweep")
+    noise.add_argument(
+        "--table",
+        type=Path,
+        required=True,
+        help="CSV with columns relevance, method, seed, dataset, accuracy, f1",
+    )
+    noise.add_argument("--out", type=Path, required=True, help="PNG to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hecvl.paper import build as paper
+    from hecvl.paper.collect import parse_rows
+    from hecvl.study import Study
+
+    if args.paper_command == "table":
+        study = Study(load_params(args.params))
+        table = paper.ablation_table(study, args.name, parse_rows(args.rows), args.out, args.root)
+        print(f"ablation {args.name}: {table['label'].nunique()} settings, {len(table)} rows -> {args.out}")
+    elif args.paper_command == "build":
+        written = paper.build(load_params(args.params), args.out, args.root)
+        print(f"paper: {len(written)} files -> {args.out}")
+    else:
+        from hecvl.paper.figures import noise_figure
+
+        noise_figure(paper.read_noise_table(args.table), args.out)
+        print(f"narration-noise figure -> {args.out}")
+    return 0

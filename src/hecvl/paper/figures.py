@@ -1,0 +1,366 @@
+"""The paper's figures (seaborn on matplotlib's Agg backend), each a function of tidy DataFrames.
+
+Every error bar is ± the population std (ddof=0) across seeds, the same spread the tables print, so a
+figure never shows a different uncertainty than the table beside it. PNGs are written atomically and
+without a Software/date stamp, so identical inputs give identical bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+
+from hecvl.errors import HecvlError
+from hecvl.io import atomic_path
+from hecvl.paper.published import dataset_title
+
+DPI = 100
+STYLE = {"style": "whitegrid", "context": "notebook"}
+
+
+def std_interval(values: Sequence[float]) -> tuple[float, float]:
+    """mean ± population std (ddof=0): seaborn's `errorbar` for every figure (its "sd" uses ddof=1)."""
+    v = np.asarray(values, dtype=float)
+    m, s = float(v.mean()), float(v.std(ddof=0))
+    return m - s, m + s
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Write `fig` as PNG atomically (no metadata stamp: deterministic bytes) and close it."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def palette(methods: Sequence[str]) -> dict[str, Any]:
+    """One colour per method, the same in every figure."""
+    colours = sns.color_palette("colorblind", max(len(methods), 1))
+    return dict(zip(methods, colours, strict=False))
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    lacking = [c for c in columns if c not in df.columns]
+    if lacking:
+        raise HecvlError(f"{what}: data lacks column(s) {', '.join(lacking)}")
+    if df.empty:
+        raise HecvlError(f"{what}: no data to plot")
+
+
+def _themed(func: Callable[..., Path]) -> Callable[..., Path]:
+    """Apply the figures' seaborn style locally (never changing the caller's global rcParams)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Path:
+        with sns.axes_style(STYLE["style"]), sns.plotting_context(STYLE["context"]):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_themed
+def accuracy_f1_figure(runs: pd.DataFrame, out: str | Path, title: str) -> Path:
+    """Bars: accuracy and F1 per dataset and method (mean over seeds), ± std across seeds, seeds as dots.
+
+    `runs`: one row per (method, seed, dataset) with `accuracy` and `f1` (video-wise means, %).
+    """
+    _require(runs, ["method", "seed", "dataset", "accuracy", "f1"], "accuracy/F1 figure")
+    df = runs.assign(dataset=runs["dataset"].map(dataset_title))
+    methods = list(dict.fromkeys(df["method"]))
+    colours = palette(methods)
+    n_ds = df["dataset"].nunique()
+    fig, axes = plt.subplots(
+        1, 2, figsize=(max(9.0, 2.2 * n_ds * 2 + 2), 4.8), sharey=True, layout="constrained"
+    )
+    for ax, metric, name in zip(axes, ("accuracy", "f1"), ("accuracy (%)", "macro F1 (%)"), strict=True):
+        sns.barplot(
+            df,
+            x="dataset",
+            y=metric,
+            hue="method",
+            hue_order=methods,
+            palette=colours,
+            errorbar=std_interval,
+            capsize=0.15,
+            err_kws={"linewidth": 1.2},
+            ax=ax,
+            legend=False,
+        )
+        sns.stripplot(
+            df,
+            x="dataset",
+            y=metric,
+            hue="method",
+            hue_order=methods,
+            palette=colours,
+            dodge=True,
+            color="black",
+            edgecolor="black",
+            linewidth=0.6,
+            size=3.5,
+            alpha=0.7,
+            legend=False,
+            ax=ax,
+        )
+        ax.set_xlabel("target dataset")
+        ax.set_ylabel(name)
+        ax.set_title(name.split(" (")[0])
+        ax.set_ylim(0, 100)
+    handles = [Patch(color=colours[m], label=m) for m in methods]
+    fig.legend(handles=handles, title="method (dots: seeds)", loc="outside right upper", fontsize="small")
+    fig.suptitle(title)
+    return save_figure(fig, out)
+
+
+@_themed
+def per_phase_f1_figure(
+    per_phase: pd.DataFrame, datasets: Sequence[str], out: str | Path, title: str
+) -> Path:
+    """Heatmaps, one per dataset: methods x phases, per-phase F1 (pooled over frames, mean over seeds).
+
+    `per_phase`: one row per (method, seed, dataset, phase) with `phase_id`, `phase`, `f1` (NaN: undefined).
+    """
+    _require(per_phase, ["method", "seed", "dataset", "phase_id", "phase", "f1"], "per-phase F1 figure")
+    present = [d for d in datasets if d in set(per_phase["dataset"])]
+    methods = list(dict.fromkeys(per_phase["method"]))
+    widths = [per_phase.loc[per_phase["dataset"] == d, "phase_id"].nunique() for d in present]
+    fig, axes = plt.subplots(
+        len(present),
+        1,
+        squeeze=False,
+        figsize=(max(7.0, 0.85 * max(widths) + 3), (0.45 * len(methods) + 2.4) * len(present)),
+    )
+    for ax, ds in zip(axes[:, 0], present, strict=True):
+        d = per_phase[per_phase["dataset"] == ds]
+        names = d.drop_duplicates("phase_id").set_index("phase_id")["phase"]
+        grid = d.groupby(["method", "phase_id"], sort=False)["f1"].mean().unstack("phase_id")
+        grid = grid.reindex(index=[m for m in methods if m in grid.index], columns=sorted(names.index))
+        sns.heatmap(
+            grid,
+            ax=ax,
+            vmin=0,
+            vmax=100,
+            cmap="viridis",
+            annot=True,
+            fmt=".0f",
+            annot_kws={"size": 8},
+            cbar_kws={"label": "F1 (%)"},
+            linewidths=0.5,
+            linecolor="white",
+        )
+        ax.set_xticks(
+            np.arange(grid.shape[1]) + 0.5,
+            labels=[str(names[c]) for c in grid.columns],
+            rotation=40,
+            ha="right",
+            fontsize=8,
+        )
+        ax.set_xlabel("phase (blank: F1 undefined, phase neither present nor predicted)")
+        ax.set_ylabel("method")
+        ax.set_title(dataset_title(ds))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def row_normalised(cm: np.ndarray) -> np.ndarray:
+    """Fraction of each true phase's frames per predicted phase (rows of absent phases stay 0)."""
+    cm = np.asarray(cm, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+
+
+@_themed
+def confusion_figure(
+    panels: Sequence[tuple[str, np.ndarray, Sequence[str]]], out: str | Path, title: str
+) -> Path:
+    """Row-normalised confusion matrices, one panel per dataset: (dataset, counts K x K, class names)."""
+    if not panels:
+        raise HecvlError("confusion figure: no confusion matrix to plot")
+    n = len(panels)
+    cols = min(n, 2)
+    nrows = int(np.ceil(n / cols))
+    k_max = max(len(c) for _, _, c in panels)
+    size = 2.8 + 0.55 * k_max
+    fig, axes = plt.subplots(nrows, cols, squeeze=False, figsize=(cols * (size + 1.4), nrows * size))
+    for ax, (ds, cm, classes) in zip(axes.flat, panels, strict=False):
+        frac = row_normalised(cm)
+        sns.heatmap(
+            frac,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="Blues",
+            square=True,
+            annot=len(classes) <= 12,
+            fmt=".2f",
+            annot_kws={"size": 7},
+            xticklabels=list(classes),
+            yticklabels=list(classes),
+            cbar_kws={"label": "fraction of the true phase's frames", "shrink": 0.8},
+        )
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", fontsize=7)
+        ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=7)
+        ax.set_xlabel("predicted phase")
+        ax.set_ylabel("true phase")
+        ax.set_title(f"{dataset_title(ds)} ({int(np.asarray(cm).sum())} frames)")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def timeline_arrays(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(ground truth, prediction) per second of one video as float arrays, NaN where unlabelled/absent."""
+    t = int(pred["frame_sec"].max()) + 1
+    gt = np.full(t, np.nan)
+    pr = np.full(t, np.nan)
+    secs = pred["frame_sec"].to_numpy(dtype=int)
+    pr[secs] = pred["phase_id"].to_numpy(dtype=float)
+    gt[secs] = pd.to_numeric(pred["gt_phase_id"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return gt, pr
+
+
+@_themed
+def timelines_figure(
+    panels: Sequence[tuple[str, str, pd.DataFrame, Sequence[str]]], out: str | Path, title: str
+) -> Path:
+    """Phase strips over time, ground truth above prediction: one axis per (dataset, video, preds, classes).
+
+    Grey marks seconds without a label (e.g. MultiBypass140 outside any phase); the title of each
+    strip gives the video's accuracy over its labelled seconds.
+    """
+    if not panels:
+        raise HecvlError("timelines figure: no predictions to plot")
+    k_max = max(len(c) for *_, c in panels)
+    colours = (
+        sns.color_palette("tab20", 20)[: max(k_max, 1)] if k_max > 10 else sns.color_palette("tab10", 10)
+    )
+    cmap = ListedColormap(colours[:k_max])
+    cmap.set_bad("lightgrey")
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(12, 1.25 * len(panels) + 1.2))
+    last_ds = None
+    for ax, (ds, video, pred, classes) in zip(axes[:, 0], panels, strict=True):
+        gt, pr = timeline_arrays(pred)
+        img = np.ma.masked_invalid(np.vstack([gt, pr]))
+        ax.imshow(
+            img,
+            aspect="auto",
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=k_max - 0.5,
+            interpolation="nearest",
+            extent=(0, len(gt), 1.5, -0.5),
+        )
+        ax.set_yticks([0, 1], labels=["ground truth", "prediction"], fontsize=8)
+        ax.grid(False)
+        labelled = ~np.isnan(gt)
+        acc = 100.0 * float(np.mean(gt[labelled] == pr[labelled])) if labelled.any() else float("nan")
+        ax.set_title(f"{dataset_title(ds)} · video {video} · accuracy {acc:.1f}%", fontsize=9, loc="left")
+        ax.set_xlabel("time (s)" if ax is axes[-1, 0] else "")
+        if ds != last_ds:
+            handles = [Patch(color=colours[i], label=f"{i} {name}") for i, name in enumerate(classes)]
+            ax.legend(
+                handles=handles,
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.15),
+                fontsize=7,
+                title=f"{dataset_title(ds)} phases",
+                title_fontsize=8,
+                frameon=False,
+            )
+            last_ds = ds
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+@_themed
+def training_curves_figure(losses: pd.DataFrame, out: str | Path, title: str) -> Path:
+    """Loss per level over optimizer steps, one panel per level, mean over seeds ± std across seeds.
+
+    `losses`: long rows (method, seed, step, level, loss); a level is plotted at the steps that trained it.
+    """
+    _require(losses, ["method", "seed", "step", "level", "loss"], "training curves")
+    levels = [lvl for lvl in ("clip", "phase", "video") if lvl in set(losses["level"])]
+    methods = list(dict.fromkeys(losses["method"]))
+    colours = palette(methods)
+    fig, axes = plt.subplots(1, len(levels), squeeze=False, figsize=(4.6 * len(levels), 4.0))
+    for ax, level in zip(axes[0], levels, strict=True):
+        d = losses[losses["level"] == level]
+        sns.lineplot(
+            d,
+            x="step",
+            y="loss",
+            hue="method",
+            hue_order=[m for m in methods if m in set(d["method"])],
+            palette=colours,
+            errorbar=std_interval,
+            linewidth=1.2,
+            ax=ax,
+        )
+        ax.set_title(f"{level} level")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("contrastive loss (level total)")
+        ax.legend(title="method", fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+@_themed
+def noise_figure(
+    df: pd.DataFrame, out: str | Path, title: str = "zero-shot accuracy vs narration relevance"
+) -> Path:
+    """Accuracy and F1 against the fraction of narrations that describe what is visible, per dataset.
+
+    `df`: tidy rows relevance, method, seed, dataset, accuracy, f1 (%, video-wise means). Points are
+    means over seeds, bars ± std across seeds (ddof=0): where the hierarchy helps, and where not.
+    """
+    _require(df, ["relevance", "method", "seed", "dataset", "accuracy", "f1"], "narration-noise figure")
+    datasets = list(dict.fromkeys(df["dataset"]))
+    methods = list(dict.fromkeys(df["method"]))
+    colours = palette(methods)
+    fig, axes = plt.subplots(
+        2, len(datasets), squeeze=False, sharex=True, sharey="row", figsize=(3.8 * len(datasets) + 1, 7.0)
+    )
+    for j, ds in enumerate(datasets):
+        d = df[df["dataset"] == ds]
+        for i, (metric, name) in enumerate((("accuracy", "accuracy (%)"), ("f1", "macro F1 (%)"))):
+            ax = axes[i, j]
+            sns.lineplot(
+                d,
+                x="relevance",
+                y=metric,
+                hue="method",
+                hue_order=methods,
+                palette=colours,
+                errorbar=std_interval,
+                err_style="bars",
+                err_kws={"capsize": 4},
+                marker="o",
+                ax=ax,
+                legend=(i == 0 and j == 0),
+            )
+            ax.set_title(dataset_title(ds) if i == 0 else "")
+            ax.set_xlabel("fraction of narrations describing the visible scene" if i == 1 else "")
+            ax.set_ylabel(name if j == 0 else "")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)

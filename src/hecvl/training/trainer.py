@@ -1,0 +1,461 @@
+"""Pretraining: one variant of the study, trained for a fixed number of optimizer steps.
+
+    result = pretrain(params, pairs_dir, out_dir, variant="hecvl")
+
+What a run guarantees:
+- Determinism: model initialisation, batch order and every sample's random draws are functions of
+  `seed` (params) and the step; Python, NumPy and torch generators are seeded and checkpointed too.
+  On CPU, a run killed at any point and resumed ends with bit-identical weights.
+- Resumability: every `train.checkpoint_every` steps (and at the end) the main rank writes an atomic,
+  checksummed checkpoint (model, optimizer, scheduler, RNG states, data position, losses so far).
+  A new run in the same output folder resumes from the newest checkpoint that verifies; corrupt ones
+  are reported and skipped (`checkpoint.latest_valid`); with none valid the run starts from step 0
+  with a warning. A checkpoint written with other settings is refused (use another --out).
+- Outputs (main rank only, all written atomically), in `out_dir`:
+  `model/` (`save_pretrained`: model.safetensors + config.json), `train_config.json` (resolved
+  params, training settings, schedule, effective batch sizes; deterministic), `losses.csv` (one row
+  per step: lr, every loss term, gradient norm; deterministic), `summary.json` (timing, throughput),
+  `checkpoints/`.
+- Tracking: one MLflow run per invocation (hecvl.tracking), with params, per-step metrics, system
+  metrics and the outputs above as artifacts.
+- Devices: CUDA when available (bf16 autocast), else CPU (fp32). Under torchrun: DDP with global
+  batch sizes (see `distributed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hecvl.errors import HecvlError
+from hecvl.io import write_csv, write_json
+from hecvl.models import build_model, save_pretrained
+from hecvl.training import checkpoint as ckpt
+from hecvl.training.data import LevelData, build_level_data, make_loader
+from hecvl.training.distributed import DistEnv, broadcast_object, init_distributed, shutdown, sync_batchnorm
+from hecvl.training.optim import build_optimizer
+from hecvl.training.schedules import LEVELS, Schedule, build_schedule
+from hecvl.training.settings import TrainSettings
+from hecvl.training.step import ContrastiveStep
+
+log = logging.getLogger(__name__)
+
+# Settings that change how a run executes but not what it computes: a resume may differ in these.
+_OPERATIONAL = ("device", "num_workers", "checkpoint_every", "keep_checkpoints", "log_every")
+
+
+@dataclass
+class PretrainResult:
+    out_dir: Path
+    model_dir: Path
+    steps: int
+    start_step: int  # 0 for a fresh run, else the checkpoint step it resumed from
+    seconds: float
+    losses: pd.DataFrame = field(repr=False)
+    is_main: bool = True  # False on the other ranks of a torchrun job (which write nothing)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def config_fingerprint(params: Mapping[str, Any], settings: TrainSettings) -> str:
+    """Hash of what determines the weights: resolved params and training settings (not operational ones)."""
+    train = {k: v for k, v in settings.to_dict().items() if k not in _OPERATIONAL}
+    rest = {k: v for k, v in params.items() if k != "train"}
+    blob = json.dumps({"params": rest, "train": train}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Trainer:
+    """Builds everything a run needs; `train()` runs it. Also used by the benchmark to time steps."""
+
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        pairs_dir: str | Path,
+        out_dir: str | Path | None,
+        *,
+        corpus_root: str | Path | None = None,
+        variant: str = "main",
+        steps: int | None = None,
+        env: DistEnv | None = None,
+    ) -> None:
+        self.params = dict(params)
+        self.settings = TrainSettings.from_params(params, steps)
+        self.variant = variant
+        self.seed = int(params.get("seed", 0))
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.pairs_dir = Path(pairs_dir)
+        corpus = corpus_root or (params.get("data") or {}).get("corpus")
+        if not corpus:
+            raise HecvlError("no corpus folder: pass --corpus or set data.corpus in the parameters")
+        self.corpus_root = Path(corpus)
+        self.env = env or init_distributed(self.settings.device)
+        self.device = self.env.device
+        self.autocast = self._autocast_dtype()
+
+        seed_everything(self.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        self.model = build_model(params.get("model") or {}, seed=self.seed)
+        if self.env.distributed:
+            sync_batchnorm(self.model, self.device)
+        self.model.to(self.device)
+        vis = self.model.config.visual
+
+        s = self.settings
+        candidate = ("clip",) if s.schedule == "clip_only" else s.levels
+        self.data: dict[str, LevelData] = build_level_data(
+            self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
+            vis.image_size, tuple(vis.mean), tuple(vis.std),
+        )
+        per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
+        self.schedule: Schedule = build_schedule(s.to_dict(), s.steps, per_epoch)
+        self.data = {lvl: d for lvl, d in self.data.items() if lvl in self.schedule.levels}
+        self.step_module = ContrastiveStep(self.model, self.schedule.weights)
+        self.optimizer, self.scheduler = build_optimizer(self.model, s.to_dict(), s.steps)
+        self.fingerprint = config_fingerprint(self.params, s)
+
+    # --- setup helpers ---------------------------------------------------------------------------
+    def _autocast_dtype(self) -> torch.dtype | None:
+        precision = self.settings.precision
+        if precision == "bf16" and self.device.type != "cuda":
+            raise HecvlError("train.precision bf16 needs CUDA (bf16 autocast is used on CUDA only)")
+        if precision == "fp32" or self.device.type != "cuda":
+            return None
+        return torch.bfloat16
+
+    def warm_text_cache(self, progress: bool | None = None) -> int:
+        """Encode every distinct text the run will use once, before training (frozen text encoder only).
+
+        The frozen encoder caches features by text; filling the cache up front in large batches is
+        far cheaper on CPU than encoding each batch's misses as they come. Returns the number of texts.
+        """
+        text = self.model.text
+        if not getattr(text, "caching", False):
+            return 0
+        texts: dict[str, None] = {}
+        for d in self.data.values():
+            for row in d.dataset.rows:
+                texts[row["text"]] = None
+            for children in d.dataset.child_texts:
+                texts.update(dict.fromkeys(children))
+        text.encode(list(texts), batch_size=256, progress=bool(progress) and self.env.is_main)
+        return len(texts)
+
+    def _wrapped(self) -> nn.Module:
+        if not self.env.distributed:
+            return self.step_module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # levels change from step to step, so some heads are unused in a given step
+        return nn.parallel.DistributedDataParallel(self.step_module, device_ids=ids, find_unused_parameters=True)
+
+    def loaders(self, start_step: int) -> dict[str, Iterator[dict[str, Any]]]:
+        """Per level, an iterator over this rank's batches from `start_step` to the end of the run."""
+        a = self.settings.grad_accum
+        begin, total = self.schedule.batches_before(start_step), self.schedule.counts()
+        return {
+            lvl: iter(make_loader(d, self.seed, a * begin[lvl], a * total[lvl], self.env, self.settings.num_workers))
+            for lvl, d in self.data.items()
+        }
+
+    # --- state ------------------------------------------------------------------------------------
+    def state(self, step: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Everything a resume needs, as tensors and plain values (loads with weights_only=True)."""
+        frozen = self._frozen_keys()
+        return {
+            "model": {k: v for k, v in self.model.state_dict().items() if k not in frozen},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "data_position": {k: int(v) for k, v in self.schedule.batches_before(step).items()},
+            "fingerprint": self.fingerprint,
+            "losses": {c: [r.get(c) for r in rows] for c in _columns(rows)},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+        if state.get("fingerprint") != self.fingerprint:
+            raise HecvlError(
+                "the checkpoints here were written with other settings (params, variant or --steps); "
+                "use another --out or pass --no-resume"
+            )
+        step = int(state["step"])
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        if unexpected or set(missing) - self._frozen_keys():
+            raise ckpt.CorruptCheckpoint(
+                f"model state does not fit the model (missing {sorted(set(missing) - self._frozen_keys())[:3]}, "
+                f"unexpected {sorted(unexpected)[:3]})"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        cols = state.get("losses") or {}
+        n = len(next(iter(cols.values()))) if cols else 0
+        rows = [{c: cols[c][i] for c in cols if cols[c][i] is not None} for i in range(n)]
+        return step, rows
+
+    def _frozen_keys(self) -> set[str]:
+        """Parameters that never train (the frozen text encoder): rebuilt from their source on resume,
+        so checkpoints stay small (the MiniLM alone is 90 MB)."""
+        return {name for name, p in self.model.named_parameters() if not p.requires_grad}
+
+    def resume_state(self, resume: bool) -> dict[str, Any] | None:
+        """The newest valid checkpoint (found by the main rank, loaded by every rank), or None."""
+        record = None
+        if resume and self.out_dir is not None and self.env.is_main:
+            found = ckpt.latest_valid(self.out_dir / "checkpoints")
+            record = None if found is None else str(ckpt.checkpoint_path(self.out_dir / "checkpoints", found["step"]))
+        record = broadcast_object(record)
+        if record is None:
+            return None
+        return ckpt.load_checkpoint(Path(record).with_suffix(".json"))
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def train_step(self, step: int, wrapped: nn.Module, batches: Mapping[str, Iterator]) -> dict[str, float]:
+        """One optimizer step: `grad_accum` micro-batches of the step's levels, clip, update."""
+        s = self.settings
+        levels = self.schedule.levels_at(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        samples = 0
+        wait = 0.0
+        for micro in range(s.grad_accum):
+            t0 = time.perf_counter()
+            inputs = {lvl: _to_device(next(batches[lvl]), self.device) for lvl in levels}
+            wait += time.perf_counter() - t0
+            samples += sum(len(b["text"]) for b in inputs.values())
+            sync = contextlib.nullcontext()
+            if micro < s.grad_accum - 1 and isinstance(wrapped, nn.parallel.DistributedDataParallel):
+                sync = wrapped.no_sync()
+            with sync, torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
+                                      enabled=self.autocast is not None):
+                terms = wrapped(inputs)
+                loss = terms["total"] / s.grad_accum
+            loss.backward()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) / s.grad_accum
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, s.grad_clip if s.grad_clip > 0 else float("inf"))
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        row = {"step": step + 1, "levels": "+".join(levels), "lr": lr, "loss": sums.pop("total"),
+               "grad_norm": float(norm), **sums}
+        row["_samples"] = samples * self.env.world_size
+        row["_data_wait_s"] = wait
+        return row
+
+    def train(self, resume: bool = True, progress: bool | None = None, track: bool = True) -> PretrainResult:
+        """Run (or finish) the training; the main rank writes the outputs and tracks the run."""
+        s, env = self.settings, self.env
+        state = self.resume_state(resume)
+        start, rows = (0, []) if state is None else self.restore(state)
+        if start:
+            log.info("resuming from step %d of %d", start, s.steps)
+        n_texts = self.warm_text_cache(progress)
+        wrapped = self._wrapped()
+        self.model.train()
+        batches = self.loaders(start)
+        tracker = _tracker(self, start) if (track and env.is_main) else contextlib.nullcontext(None)
+        t_start = time.perf_counter()
+        timing: dict[str, Any] = {"samples": {}, "seconds": {}, "wait": 0.0}
+        with tracker as run:
+            bar = tqdm(total=s.steps, initial=start, desc=f"pretrain {self.variant}", unit="step",
+                       disable=True if not env.is_main else (None if progress is None else not progress))
+            metrics = _MetricBuffer(run)
+            for step in range(start, s.steps):
+                t0 = time.perf_counter()
+                row = self.train_step(step, wrapped, batches)
+                dt = time.perf_counter() - t0
+                samples, wait = row.pop("_samples"), row.pop("_data_wait_s")
+                _account(timing, row["levels"], samples, dt, wait)
+                rows.append(row)
+                if not all(math.isfinite(v) for v in (row["loss"], row["grad_norm"])):
+                    raise HecvlError(f"non-finite loss or gradient at step {step + 1}: {row}")
+                if env.is_main:
+                    bar.update(1)
+                    bar.set_postfix(_postfix(row, samples / max(dt, 1e-9)), refresh=False)
+                    if (step + 1) % s.log_every == 0:
+                        metrics.add(_metrics(row, samples / max(dt, 1e-9), dt), step=step + 1)
+                    done = step + 1
+                    if self.out_dir is not None and (done == s.steps or (s.checkpoint_every
+                                                                         and done % s.checkpoint_every == 0)):
+                        ckpt.save_checkpoint(self.out_dir / "checkpoints", done, self.state(done, rows),
+                                             keep=s.keep_checkpoints)
+            bar.close()
+            metrics.flush()
+            seconds = time.perf_counter() - t_start
+            losses = pd.DataFrame(rows, columns=_columns(rows))
+            model_dir = self.out_dir / "model" if self.out_dir is not None else Path()
+            if env.is_main and self.out_dir is not None:
+                self.write_outputs(losses, timing, seconds, start, n_texts)
+                if run is not None:
+                    run.log_metrics({"train/seconds": seconds, "train/steps_per_s": (s.steps - start) / max(seconds, 1e-9)})
+                    for name in ("model", "train_config.json", "losses.csv", "summary.json"):
+                        run.log_artifact(self.out_dir / name, artifact_path=None if name != "model" else "model")
+        return PretrainResult(self.out_dir or Path(), model_dir, s.steps, start, seconds, losses, env.is_main)
+
+    def write_outputs(
+        self, losses: pd.DataFrame, timing: Mapping[str, Any], seconds: float, start: int, n_texts: int
+    ) -> None:
+        assert self.out_dir is not None
+        save_pretrained(self.model, {**self.params, "model": self.model.config.to_dict()}, self.out_dir / "model")
+        write_json(self.out_dir / "train_config.json", self.resolved_config())
+        write_csv(self.out_dir / "losses.csv", losses)
+        per_level = {  # keyed by the step's levels ("clip", or "clip+phase+video" for joint steps)
+            key: {
+                "samples": n,
+                "seconds": round(timing["seconds"][key], 3),
+                "samples_per_s": round(n / max(timing["seconds"][key], 1e-9), 2),
+            }
+            for key, n in timing["samples"].items()
+        }
+        write_json(self.out_dir / "summary.json", {
+            "seconds": round(seconds, 3),
+            "steps_run": self.settings.steps - start,
+            "resumed_from_step": start,
+            "steps_per_s": round((self.settings.steps - start) / max(seconds, 1e-9), 3),
+            "data_wait_s": round(timing["wait"], 3),
+            "per_level": per_level,
+            "distinct_texts_encoded": n_texts,
+            "device": str(self.device),
+            "world_size": self.env.world_size,
+            "final": {k: v for k, v in (losses.iloc[-1].to_dict() if len(losses) else {}).items()
+                      if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))},
+        })
+
+    def resolved_config(self) -> dict[str, Any]:
+        """The run's full configuration: resolved params, settings, schedule, effective batches."""
+        return {
+            "variant": self.variant,
+            "seed": self.seed,
+            "params": self.params,
+            "train": self.settings.to_dict(),
+            "schedule": {"name": self.schedule.name, "levels": list(self.schedule.levels),
+                         "batches": self.schedule.counts()},
+            "batch_size": {lvl: d.batch_size for lvl, d in self.data.items()},
+            "pairs": {lvl: len(d.dataset) for lvl, d in self.data.items()},
+            "world_size": self.env.world_size,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def pretrain(
+    params: Mapping[str, Any],
+    pairs_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    corpus_root: str | Path | None = None,
+    variant: str = "main",
+    steps: int | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    track: bool = True,
+) -> PretrainResult:
+    """Train one variant (params already resolved) and write its outputs to `out_dir`."""
+    trainer = Trainer(params, pairs_dir, out_dir, corpus_root=corpus_root, variant=variant, steps=steps)
+    try:
+        return trainer.train(resume=resume, progress=progress, track=track)
+    finally:
+        shutdown()
+
+
+# --- small helpers -------------------------------------------------------------------------------
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    out = dict(batch)
+    out["frames"] = batch["frames"].to(device, non_blocking=True)
+    return out
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Fixed columns first, then every loss term ever seen, sorted (stable across resumes)."""
+    head = ["step", "levels", "lr", "loss", "grad_norm"]
+    terms = sorted({k for r in rows for k in r} - set(head))
+    return head + terms
+
+
+def _account(timing: dict[str, Any], levels: str, samples: int, seconds: float, wait: float) -> None:
+    timing["samples"][levels] = timing["samples"].get(levels, 0) + samples
+    timing["seconds"][levels] = timing["seconds"].get(levels, 0.0) + seconds
+    timing["wait"] += wait
+
+
+class _MetricBuffer:
+    """Per-step metrics sent to MLflow in batches: one request per ~50 steps instead of one per step
+    (a SQLite store takes tens of milliseconds per request, a noticeable share of a CPU run)."""
+
+    def __init__(self, run: Any, every: int = 50) -> None:
+        self.run, self.every = run, every
+        self.pending: list[Any] = []
+
+    def add(self, values: Mapping[str, float], step: int) -> None:
+        if self.run is None or getattr(self.run, "run_id", None) is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), now, step) for k, v in values.items() if math.isfinite(float(v))]
+        if len(self.pending) >= self.every * max(1, len(values)):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        for i in range(0, len(self.pending), 1000):  # MLflow's per-request limit
+            client.log_batch(self.run.run_id, metrics=self.pending[i : i + 1000], synchronous=True)
+        self.pending = []
+
+
+def _postfix(row: Mapping[str, Any], rate: float) -> dict[str, str]:
+    out = {"lvl": row["levels"], "loss": f"{row['loss']:.3f}"}
+    out.update({k.split("/")[0][:1] + "/" + k.split("/")[1][:2]: f"{v:.3f}" for k, v in row.items()
+                if "/" in k and not k.endswith("/total")})
+    out["samples/s"] = f"{rate:.1f}"
+    return out
+
+
+def _metrics(row: Mapping[str, Any], rate: float, seconds: float) -> dict[str, float]:
+    out = {f"loss/{k}": float(v) for k, v in row.items() if "/" in k}
+    out.update({"loss/total": row["loss"], "lr": row["lr"], "grad_norm": row["grad_norm"],
+                "throughput/samples_per_s": rate, "throughput/step_s": seconds})
+    return out
+
+
+def _tracker(trainer: Trainer, start: int) -> contextlib.AbstractContextManager:
+    from hecvl.tracking import mlflow_run
+
+    study = trainer.params.get("study")
+    experiment = study.get("name") if isinstance(study, Mapping) else study
+    tags = {"stage": "pretrain", "variant": trainer.variant, "seed": trainer.seed,
+            "schedule": trainer.schedule.name, "world_size": trainer.env.world_size,
+            "device": str(trainer.device), "resumed_from_step": start}
+    flat = {k: v for k, v in trainer.params.items() if k not in ("variants", "ablations", "presets")}
+    return mlflow_run(
+        experiment=str(experiment or "hecvl"),
+        run_name=f"pretrain/{trainer.variant}/seed{trainer.seed}",
+        tags=tags,
+        params={**flat, "train": trainer.settings.to_dict()},
+        system_metrics=True,
+    )
