@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from hecvl.datasets.classes import CLASSES
@@ -91,7 +92,7 @@ def write_evaluation(root: Path, entry, seed_offset: float = 0.0) -> dict[str, A
         "prompts": entry.prompts,
         "method": entry.variant if entry.variant in ("untrained", "linear_probe") else "zeroshot",
         "variant": entry.variant,
-        "prompt_file": f"/somewhere/prompts/{'cholec80' if entry.dataset == 'cholec80' else 'multibypass140'}.yaml",
+        "prompt_file": f"/installed/prompts/{DATASETS[entry.dataset]}.yaml",
         "prompt_sha256": "0123456789abcdef" * 4,
         "prompt_version": 1,
         "truncated_prompts": 0,
@@ -151,3 +152,35 @@ def make_results_tree(root: Path) -> Study:
 def ablation_rows(study: Study, name: str) -> list[str]:
     """The `LABEL=PATH` arguments the Snakefile passes (workflow/rules/common.smk `rows`)."""
     return [f"{e.label}={e.path}" for e in study.ablation_entries(name)]
+
+
+def run_cli(argv: list[str]) -> int:
+    from hecvl.cli import main
+
+    return main(argv)
+
+
+def build_tree(root: Path) -> Study:
+    """The results tree, every ablation's CSV through `hecvl paper table`, then `hecvl paper build`."""
+    study = make_results_tree(root)
+    params = str(root / "params.yaml")
+    for name in study.ablations:
+        out = str(root / study.ablation_table(name))
+        argv = ["paper", "table", "--params", params, "--name", name, "--out", out, "--root", str(root)]
+        assert run_cli([*argv, *ablation_rows(study, name)]) == 0
+    out = str(root / "results" / "paper")
+    assert run_cli(["paper", "build", "--params", params, "--out", out, "--root", str(root)]) == 0
+    return study
+
+
+_SHARED: dict[str, tuple[Path, Study]] = {}
+
+
+def shared_tree(factory: pytest.TempPathFactory) -> tuple[Path, Study]:
+    """One built tree for all paper test modules (read-only for them; built once per session)."""
+    if "tree" not in _SHARED:
+        root = factory.mktemp("paper_tree")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HECVL_TRACKING", "off")
+            _SHARED["tree"] = (root, build_tree(root))
+    return _SHARED["tree"]

@@ -57,6 +57,7 @@ def test_sidecar_describes_the_entry(video: Path, tmp_path: Path) -> None:
     assert data.name == "48x80-bilinear-c40.fps2.auto.npy" and data.parent.name == video_sha
     assert meta["source_sha256"] == video_sha and meta["transform"] == T.key() and meta["fps"] == 2.0
     assert meta["shape"] == [8, 40, 40, 3] and meta["dtype"] == "uint8"
+    assert meta["backend"] == "auto" and meta["decoded_by"] in {"decord", "pyav"}
     assert meta["data_sha256"] == hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
     assert meta["video"]["num_frames"] == 100 and meta["video"]["fps"] == 25.0
     assert frame_ids(arr) == [0, 13, 25, 38, 50, 63, 75, 88]  # frame round(k * 12.5), halves up
@@ -166,7 +167,7 @@ def _build(args: tuple[str, str]) -> str:
 
 
 def test_two_processes_building_the_same_entry_both_succeed(video: Path, tmp_path: Path) -> None:
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    with multiprocessing.get_context("spawn").Pool(2) as pool:  # spawn: safe whatever the parent runs
         digests = pool.map(_build, [(str(tmp_path), str(video))] * 2)
     assert digests[0] == digests[1]
     cache = FrameCache(tmp_path)

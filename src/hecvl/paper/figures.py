@@ -84,9 +84,7 @@ def accuracy_f1_figure(runs: pd.DataFrame, out: str | Path, title: str) -> Path:
     methods = list(dict.fromkeys(df["method"]))
     colours = palette(methods)
     n_ds = df["dataset"].nunique()
-    fig, axes = plt.subplots(
-        1, 2, figsize=(max(9.0, 2.2 * n_ds * 2 + 2), 4.8), sharey=True, layout="constrained"
-    )
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * n_ds * 2 + 2), 5.0), layout="constrained")
     for ax, metric, name in zip(axes, ("accuracy", "f1"), ("accuracy (%)", "macro F1 (%)"), strict=True):
         sns.barplot(
             df,
@@ -109,6 +107,7 @@ def accuracy_f1_figure(runs: pd.DataFrame, out: str | Path, title: str) -> Path:
             hue_order=methods,
             palette=colours,
             dodge=True,
+            jitter=False,  # seaborn's jitter is random: bytes would differ between identical builds
             color="black",
             edgecolor="black",
             linewidth=0.6,
@@ -122,7 +121,13 @@ def accuracy_f1_figure(runs: pd.DataFrame, out: str | Path, title: str) -> Path:
         ax.set_title(name.split(" (")[0])
         ax.set_ylim(0, 100)
     handles = [Patch(color=colours[m], label=m) for m in methods]
-    fig.legend(handles=handles, title="method (dots: seeds)", loc="outside right upper", fontsize="small")
+    fig.legend(
+        handles=handles,
+        title="method (dots: single seeds)",
+        loc="outside lower center",
+        ncols=min(len(methods), 4),
+        fontsize="small",
+    )
     fig.suptitle(title)
     return save_figure(fig, out)
 
@@ -252,8 +257,7 @@ def timelines_figure(
     colours = (
         sns.color_palette("tab20", 20)[: max(k_max, 1)] if k_max > 10 else sns.color_palette("tab10", 10)
     )
-    cmap = ListedColormap(colours[:k_max])
-    cmap.set_bad("lightgrey")
+    cmap = ListedColormap(colours[:k_max]).with_extremes(bad="lightgrey")
     fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(12, 1.25 * len(panels) + 1.2))
     last_ds = None
     for ax, (ds, video, pred, classes) in zip(axes[:, 0], panels, strict=True):

@@ -1,7 +1,6 @@
 """H.264 MP4 writing that is byte-identical for identical frames.
 
-PyAV's bundled libx264 with one thread (x264's threaded lookahead is the one source of nondeterminism)
-and the `ultrafast` preset (the pictures are small and simple; speed matters more than size here),
+PyAV's bundled libx264 with one thread (x264's threaded lookahead is the one source of nondeterminism),
 a fixed GOP (keyframe at least every `gop` frames, so clip sampling can seek cheaply) and no variable
 metadata: FFmpeg's MP4 muxer only writes a creation time when asked to, so none is set here.
 """
@@ -25,7 +24,7 @@ def write_mp4(
     n_frames: int,
     repeat: int = 1,
     gop: int | None = None,
-    crf: int = 23,
+    crf: int = 26,
 ) -> int:
     """Encode `pictures` (uint8 RGB, all one size), each shown `repeat` frames, to exactly `n_frames` frames.
 
@@ -46,7 +45,7 @@ def write_mp4(
                     stream.codec_context.gop_size = gop
                     stream.codec_context.thread_count = 1
                     stream.options = {
-                        "preset": "ultrafast",
+                        "preset": "veryfast",
                         "crf": str(crf),
                         "threads": "1",
                         "g": str(gop),

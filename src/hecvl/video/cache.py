@@ -162,7 +162,7 @@ class FrameCache:
             bar = tqdm(
                 total=len(times), desc=video.name, unit="frame", leave=False, disable=not progress or None
             )
-            with atomic_path(data) as tmp:
+            with bar, atomic_path(data) as tmp:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
                 row = 0
                 for chunk in reader.iter_frames(times, transform):
@@ -176,7 +176,6 @@ class FrameCache:
                 # a concurrent builder renames over the name afterwards.
                 arr = np.load(tmp, mmap_mode="r")
                 stat = os.stat(tmp)  # rename keeps size and mtime: this is the entry we verified
-            bar.close()
             decoded_by = reader.backend
         meta = {
             **expected,

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=int, help="centre crop to C x C after the resize")
     parser.add_argument("--resample", choices=RESAMPLE_METHODS, help="resize method (default: bilinear)")
     parser.add_argument("--fps", type=float, help="frames per second of video (default: 1)")
-    parser.add_argument("--backend", choices=BACKENDS, help="decoder (default: auto = decord, else PyAV)")
+    parser.add_argument("--backend", choices=BACKENDS, help="decoder (default: frames.backend, else auto)")
     parser.add_argument("--out", type=Path, help="write a JSON manifest of the cache entries here")
 
 

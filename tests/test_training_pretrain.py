@@ -1,0 +1,143 @@
+"""Pretraining on the smoke world: losses fall, every schedule and both head modes train, runs are tracked."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from training_helpers import small_params, smoke_world, write_params
+
+from hecvl.cli import main
+from hecvl.models import load_pretrained
+from hecvl.pairing.datasets import PairCollate, PairDataset
+from hecvl.pairing.rules import PairingRules
+from hecvl.training.data import frame_geometry
+from hecvl.training.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return smoke_world(tmp_path_factory)
+
+
+def fixed_losses(trainer: Trainer) -> dict[str, float]:
+    """Each level's total loss on a fixed batch (manifest frame plans, centre crops), on a copy of the
+    model in training mode (batch statistics), without touching the trainer's model."""
+    model = copy.deepcopy(trainer.model).train()
+    vis = model.config.visual
+    size, crop = frame_geometry(PairingRules.from_params(trainer.params), vis.image_size)
+    out = {}
+    with torch.no_grad():
+        for level, data in trainer.data.items():
+            ds = PairDataset.from_params(trainer.pairs_dir, level, trainer.corpus_root, trainer.params,
+                                         train=False, size=size, crop=crop, dtype="float32",
+                                         mean=vis.mean, std=vis.std)
+            batch = PairCollate()([ds[i] for i in range(min(len(ds), 8))])
+            terms = type(trainer.step_module)(model).level_terms(
+                level, batch["frames"], batch["text"], batch.get("child_texts"))
+            out[level] = float(terms[f"{level}/total"])
+    return out
+
+
+def test_every_level_loss_falls_and_the_run_is_tracked(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("HECVL_TRACKING", "on")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    params = small_params({"train": {"steps": 16, "checkpoint_every": 0}})
+    trainer = Trainer(params, world["pairs"], tmp_path / "run", corpus_root=world["corpus"], variant="hecvl")
+    before = fixed_losses(trainer)
+    result = trainer.train(progress=False)
+    after = fixed_losses(trainer)
+    for level in ("clip", "phase", "video"):
+        assert after[level] < before[level] - 0.05, (level, before[level], after[level])
+
+    # outputs: weights that load, the resolved config, one loss row per step
+    out = tmp_path / "run"
+    model, cfg = load_pretrained(out / "model")
+    assert cfg["train"]["steps"] == 16 and model.config.heads.mode == "separate"
+    losses = pd.read_csv(out / "losses.csv")
+    assert list(losses["step"]) == list(range(1, 17)) and result.losses.shape == losses.shape
+    assert list(losses["levels"][:4]) == ["clip", "clip", "phase", "video"]
+    assert losses["lr"].iloc[0] < losses["lr"].iloc[1] and losses["lr"].iloc[-1] < losses["lr"].max()
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["variant"] == "hecvl" and config["schedule"]["batches"] == {"clip": 8, "phase": 4, "video": 4}
+    assert config["batch_size"] == {"clip": 8, "phase": 8, "video": 2}
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == ["step-00000016.pt"]  # final only
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(params["study"]["name"]).experiment_id])
+    assert run.data.tags["variant"] == "hecvl" and "git_commit" in run.data.tags
+    assert "data_version" in run.data.tags and run.data.params["train.schedule"] == "fine_to_coarse"
+    rid = run.info.run_id
+    assert len(client.get_metric_history(rid, "loss/clip/video_text")) == 8
+    assert len(client.get_metric_history(rid, "loss/phase/parent_child")) == 4
+    assert len(client.get_metric_history(rid, "lr")) == 16
+    assert "throughput/samples_per_s" in run.data.metrics
+    assert any(k.startswith("system/") for k in run.data.metrics)
+    names = {a.path for a in client.list_artifacts(rid)}
+    assert {"model", "losses.csv", "train_config.json", "summary.json"} <= names
+
+
+@pytest.mark.parametrize(
+    ("schedule", "heads", "trained", "untouched"),
+    [
+        ("fine_to_coarse", "shared", {"shared"}, set()),
+        ("joint", "separate", {"clip", "phase", "video"}, set()),
+        ("clip_only", "separate", {"clip"}, {"phase", "video"}),
+        ("epoch_alternation", "separate", {"clip", "phase", "video"}, set()),
+    ],
+)
+def test_schedules_and_head_modes_train(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    schedule: str, heads: str, trained: set[str], untouched: set[str],
+) -> None:
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+    steps = 6
+    params = small_params({"train": {"schedule": schedule, "steps": steps, "checkpoint_every": 0},
+                           "model": {"heads": {"mode": heads}}})
+    trainer = Trainer(params, world["pairs"], tmp_path / "run", corpus_root=world["corpus"], variant=schedule)
+    init = {k: v.clone() for k, v in trainer.model.state_dict().items() if "heads" in k}
+    trainer.train(progress=False)
+    losses = pd.read_csv(tmp_path / "run" / "losses.csv")
+    assert len(losses) == steps and losses["loss"].map(math.isfinite).all()
+    assert tuple(losses["levels"]) == tuple("+".join(lv) for lv in trainer.schedule.plan)
+    if schedule == "joint":
+        assert set(losses["levels"]) == {"clip+phase+video"}
+    if schedule == "epoch_alternation":  # epoch 0 passes over clip, then phase, then video pairs
+        per = {lvl: d.per_epoch for lvl, d in trainer.data.items()}
+        assert list(losses["levels"][: per["clip"] + 1]) == ["clip"] * per["clip"] + ["phase"]
+    model, _ = load_pretrained(tmp_path / "run" / "model")
+    assert set(model.video_heads) == ({"shared"} if heads == "shared" else {"clip", "phase", "video"})
+    state = model.state_dict()
+    for name in trained:
+        assert not torch.equal(state[f"video_heads.{name}.weight"], init[f"video_heads.{name}.weight"]), name
+    for name in untouched:
+        assert torch.equal(state[f"video_heads.{name}.weight"], init[f"video_heads.{name}.weight"]), name
+
+
+def test_cli_reports_bad_settings_and_missing_pairs(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+    bad = write_params(tmp_path / "bad.yaml", {"train": {"grad_clp": 0}})
+    args = ["pretrain", "--pairs", str(world["pairs"]), "--corpus", str(world["corpus"]), "--out", str(tmp_path / "o")]
+    assert main([*args, "--params", str(bad)]) == 2
+    assert "train.grad_clp" in capsys.readouterr().err
+    good = write_params(tmp_path / "good.yaml")
+    assert main([*args, "--params", str(good), "--variant", "nope"]) == 2
+    assert "unknown variant 'nope'" in capsys.readouterr().err
+    missing = ["pretrain", "--params", str(good), "--pairs", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    assert main([*missing, "--corpus", str(world["corpus"])]) == 2
+    assert "no clip manifest here" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
