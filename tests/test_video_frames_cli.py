@@ -11,6 +11,7 @@ import yaml
 from test_video_reader import frame_ids, make_video
 
 from hecvl.cli import main
+from hecvl.errors import HecvlError
 from hecvl.video import FrameCache, FrameTransform
 
 
@@ -48,6 +49,27 @@ def test_missing_video_is_one_line_error_and_exit_2(
     too_big = ["--size", "48", "80", "--crop", "60"]
     assert main(["frames", str(videos[0]), "--cache", str(tmp_path / "c"), *too_big]) == 2
     assert "invalid frame transform: crop 60 is larger" in capsys.readouterr().err
+
+
+def test_truncated_video_fails_cleanly_and_damages_nothing(
+    videos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out, cache = tmp_path / "manifest.json", tmp_path / "c"
+    base = ["frames", "--cache", str(cache), "--size", "48", "80", "--out", str(out)]
+    assert main([*base, str(videos[0])]) == 0
+    before = out.read_bytes()
+    entries = sorted(p for p in cache.rglob("*.npy"))
+    data = videos[1].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main([*base, str(videos[0]), str(cut)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"hecvl frames: error: {cut}: not a readable video")
+    assert out.read_bytes() == before  # the earlier manifest is intact
+    assert sorted(p for p in cache.rglob("*.npy")) == entries  # no entry, no temporary file added
+    with pytest.raises(HecvlError):
+        main(["--debug", *base, str(cut)])  # --debug: the exception itself, with its traceback
 
 
 def test_frames_for_a_dataset_split_from_params(

@@ -302,9 +302,7 @@ def _bad_inputs(tmp_path: Path, video: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("backend", ["auto", *BACKENDS])
-def test_bad_input_is_a_clear_error_naming_the_file(
-    backend: str, video25: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_bad_input_is_a_clear_error_naming_the_file(backend: str, video25: Path, tmp_path: Path) -> None:
     for case, (path, problem) in _bad_inputs(tmp_path, video25).items():
         with pytest.raises(HecvlError) as err, open_video(path, backend) as r:
             r.sample(fps=1.0)

@@ -7,6 +7,7 @@ def paper_inputs():
     return {
         "main": paths(main),
         "ablations": [STUDY.ablation_table(a) for a in STUDY.ablations],
+        "predictions": sorted({e.path.replace("metrics.json", "predictions.parquet") for e in main}),
         "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/losses.csv" for e in main}),
         "pairs": f"{PAIRS}/stats.json",
     }
@@ -14,7 +15,7 @@ def paper_inputs():
 
 PAPER_TABLES = [
     f"{PAPER}/{name}.{ext}" for name in ("main_table", "ablation_table") for ext in ("csv", "md", "tex")
-]
+] + [f"{PAPER}/protocol.md"]
 PAPER_FIGURES = [
     f"{PAPER}/{name}.png"
     for name in ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "training_curves")

@@ -363,8 +363,9 @@ def noise_figure(
                 legend=(i == 0 and j == 0),
             )
             ax.set_title(dataset_title(ds) if i == 0 else "")
-            ax.set_xlabel("fraction of narrations describing the visible scene" if i == 1 else "")
+            ax.set_xlabel("")
             ax.set_ylabel(name if j == 0 else "")
-    fig.suptitle(title)
+    fig.supxlabel("narration relevance: fraction of narrations describing the visible scene")
+    fig.suptitle(f"{title} (mean ± std over seeds)")
     fig.tight_layout()
     return save_figure(fig, out)
