@@ -48,7 +48,7 @@ def frame_index(frame: np.ndarray) -> int:
     w = arr.shape[1]
     left = float(arr[:, : w // 2 - 2].mean())
     right = float(arr[:, w // 2 + 2 :].mean())
-    return int(round((left - 8) / 16)) + 16 * int(round((right - 8) / 16))
+    return round((left - 8) / 16) + 16 * round((right - 8) / 16)
 
 
 def make_lecture(
@@ -66,9 +66,15 @@ def make_lecture(
     folder.mkdir(parents=True, exist_ok=True)
     if video:
         make_video(folder / "video.mp4", seconds)
-    pd.DataFrame(list(narrations), columns=["start", "end", "text"]).to_csv(folder / "narration.csv", index=False)
+    pd.DataFrame(list(narrations), columns=["start", "end", "text"]).to_csv(
+        folder / "narration.csv", index=False
+    )
     if keysteps is not None:
-        cols = ["start", "end", "step", "text"] if keysteps and len(keysteps[0]) == 4 else ["start", "end", "step"]
+        cols = (
+            ["start", "end", "step", "text"]
+            if keysteps and len(keysteps[0]) == 4
+            else ["start", "end", "step"]
+        )
         pd.DataFrame(list(keysteps), columns=cols).to_csv(folder / "keysteps.csv", index=False)
     if abstract is not None:
         (folder / "abstract.txt").write_text(abstract, encoding="utf-8")
@@ -95,7 +101,9 @@ ABSTRACT = "A laparoscopic cholecystectomy for symptomatic gallstones with disse
 
 def small_corpus(root: Path) -> Path:
     """Three lectures: a clean one, one with messy transcripts and no abstract, one with a corrupt video."""
-    make_lecture(root, "lec_a", 20.0, GOOD_NARRATIONS, GOOD_KEYSTEPS, ABSTRACT, {"procedure": "cholecystectomy"})
+    make_lecture(
+        root, "lec_a", 20.0, GOOD_NARRATIONS, GOOD_KEYSTEPS, ABSTRACT, {"procedure": "cholecystectomy"}
+    )
     make_lecture(
         root,
         "lec_b",
@@ -115,3 +123,13 @@ def small_corpus(root: Path) -> Path:
     data = (bad / "video.mp4").read_bytes()
     (bad / "video.mp4").write_bytes(data[: len(data) // 3])
     return root
+
+
+def run_pair(corpus: Path, out: Path, params: str = "seed: 0\n", *extra: str) -> int:
+    """`hecvl pair CORPUS --params P --out OUT` in-process, with `params` written beside OUT."""
+    from hecvl.cli import main
+
+    path = out.parent / f"{out.name}.params.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(params)
+    return main(["pair", str(corpus), "--params", str(path), "--out", str(out), "--no-progress", *extra])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from pairing_helpers import ABSTRACT, GOOD_KEYSTEPS, GOOD_NARRATIONS, make_lecture, small_corpus
+from pairing_helpers import ABSTRACT, GOOD_KEYSTEPS, GOOD_NARRATIONS, make_lecture, run_pair, small_corpus
 
 from hecvl.cli import main
 from hecvl.pairing.manifest import LEVELS, SCHEMAS, read_manifest
@@ -51,7 +51,10 @@ def test_clip_pairs(paired):
     by_id = {c["pair_id"]: c for c in clips}
     # lec_a: narration 3 ("okay") is too short a text; lec_c is excluded (corrupt video)
     assert sorted(i for i in by_id if i.startswith("lec_a")) == [
-        "lec_a:n00000", "lec_a:n00001", "lec_a:n00002", "lec_a:n00004"
+        "lec_a:n00000",
+        "lec_a:n00001",
+        "lec_a:n00002",
+        "lec_a:n00004",
     ]
     assert not any(c["lecture_id"] == "lec_c" for c in clips)
     ext = by_id["lec_a:n00001"]  # a 1 s narration widened to 3 s around its centre
@@ -108,7 +111,8 @@ def test_stats_account_for_every_segment(paired):
     assert (lectures["found"], lectures["used"]) == (3, 2)
     assert [e["lecture"] for e in lectures["excluded"]] == ["lec_c"]
     assert "lec_c" in lectures["excluded"][0]["reason"] and "video" in lectures["excluded"][0]["reason"]
-    assert lectures["narrations"] == len(GOOD_NARRATIONS) + 6 and lectures["keysteps"] == len(GOOD_KEYSTEPS) + 2
+    assert lectures["narrations"] == len(GOOD_NARRATIONS) + 6
+    assert lectures["keysteps"] == len(GOOD_KEYSTEPS) + 2
     for level in LEVELS:
         entry = stats["levels"][level]
         assert entry["pairs"] == pq.read_metadata(out / f"{level}.parquet").num_rows
@@ -152,8 +156,7 @@ def test_bad_lectures_are_excluded_with_reasons(tmp_path):
     with open(rows / "narration.csv", "a") as fh:
         fh.write('6,5,"end before start"\nabc,9,"not a number"\n7,11,""\n')
     out = tmp_path / "pairs"
-    assert main(["pair", str(corpus), "--params", str(_empty_params(tmp_path)), "--out", str(out),
-                 "--no-progress"]) == 0
+    assert run_pair(corpus, out) == 0
     stats = json.loads((out / "stats.json").read_text())
     excluded = {e["lecture"]: e["reason"] for e in stats["lectures"]["excluded"]}
     assert sorted(excluded) == ["no_narration", "no_video", "not_a_video"]
@@ -162,8 +165,9 @@ def test_bad_lectures_are_excluded_with_reasons(tmp_path):
     assert "not a readable video" in excluded["not_a_video"]
     # row-level problems drop rows, not lectures; an unreadable keysteps.csv is a warning
     clips = {c["pair_id"] for c in _rows(out, "clip")}
-    assert "bad_rows:n00000" in clips and not any(i.startswith("bad_rows:n0000") and i != "bad_rows:n00000"
-                                                  for i in clips)
+    assert "bad_rows:n00000" in clips and not any(
+        i.startswith("bad_rows:n0000") and i != "bad_rows:n00000" for i in clips
+    )
     assert stats["levels"]["clip"]["dropped"]["invalid_span"] == 2
     assert stats["levels"]["clip"]["dropped"]["empty_text"] == 1
     assert any(w["lecture"] == "bad_keysteps" and "keysteps.csv" in w["message"] for w in stats["warnings"])
@@ -173,31 +177,21 @@ def test_bad_lectures_are_excluded_with_reasons(tmp_path):
 def test_all_lectures_bad_is_an_error(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     make_lecture(corpus, "only", 6.0, GOOD_NARRATIONS[:1], video=False)
-    code = main(["pair", str(corpus), "--params", str(_empty_params(tmp_path)), "--out", str(tmp_path / "o"),
-                 "--no-progress"])
-    assert code == 2
+    assert run_pair(corpus, tmp_path / "o") == 2
     assert "no lecture could be paired" in capsys.readouterr().err
 
 
 def test_missing_corpus_and_bad_params_write_nothing(tmp_path, capsys):
     out = tmp_path / "pairs"
-    assert main(["pair", str(tmp_path / "nope"), "--params", str(_empty_params(tmp_path)), "--out", str(out)]) == 2
+    assert run_pair(tmp_path / "nope", out) == 2
     assert "corpus folder not found" in capsys.readouterr().err
-    params = tmp_path / "bad.yaml"
-    params.write_text("pairing: {clip: {frames: 99}}\n")
-    assert main(["pair", str(tmp_path), "--params", str(params), "--out", str(out)]) == 2
+    assert run_pair(tmp_path, out, "pairing: {clip: {frames: 99}}\n") == 2
     assert not out.exists()
 
 
 def test_corpus_path_may_be_relative(paired, tmp_path, monkeypatch):
-    corpus, params, out = paired
+    corpus, params, _ = paired
     shutil.copytree(corpus / "lec_a", tmp_path / "c" / "lec_a")
     monkeypatch.chdir(tmp_path)
     assert main(["pair", "c", "--params", str(params), "--out", "o", "--no-progress"]) == 0
     assert {c["video"] for c in _rows(Path("o"), "clip")} == {"lec_a/video.mp4"}
-
-
-def _empty_params(tmp_path: Path) -> Path:
-    path = tmp_path / "params.yaml"
-    path.write_text("seed: 0\n")
-    return path

@@ -113,7 +113,7 @@ def test_clip_span_and_grid():
     rng = np.random.default_rng(0)
     for _ in range(200):
         start, end = clip_span(10, 20, 3, 5, rng)
-        assert 10 <= start and end <= 20 and 3 - 1e-3 <= end - start <= 5 + 1e-3
+        assert start >= 10 and end <= 20 and 3 - 1e-3 <= end - start <= 5 + 1e-3
     times = clip_times(0, 4, 2, 4)
     assert times.tolist() == [0.5, 1.5, 2.5, 3.5]
     for _ in range(100):
@@ -177,7 +177,9 @@ def test_phase_text_rule():
 def test_phase_pairs_link_children_and_allow_gaps():
     rules = PairingRules()
     tally = Tally()
-    clips, _ = _clips([(1, 4, "narration one here"), (12, 16, "narration two here"), (17, 19, "three is here")])
+    clips, _ = _clips(
+        [(1, 4, "narration one here"), (12, 16, "narration two here"), (17, 19, "three is here")]
+    )
     keysteps = pd.DataFrame(
         [(0, 8, "Opening", ""), (8, 9, "Tiny", ""), (11, 19, "Closing", "we close the wound")],
         columns=["start", "end", "step", "text"],

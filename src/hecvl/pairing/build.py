@@ -127,7 +127,7 @@ def _pair_lecture(
     summarise: Summarise | None,
 ) -> None:
     lid = lecture.id
-    video = Path(lecture.video).resolve().relative_to(corpus_root.resolve()).as_posix()
+    video = Path(lecture.video).relative_to(corpus_root).as_posix()  # not resolved: links stay links
     duration = float(info.duration_s)
     last_frame = (info.num_frames - 1) / info.fps
     has_keysteps = lecture.keysteps is not None and len(lecture.keysteps) > 0

@@ -34,6 +34,7 @@ from hecvl.video import FrameTransform, open_video
 from hecvl.video.transform import centre_crop_origin
 
 _CHILD_LEVEL = {"phase": "clip", "video": "phase"}
+_INHERITED_READERS: list[Any] = []  # readers a forked worker inherited: never used, never destroyed
 _CHILD_COLUMN = {"phase": "clip_ids", "video": "phase_ids"}
 
 
@@ -164,6 +165,9 @@ class PairDataset(Dataset):
     def _reader(self, row: Mapping[str, Any]) -> Any:
         """A reader for the row's video, opened in this process and kept in a small LRU."""
         if os.getpid() != self._pid:  # a forked worker: the parent's readers are not ours to use
+            # ... nor to free: their destructors would join decoder threads that do not exist in this
+            # process and hang forever. Park them where the garbage collector never reaches.
+            _INHERITED_READERS.append(self._readers)
             self._readers = OrderedDict()
             self._pid = os.getpid()
         path = row["video"]

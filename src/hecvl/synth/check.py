@@ -34,8 +34,12 @@ from hecvl.video import FrameTransform, open_video
 FEATURE_SIZE = 32  # frames are decoded at 32x32; features: 16x16 means + 8-bin colour histograms
 HIST_BINS = 8
 CROSS = [("strasbypass70", "bernbypass70"), ("bernbypass70", "strasbypass70")]
-LECTURE_FOR = {"cholec80": "cholecystectomy", "autolaparo": "hysterectomy",
-               "strasbypass70": "gastric_bypass", "bernbypass70": "gastric_bypass"}
+LECTURE_FOR = {
+    "cholec80": "cholecystectomy",
+    "autolaparo": "hysterectomy",
+    "strasbypass70": "gastric_bypass",
+    "bernbypass70": "gastric_bypass",
+}
 
 
 def frame_features(frames: np.ndarray) -> np.ndarray:
@@ -44,8 +48,10 @@ def frame_features(frames: np.ndarray) -> np.ndarray:
     n = len(x)
     small = x.reshape(n, 16, 2, 16, 2, 3).mean(axis=(2, 4)).reshape(n, -1)
     bins = np.minimum((x * HIST_BINS).astype(np.int64), HIST_BINS - 1).reshape(n, -1, 3)
-    hist = np.stack([np.stack([(bins[:, :, c] == b).mean(axis=1) for b in range(HIST_BINS)], axis=1)
-                     for c in range(3)], axis=1).reshape(n, -1)
+    hist = np.stack(
+        [np.stack([(bins[:, :, c] == b).mean(axis=1) for b in range(HIST_BINS)], axis=1) for c in range(3)],
+        axis=1,
+    ).reshape(n, -1)
     return np.concatenate([small, hist], axis=1)
 
 
@@ -58,8 +64,13 @@ def _video_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _dataset(world: Path, name: str, manifest: dict[str, Any]) -> TargetDataset:
     spec = manifest["targets"][name]
     centre = spec["centre"]
-    cfg = {"format": spec["format"], "root": str(world / spec["root"]), "videos": spec["videos"],
-           "labels": spec["labels"], "splits": Path(spec["splits"]).name}
+    cfg = {
+        "format": spec["format"],
+        "root": str(world / spec["root"]),
+        "videos": spec["videos"],
+        "labels": spec["labels"],
+        "splits": Path(spec["splits"]).name,
+    }
     if spec["format"] == "multibypass140":
         cfg["centre"] = centre
     return TargetDataset.from_params(name, {"data": {"targets": {name: cfg}}})
@@ -102,8 +113,10 @@ def _probe(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0) -> Any:
 
 def _scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred = model.predict(x)
-    return {"accuracy": round(100 * accuracy_score(y, pred), 2),
-            "f1": round(100 * f1_score(y, pred, average="macro"), 2)}
+    return {
+        "accuracy": round(100 * accuracy_score(y, pred), 2),
+        "f1": round(100 * f1_score(y, pred, average="macro"), 2),
+    }
 
 
 def narration_relevance(world: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +134,9 @@ def narration_relevance(world: Path, manifest: dict[str, Any]) -> dict[str, Any]
             hit = False
             if scene is not None:
                 tools = {t["tool"] for t in scene["tools"]}
-                anatomy = {scene["site"], *scene["structures"]} | ({scene["secondary"][0]} if scene["secondary"] else set())
+                anatomy = {scene["site"], scene["target"], *scene["structures"]} | (
+                    {scene["secondary"][0]} if scene["secondary"] else set()
+                )
                 hit = mentions(str(row.text), tools, anatomy)
             total += 1
             named += hit
@@ -167,14 +182,20 @@ def run_check(world: str | Path, progress: bool = False) -> dict[str, Any]:
             "majority": round(100 * float(np.mean(yte == majority)), 2),
             "train_frames": len(ytr),
             "test_frames": len(yte),
-            "classes_in_test": int(len(np.unique(yte))),
+            "classes_in_test": len(np.unique(yte)),
             "probe": _scores(model, xte, yte),
         }
     cross = []
     for src, dst in CROSS:
         if src in models and dst in data:
-            cross.append({"train": src, "test": dst, **_scores(models[src], *data[dst]),
-                          "within": datasets[dst]["probe"]["accuracy"]})
+            cross.append(
+                {
+                    "train": src,
+                    "test": dst,
+                    **_scores(models[src], *data[dst]),
+                    "within": datasets[dst]["probe"]["accuracy"],
+                }
+            )
     lectures: dict[str, Any] = {}
     cache: dict[str, Any] = {}
     for name in datasets:
@@ -186,36 +207,57 @@ def run_check(world: str | Path, progress: bool = False) -> dict[str, Any]:
             lectures[name] = {"train": f"lectures/{proc}", **_scores(cache[proc], *data[name])}
     narr = narration_relevance(world, manifest)
     criteria = {
-        "probe_at_least_3x_chance": {n: d["probe"]["accuracy"] >= 3 * d["chance"] for n, d in datasets.items()},
-        "cross_centre_below_within": {f"{c['train']}->{c['test']}": c["accuracy"] < c["within"] for c in cross},
+        "probe_at_least_3x_chance": {
+            n: d["probe"]["accuracy"] >= 3 * d["chance"] for n, d in datasets.items()
+        },
+        "cross_centre_below_within": {
+            f"{c['train']}->{c['test']}": c["accuracy"] < c["within"] for c in cross
+        },
         "narration_near_configured": abs(narr["mention_visible_phase"] - narr["configured"]) <= 0.1,
     }
-    return {"world": str(world), "params": manifest["params"], "datasets": datasets, "cross_centre": cross,
-            "lectures_to_targets": lectures, "narration": narr, "criteria": criteria}
+    return {
+        "world": str(world),
+        "params": manifest["params"],
+        "datasets": datasets,
+        "cross_centre": cross,
+        "lectures_to_targets": lectures,
+        "narration": narr,
+        "criteria": criteria,
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The figures as a plain-text table."""
     lines = [f"synthetic world {report['world']}  ({json.dumps(report['params'], sort_keys=True)})", ""]
-    lines.append(f"{'dataset':<15}{'classes':>8}{'chance':>8}{'majority':>9}{'probe acc':>10}{'probe F1':>9}"
-                 f"{'lect->tgt':>10}{'train/test frames':>19}")
+    lines.append(
+        f"{'dataset':<15}{'classes':>8}{'chance':>8}{'majority':>9}{'probe acc':>10}{'probe F1':>9}"
+        f"{'lect->tgt':>10}{'train/test frames':>19}"
+    )
     for name, d in report["datasets"].items():
         lect = report["lectures_to_targets"].get(name, {}).get("accuracy", float("nan"))
-        lines.append(f"{name:<15}{d['classes']:>8}{d['chance']:>8.1f}{d['majority']:>9.1f}{d['probe']['accuracy']:>10.1f}"
-                     f"{d['probe']['f1']:>9.1f}{lect:>10.1f}{d['train_frames']:>10}/{d['test_frames']}")
+        lines.append(
+            f"{name:<15}{d['classes']:>8}{d['chance']:>8.1f}{d['majority']:>9.1f}{d['probe']['accuracy']:>10.1f}"
+            f"{d['probe']['f1']:>9.1f}{lect:>10.1f}{d['train_frames']:>10}/{d['test_frames']}"
+        )
     lines.append("")
     for c in report["cross_centre"]:
-        lines.append(f"cross-centre {c['train']} -> {c['test']}: accuracy {c['accuracy']:.1f} (F1 {c['f1']:.1f}), "
-                     f"within {c['test']}: {c['within']:.1f}")
+        lines.append(
+            f"cross-centre {c['train']} -> {c['test']}: accuracy {c['accuracy']:.1f} (F1 {c['f1']:.1f}), "
+            f"within {c['test']}: {c['within']:.1f}"
+        )
     n = report["narration"]
-    lines.append(f"narration: {n['sentences']} sentences, configured relevance {n['configured']:.2f}, generated as "
-                 f"visible {n['generated_visible']:.3f}, naming the visible phase's tools/anatomy "
-                 f"{n['mention_visible_phase']:.3f} (among the other sentences {n['mention_among_other_sentences']:.3f})")
+    lines.append(
+        f"narration: {n['sentences']} sentences, configured relevance {n['configured']:.2f}, generated as "
+        f"visible {n['generated_visible']:.3f}, naming the visible phase's tools/anatomy "
+        f"{n['mention_visible_phase']:.3f} (among the other sentences "
+        f"{n['mention_among_other_sentences']:.3f})"
+    )
     lines.append("")
     crit = report["criteria"]
-    flat = {**{f"probe >= 3x chance [{k}]": v for k, v in crit["probe_at_least_3x_chance"].items()},
-            **{f"cross-centre below within [{k}]": v for k, v in crit["cross_centre_below_within"].items()},
-            "narration relevance within 0.1 of configured": crit["narration_near_configured"]}
+    flat = {
+        **{f"probe >= 3x chance [{k}]": v for k, v in crit["probe_at_least_3x_chance"].items()},
+        **{f"cross-centre below within [{k}]": v for k, v in crit["cross_centre_below_within"].items()},
+        "narration relevance within 0.1 of configured": crit["narration_near_configured"],
+    }
     lines += [f"{'ok  ' if ok else 'FAIL'} {k}" for k, ok in flat.items()]
     return "\n".join(lines)
-

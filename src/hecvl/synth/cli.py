@@ -1,8 +1,8 @@
 """`hecvl synth`: generate the embedded synthetic world, or print its sanity figures (`--check`).
 
-    hecvl synth --preset default --seed 0 --out data/world
-    hecvl synth --params params.yaml                 # settings from data.synthetic, output to data.root
-    hecvl synth --check data/world --out reports/synth_check.json
+hecvl synth --preset default --seed 0 --out data/world
+hecvl synth --params params.yaml                 # settings from data.synthetic, output to data.root
+hecvl synth --check data/world --out reports/synth_check.json
 """
 
 from __future__ import annotations
@@ -16,16 +16,27 @@ from hecvl.params import get, load_params
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", type=Path, help="take defaults from this params.yaml (data.synthetic, data.root)")
+    parser.add_argument(
+        "--params", type=Path, help="take defaults from this params.yaml (data.synthetic, data.root)"
+    )
     parser.add_argument("--preset", choices=["smoke", "default"], help="world size (default: default)")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--scale", type=float, help="multiply the number of lectures by K (default: 1)")
-    parser.add_argument("--narration-relevance", type=float, dest="relevance",
-                        help="fraction of narration sentences that describe the picture (default: 0.5)")
+    parser.add_argument(
+        "--narration-relevance",
+        type=float,
+        dest="relevance",
+        help="fraction of narration sentences that describe the picture (default: 0.5)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="rendering processes (default: 2)")
-    parser.add_argument("--check", type=Path, metavar="DIR", help="print the sanity figures of the world in DIR")
-    parser.add_argument("--out", type=Path,
-                        help="output folder of the world; with --check, the JSON report (default DIR/check.json)")
+    parser.add_argument(
+        "--check", type=Path, metavar="DIR", help="print the sanity figures of the world in DIR"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder of the world; with --check, the JSON report (default DIR/check.json)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset or cfg.get("preset", "default"),
         seed=args.seed if args.seed is not None else int(cfg.get("seed", 0)),
         scale=args.scale if args.scale is not None else float(cfg.get("scale", 1)),
-        narration_relevance=args.relevance if args.relevance is not None else float(cfg.get("narration_relevance", 0.5)),
+        narration_relevance=args.relevance
+        if args.relevance is not None
+        else float(cfg.get("narration_relevance", 0.5)),
         workers=args.workers,
         progress=progress,
     )

@@ -25,8 +25,13 @@ def write_lecture_text(folder: Path, plan: VideoPlan, relevance: float, seed: in
     abstract = narrator.abstract(keysteps)
     write_csv(
         folder / "narration.csv",
-        pd.DataFrame({"start": [s.start for s in sentences], "end": [s.end for s in sentences],
-                      "text": [s.text for s in sentences]}),
+        pd.DataFrame(
+            {
+                "start": [s.start for s in sentences],
+                "end": [s.end for s in sentences],
+                "text": [s.text for s in sentences],
+            }
+        ),
     )
     columns = ["start", "end", "step"] + (["text"] if with_text else [])
     write_csv(folder / "keysteps.csv", pd.DataFrame(keysteps, columns=columns))

@@ -8,6 +8,8 @@ frame under a millisecond. Coordinates are continuous pixel positions (x right, 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 Array = np.ndarray
@@ -23,7 +25,8 @@ def _box(img: Array, x0: float, x1: float, y0: float, y1: float) -> tuple[int, i
 
 
 def _col(color: Array) -> Array:
-    return np.asarray(color, dtype=np.float32).reshape(3, 1, 1)
+    color = np.asarray(color, dtype=np.float32)
+    return color.reshape(len(color), 1, 1)
 
 
 def capsule(
@@ -83,7 +86,13 @@ def _shaded(color: Array, d: Array, r: float, shade: float) -> Array:
 
 
 def _band(
-    img: Array, p0: tuple[float, float], p1: tuple[float, float], r: float, color: Array, alpha: float, shade: float
+    img: Array,
+    p0: tuple[float, float],
+    p1: tuple[float, float],
+    r: float,
+    color: Array,
+    alpha: float,
+    shade: float,
 ) -> None:
     """A capsule whose direction is mostly along y: per row, only the pixels near the centre line."""
     (x0, y0), (x1, y1) = p0, p1
@@ -110,9 +119,11 @@ def _band(
     img[:, yy, xx] = px + a[keep] * (target - px)
 
 
-def polyline(img: Array, pts: Array, radius: float, color: Array, alpha: float = 1.0, shade: float = 0.45) -> None:
+def polyline(
+    img: Array, pts: Array, radius: float, color: Array, alpha: float = 1.0, shade: float = 0.45
+) -> None:
     """Consecutive capsules through `pts` (N, 2): tubes, threads, needle arcs."""
-    for a, b in zip(pts[:-1], pts[1:], strict=True):
+    for a, b in itertools.pairwise(pts):
         capsule(img, (float(a[0]), float(a[1])), (float(b[0]), float(b[1])), radius, color, alpha, shade)
 
 

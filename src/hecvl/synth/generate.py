@@ -31,11 +31,17 @@ log = logging.getLogger(__name__)
 
 GENERATOR = "hecvl.synth"
 GENERATOR_VERSION = "1.0"
-# target dataset name (params.yaml data.targets) -> (centre, folder, video id prefix, splits file, labels folder)
+# target dataset (params.yaml data.targets) -> (centre, folder, video id prefix, splits file, labels folder)
 TARGETS = {
     "cholec80": ("cholec80", "cholec80", "video", "splits.json", "phase_annotations"),
     "autolaparo": ("autolaparo", "autolaparo", "", "splits.json", "labels"),
-    "strasbypass70": ("strasbourg", "multibypass140", "SBP", "splits_strasbourg.json", "labels/strasbourg/labels_by70"),
+    "strasbypass70": (
+        "strasbourg",
+        "multibypass140",
+        "SBP",
+        "splits_strasbourg.json",
+        "labels/strasbourg/labels_by70",
+    ),
     "bernbypass70": ("bern", "multibypass140", "BBP", "splits_bern.json", "labels/bern/labels_by70"),
 }
 
@@ -67,10 +73,17 @@ def world_params(preset: str, seed: int, scale: float, narration_relevance: floa
     if not float(scale) > 0:
         raise HecvlError(f"scale must be positive, got {scale}")
     scale_value: float | int = int(scale) if float(scale).is_integer() else float(scale)
-    return {"preset": preset, "seed": int(seed), "scale": scale_value, "narration_relevance": float(narration_relevance)}
+    return {
+        "preset": preset,
+        "seed": int(seed),
+        "scale": scale_value,
+        "narration_relevance": float(narration_relevance),
+    }
 
 
-def plan_world(preset: str, seed: int, scale: float) -> tuple[list[Job], list[Job], dict[str, dict[str, list[str]]]]:
+def plan_world(
+    preset: str, seed: int, scale: float
+) -> tuple[list[Job], list[Job], dict[str, dict[str, list[str]]]]:
     """All videos of the world as jobs: lectures, target videos, and the targets' train/test splits."""
     sizes = preset_sizes(preset)
     w = vocab.world()
@@ -83,8 +96,16 @@ def plan_world(preset: str, seed: int, scale: float) -> tuple[list[Job], list[Jo
         procedure = lec_cfg["procedures"][i % len(lec_cfg["procedures"])]
         look = style.lecture_style(rng)
         duration = int(rng.integers(*sizes["lectures"]["duration_s"], endpoint=True))
-        plan = plan_video(lid, "lecture", procedure, lec_cfg["sequence_prefix"] + procedure, "lecture", look,
-                          duration, int(rng.integers(0, 2**31 - 1)))
+        plan = plan_video(
+            lid,
+            "lecture",
+            procedure,
+            lec_cfg["sequence_prefix"] + procedure,
+            "lecture",
+            look,
+            duration,
+            int(rng.integers(0, 2**31 - 1)),
+        )
         gop = max(1, round(float(lec_cfg["gop_s"]) * plan.fps))
         lectures.append(Job(plan, Path("corpus") / lid / "video.mp4", gop))
     target_jobs: list[Job] = []
@@ -97,9 +118,17 @@ def plan_world(preset: str, seed: int, scale: float) -> tuple[list[Job], list[Jo
         for vid in ids:
             rng = rng_for(seed, "target", name, vid)
             lo, hi = sizes["targets"]["duration_s"]
-            duration = int(round(float(rng.uniform(lo, hi)) * float(look.get("duration", 1.0))))
-            plan = plan_video(vid, "target", look["procedure"], look["sequence"], centre, look, duration,
-                              int(rng.integers(0, 2**31 - 1)))
+            duration = round(float(rng.uniform(lo, hi)) * float(look.get("duration", 1.0)))
+            plan = plan_video(
+                vid,
+                "target",
+                look["procedure"],
+                look["sequence"],
+                centre,
+                look,
+                duration,
+                int(rng.integers(0, 2**31 - 1)),
+            )
             target_jobs.append(Job(plan, Path("targets") / folder / "videos" / f"{vid}.mp4", 2 * plan.fps))
     return lectures, target_jobs, splits
 
@@ -146,7 +175,9 @@ def _check_destination(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise HecvlError("exists and is not a folder", out)
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise HecvlError("exists and is not a generated world (no manifest.json); refusing to replace it", out)
+        raise HecvlError(
+            "exists and is not a generated world (no manifest.json); refusing to replace it", out
+        )
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
@@ -185,21 +216,35 @@ def generate_world(
         videos = []
         for job in lectures:
             rng = rng_for(int(seed), "narration", job.plan.video_id)
-            text = corpus.write_lecture_text(tmp / job.path.parent, job.plan, float(narration_relevance),
-                                             int(rng.integers(0, 2**31 - 1)))
+            text = corpus.write_lecture_text(
+                tmp / job.path.parent, job.plan, float(narration_relevance), int(rng.integers(0, 2**31 - 1))
+            )
             videos.append({**plan_to_dict(job.plan), "path": job.path.as_posix(), **text})
         _write_targets(tmp, target_jobs, splits)
         videos += [{**plan_to_dict(j.plan), "path": j.path.as_posix()} for j in target_jobs]
-        files = {p.relative_to(tmp).as_posix(): hashes.get(p.relative_to(tmp).as_posix()) or sha256_file(p)
-                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(tmp).as_posix(): hashes.get(p.relative_to(tmp).as_posix()) or sha256_file(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
         manifest = {
-            "generator": {"name": GENERATOR, "version": GENERATOR_VERSION, "data_sha256": vocab.data_digest()},
+            "generator": {
+                "name": GENERATOR,
+                "version": GENERATOR_VERSION,
+                "data_sha256": vocab.data_digest(),
+            },
             "params": params,
             "corpus": {"root": "corpus", "lectures": [j.plan.video_id for j in lectures]},
             "targets": {
-                name: {"root": f"targets/{folder}", "format": _fmt(folder), "centre": centre,
-                       "videos": "videos/{video}.mp4", "labels": labels,
-                       "splits": f"targets/{folder}/{split_file}", **splits[name]}
+                name: {
+                    "root": f"targets/{folder}",
+                    "format": _fmt(folder),
+                    "centre": centre,
+                    "videos": "videos/{video}.mp4",
+                    "labels": labels,
+                    "splits": f"targets/{folder}/{split_file}",
+                    **splits[name],
+                }
                 for name, (centre, folder, _, split_file, labels) in TARGETS.items()
             },
             "videos": videos,
@@ -210,8 +255,16 @@ def generate_world(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("synthetic world (%s, seed %s, scale %s): %d lectures, %d target videos in %.1f s -> %s",
-             preset, seed, scale, len(lectures), len(target_jobs), time.perf_counter() - started, out)
+    log.info(
+        "synthetic world (%s, seed %s, scale %s): %d lectures, %d target videos in %.1f s -> %s",
+        preset,
+        seed,
+        scale,
+        len(lectures),
+        len(target_jobs),
+        time.perf_counter() - started,
+        out,
+    )
     return manifest
 
 
@@ -231,4 +284,6 @@ def _write_targets(root: Path, jobs: list[Job], splits: dict[str, dict[str, list
             targets.write_multibypass(base, plan, plan.source, severe_index=plan.source == "bern")
     targets.write_multibypass_tables(root / "targets" / "multibypass140")
     for name, (_, folder, _, split_file, _) in TARGETS.items():
-        targets.write_splits(root / "targets" / folder / split_file, splits[name]["train"], splits[name]["test"])
+        targets.write_splits(
+            root / "targets" / folder / split_file, splits[name]["train"], splits[name]["test"]
+        )

@@ -112,8 +112,15 @@ def draw_tool(img: Array, track: ToolTrack, t: float, stretch: tuple[float, floa
                 seg(base, bend, r * 0.42, col)
     elif kind == "bag":
         centre = tip + u * length * 0.45
-        draw.ellipse(img, (float(centre[0]), float(centre[1])), (length * 0.55, length * 0.38), col, 0.8,
-                     angle=float(np.arctan2(u[1], u[0])), soft=2.0)
+        draw.ellipse(
+            img,
+            (float(centre[0]), float(centre[1])),
+            (length * 0.55, length * 0.38),
+            col,
+            0.8,
+            angle=float(np.arctan2(u[1], u[0])),
+            soft=2.0,
+        )
         seg(base, tip, r * 0.5, DARK)
     elif kind == "needle":
         for sgn in (-1, 1):
@@ -121,8 +128,13 @@ def draw_tool(img: Array, track: ToolTrack, t: float, stretch: tuple[float, floa
         ang = np.linspace(0, np.pi, 7) + 3.0 * t + track.phase
         arc = tip[None, :] + length * 0.45 * np.stack([np.cos(ang), np.sin(ang)], axis=1)
         draw.polyline(img, arc, max(0.5, r * 0.18), NEEDLE, shade=0.2)
-        draw.polyline(img, np.stack([arc[-1], arc[-1] + (entry - tip) * 0.25 + n * length]), max(0.5, r * 0.12),
-                      THREAD, shade=0.0)
+        draw.polyline(
+            img,
+            np.stack([arc[-1], arc[-1] + (entry - tip) * 0.25 + n * length]),
+            max(0.5, r * 0.12),
+            THREAD,
+            shade=0.0,
+        )
     elif kind == "stapler":
         gap = r * (0.45 + 0.7 * o)
         seg(base + n * gap * 0.5, tip + n * gap, r * 0.45, col)

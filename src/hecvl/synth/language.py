@@ -45,14 +45,14 @@ def _fill(template: str, values: dict[str, str]) -> str:
 def scene_terms(scene: Scene) -> tuple[set[str], set[str]]:
     """The tool names and anatomy names (world keys) of a scene: what a relevant sentence may mention."""
     tools = {t.tool for t in scene.tools}
-    anatomy = {scene.site, *scene.structures}
+    anatomy = {scene.site, scene.target, *scene.structures}
     if scene.secondary:
         anatomy.add(scene.secondary[0])
     return tools, anatomy
 
 
 def mentions(text: str, tools: set[str], anatomy: set[str]) -> bool:
-    """Whether `text` names one of these tools or anatomical sites by any of their words (case-insensitive)."""
+    """Whether `text` names one of these tools or anatomical sites by any of their words (any case)."""
     lang = vocab.language()
     low = f" {_normalise(text)} "
     words = [w for t in tools for w in lang["tools"][t]]
@@ -78,7 +78,9 @@ class Narrator:
         self.indication = _pick(self.rng, proc["indications"])
         self.age = int(self.rng.integers(25, 78))
         self.sex = _pick(self.rng, self.lang["sexes"])
-        self.bmi = int(self.rng.integers(36, 52) if plan.procedure == "gastric_bypass" else self.rng.integers(21, 34))
+        self.bmi = int(
+            self.rng.integers(36, 52) if plan.procedure == "gastric_bypass" else self.rng.integers(21, 34)
+        )
         self.punctuated = bool(self.rng.random() < 0.5)  # some ASR engines punctuate, some do not
         self.title = _fill(_pick(self.rng, proc["titles"]), {"indication": self.indication})
 
@@ -90,6 +92,9 @@ class Narrator:
         words = self.lang["sites"].get(key) or self.lang["structures"][key]
         return _pick(self.rng, words)
 
+    def _plain(self, key: str) -> str:
+        return (self.lang["sites"].get(key) or self.lang["structures"][key])[0]
+
     def _action(self, action: str) -> dict[str, str]:
         forms = self.lang["actions"][action]
         out = {k: _pick(self.rng, forms[k]) for k in ("verb", "gerund", "past", "noun")}
@@ -99,7 +104,8 @@ class Narrator:
     def _visible(self, seg: Segment, t: float) -> str | None:
         scene = seg.scene
         tools = [tr for tr in scene.tools if instruments.visible(tr, t) is not None]
-        anatomy = [scene.site] * 4 + list(scene.structures) + ([scene.secondary[0]] if scene.secondary else [])
+        anatomy = [scene.target] * 3 + [scene.site] * 2 + list(scene.structures)
+        anatomy += [scene.secondary[0]] if scene.secondary else []
         values = {"site": self._anatomy(_pick(self.rng, anatomy))}
         if tools:
             order = [tools[i] for i in self.rng.permutation(len(tools))]
@@ -124,7 +130,7 @@ class Narrator:
         return None
 
     def _around(self, kind: str, seg_index: int) -> str | None:
-        """A remark about the phase after (`ahead`) or before (`back`), avoiding the words of what is visible."""
+        """A remark on the phase after (`ahead`) or before (`back`), avoiding the words of what is visible."""
         other = self._other_scene(seg_index, 1 if kind == "ahead" else -1)
         if other is None:
             return None
@@ -221,7 +227,7 @@ class Narrator:
     def _summary(self, scene: Scene) -> str:
         """A clean sentence with the plain names of the segment's main instruments and site."""
         tools = list(dict.fromkeys(t.tool for t in scene.tools))
-        values = {"site": self.lang["sites"][scene.site][0]}
+        values = {"site": self._plain(scene.target)}
         if tools:
             values["tool"] = self.lang["tools"][tools[0]][0]
             values.update(self._action(scene.tools[0].action))

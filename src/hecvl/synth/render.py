@@ -25,7 +25,9 @@ BLOOD = np.array([0.36, 0.03, 0.05], dtype=np.float32)
 class Camera:
     """Smooth pan, slow zoom, hand shake and sudden moves over one segment (canvas fractions)."""
 
-    def __init__(self, seed: int, motion: float, zoom: float, start: float, end: float, jump_rate: float) -> None:
+    def __init__(
+        self, seed: int, motion: float, zoom: float, start: float, end: float, jump_rate: float
+    ) -> None:
         rng = np.random.default_rng([seed, 7])
         self.c0 = rng.uniform(0.38, 0.62, 2)
         self.amp = 0.05 * motion * rng.uniform(0.5, 1.0, 2)
@@ -102,6 +104,7 @@ class Renderer:
         sites = vocab.world()["sites"]
         patient = rng_for(plan.seed, "patient")
         self.tints = {s: np.exp(patient.normal(0.0, 0.06, 3)).astype(np.float32) for s in sorted(sites)}
+        self._tissue: dict[str, Array] = {}
         self.smoke = ZoomCanvas(textures.fbm(rng, self.canvas_shape, 2.5, octaves=3)[None])
         self.room = ZoomCanvas(textures.operating_room(self.canvas_shape, rng))
         self.zoom = float(plan.style.get("zoom", 1.0))
@@ -123,10 +126,17 @@ class Renderer:
         assert scene is not None, "unlabelled time without a head/tail scene"
         return ("head_tail",), scene, 0.0, self.plan.duration
 
+    def tissue(self, site: str) -> Array:
+        """This patient's texture of a site, made once per video (its own random stream: order-free)."""
+        if site not in self._tissue:
+            rng = rng_for(self.plan.seed, "tissue", site)
+            self._tissue[site] = textures.site_texture(site, self.canvas_shape, rng, self.tints[site])
+        return self._tissue[site]
+
     def _prepare(self, key: object, scene: Scene, start: float, end: float) -> None:
         if key != self._key:
             self._key = key
-            self._canvas = ZoomCanvas(textures.build_canvas(scene, self.canvas_shape, self.view[0], self.tints))
+            self._canvas = ZoomCanvas(textures.build_canvas(scene, self.view[0], self.tissue))
             self._camera = Camera(scene.seed, scene.camera, self.zoom, start, end, self.jump_rate)
 
     def scene_picture(self, t: float) -> Array:
@@ -165,7 +175,9 @@ class Renderer:
         if speed > self.blur_speed:
             dx = round((cx - prev[0]) * self.canvas_shape[1] / 3)
             dy = round((cy - prev[1]) * self.canvas_shape[0] / 3)
-            img = (img + np.roll(img, (dy, dx), axis=(1, 2)) + np.roll(img, (2 * dy, 2 * dx), axis=(1, 2))) / 3
+            img = (
+                img + np.roll(img, (dy, dx), axis=(1, 2)) + np.roll(img, (2 * dy, 2 * dx), axis=(1, 2))
+            ) / 3
         return img
 
     def picture(self, index: int) -> Array:

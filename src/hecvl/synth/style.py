@@ -40,7 +40,7 @@ def lecture_style(rng: np.random.Generator) -> dict[str, Any]:
         "saturation": u(cfg["saturation"]),
         "tone": u(cfg["tone"]),
         "vignette": u(cfg["vignette"]),
-        "fov": None,
+        "fov": u(cfg["fov"]) if rng.random() < float(cfg["fov_p"]) else None,
         "noise": u(cfg["noise"]),
         "zoom": u(cfg["zoom"]),
         "oob_rate": float(cfg["oob_rate"]),
@@ -97,10 +97,13 @@ class Look:
         offset = draw.planar(np.asarray(style["offset"], dtype=np.float32))
         # sensor noise bank with the colour offset folded in: one addition per frame
         self.noise = [
-            (rng.normal(0.0, sigma, (3, h, w)) + offset).astype(np.float32) if sigma else np.broadcast_to(offset, (3, h, w))
+            (rng.normal(0.0, sigma, (3, h, w)) + offset).astype(np.float32)
+            if sigma
+            else np.broadcast_to(offset, (3, h, w))
             for _ in range(NOISE_BANK if sigma else 1)
         ]
         self.overlay = style.get("overlay")
+        self._banner_cache: tuple[int, tuple[Array, Array]] = (-1, (np.zeros(0), np.zeros(0)))
 
     def _vignette(self, h: int, w: int) -> Array:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -113,30 +116,41 @@ class Look:
             mask = mask * np.clip((radius - dist) / 1.5 + 0.5, 0.0, 1.0)
         return np.clip(mask, 0.0, 1.0).astype(np.float32)
 
-    def _banner(self, frame: Array, t: float) -> None:
+    def _banner(self, slide: int) -> tuple[Array, Array]:
+        """The caption banner and logo of one slide, premultiplied: (colour (3, H, W), alpha (H, W))."""
+        if self._banner_cache[0] == slide:
+            return self._banner_cache[1]
         ov = self.overlay
-        h, w = frame.shape[1:]
+        h, w = self.size
+        color = np.zeros((3, h, w), dtype=np.float32)
+        alpha = np.zeros((1, h, w), dtype=np.float32)
+        white = np.full(3, 0.92, np.float32)
+        rng = np.random.default_rng([ov["seed"], slide])
         bh = max(4, round(h * ov["height"]))
         y0 = 0 if ov["side"] == "top" else h - bh
-        draw.rect(frame, 0, y0, w, y0 + bh, draw.rgb(ov["color"]), 0.8)
-        rng = np.random.default_rng([ov["seed"], int(t // SLIDE_S)])
+        shapes = [(0, y0, w, y0 + bh, draw.rgb(ov["color"]), 0.8)]
         x = 0.04 * w
         while x < 0.8 * w:
             word = float(rng.uniform(0.04, 0.12)) * w
-            draw.rect(frame, x, y0 + 0.3 * bh, x + word, y0 + 0.7 * bh, np.full(3, 0.92, np.float32), 0.9)
+            shapes.append((x, y0 + 0.3 * bh, x + word, y0 + 0.7 * bh, white, 0.9))
             x += word + 0.025 * w
         s = max(3, round(0.12 * h))
         cy = 1 if ov["corner"] < 2 else h - s - 1
         cx = 1 if ov["corner"] % 2 == 0 else w - s - 1
-        draw.rect(frame, cx, cy, cx + s, cy + s, draw.rgb(ov["logo"]), 0.85)
-        draw.rect(frame, cx + s / 4, cy + s / 4, cx + 3 * s / 4, cy + 3 * s / 4, np.full(3, 0.95, np.float32), 0.9)
+        shapes.append((cx, cy, cx + s, cy + s, draw.rgb(ov["logo"]), 0.85))
+        shapes.append((cx + s / 4, cy + s / 4, cx + 3 * s / 4, cy + 3 * s / 4, white, 0.9))
+        for x0, y0_, x1, y1, col, a in shapes:  # "over" compositing of premultiplied layers
+            draw.rect(color, x0, y0_, x1, y1, col, a)
+            draw.rect(alpha, x0, y0_, x1, y1, np.ones(1, np.float32), a)
+        self._banner_cache = (slide, (color, 1.0 - alpha[0]))
+        return self._banner_cache[1]
 
     def finish(self, scene: Array, t: float, index: int) -> Array:
         """Colour balance, tone, vignette, resolution, border, banner and noise.
 
         `scene` is planar (3, h, w) float32; returns the frame as uint8 (H, W, 3), C-contiguous.
         """
-        c, sh, sw = scene.shape
+        _c, sh, sw = scene.shape
         img = (self.matrix @ scene.reshape(3, -1)).reshape(3, sh, sw)
         if self.tone:
             np.clip(img, 0.0, 1.0, out=img)
@@ -156,7 +170,9 @@ class Look:
         else:
             frame = img
         if self.overlay:
-            self._banner(frame, t)
+            color, keep = self._banner(int(t // SLIDE_S))
+            frame *= keep
+            frame += color
         frame += self.noise[index % len(self.noise)]
         frame *= 255.0
         frame += 0.5

@@ -1,8 +1,8 @@
 """The target datasets' label files, byte for byte in their published formats (docs/protocol.md §4).
 
-- Cholec80: `phase_annotations/videoNN-phase.txt`, header `Frame<TAB>Phase`, one row per video frame, CamelCase
-  names; `tool_annotations/videoNN-tool.txt`, one row per second (Frame = fps * i) with one row fewer than
-  the seconds that have a frame, as in the published files.
+- Cholec80: `phase_annotations/videoNN-phase.txt`, header `Frame<TAB>Phase`, one row per video frame,
+  CamelCase names; `tool_annotations/videoNN-tool.txt`, one row per second (Frame = fps * i) with one
+  row fewer than the seconds that have a frame, as in the published files.
 - AutoLaparo: `labels/label_NN.txt`, header `Frame  Phase` (two spaces), rows `0001<TAB>3` (1-based second,
   phase 1..7).
 - MultiBypass140: `labels/<centre>/labels_by70/<ID>.mp4.json` with millisecond `phases` (classes 0-11, plus
@@ -74,7 +74,10 @@ def write_cholec80(root: Path, plan: VideoPlan) -> None:
     rows = ["Frame\t" + "\t".join(CHOLEC80_TOOLS) + "\n"]
     for i in range(seconds_with_frames(plan) - 1):
         seen = visible_tools(plan, float(i))
-        rows.append("\t".join([str(plan.fps * i)] + ["1" if t in seen else "0" for t in CHOLEC80_TOOLS.values()]) + "\n")
+        rows.append(
+            "\t".join([str(plan.fps * i)] + ["1" if t in seen else "0" for t in CHOLEC80_TOOLS.values()])
+            + "\n"
+        )
     write_text(root / "tool_annotations" / f"{plan.video_id}-tool.txt", "".join(rows))
 
 
@@ -123,9 +126,13 @@ def write_multibypass_tables(root: Path) -> None:
     proc = vocab.world()["procedures"]["gastric_bypass"]
     phases = [p["name"] for p in proc["phases"]]
     phases += sorted(proc["overlays"], key=lambda k: proc["overlays"][k])
-    write_text(root / "tables" / "phase.csv", "id, name\n" + "\n".join(f"{i}, {n}" for i, n in enumerate(phases)))
+    write_text(
+        root / "tables" / "phase.csv", "id, name\n" + "\n".join(f"{i}, {n}" for i, n in enumerate(phases))
+    )
     steps = proc["step_names"]
-    write_text(root / "tables" / "step.csv", "id, name\n" + "\n".join(f"{i}, {n}" for i, n in enumerate(steps)))
+    write_text(
+        root / "tables" / "step.csv", "id, name\n" + "\n".join(f"{i}, {n}" for i, n in enumerate(steps))
+    )
 
 
 def write_splits(path: Path, train: list[str], test: list[str]) -> None:

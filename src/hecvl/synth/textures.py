@@ -7,6 +7,8 @@ each patient (video) shifts the colours a little, so no two videos look alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image
 
@@ -115,20 +117,28 @@ def _tube_path(shape: tuple[int, int], rng: np.random.Generator) -> Array:
     return np.stack([x, y], axis=1)
 
 
-def build_canvas(scene: Scene, shape: tuple[int, int], unit: float, tints: dict[str, Array]) -> Array:
+def build_canvas(scene: Scene, unit: float, tissue: Callable[[str], Array]) -> Array:
     """The segment's tissue canvas: primary site, secondary band, structures, specular highlights.
 
-    `unit` is the frame height in canvas pixels: structure sizes in world.yaml are fractions of it.
+    `tissue(site)` gives the patient's texture of a site (the same liver in every phase of one video,
+    seen flipped differently); `unit` is the frame height in canvas pixels: structure sizes in
+    world.yaml are fractions of it.
     """
     rng = np.random.default_rng(scene.seed)
     world = vocab.world()
-    h, w = shape
-    canvas = site_texture(scene.site, shape, rng, tints.get(scene.site))
+
+    def flipped(site: str) -> Array:
+        tex = tissue(site)
+        k = int(rng.integers(4))
+        return tex[:, :: 1 - 2 * (k // 2), :: 1 - 2 * (k % 2)]
+
+    canvas = flipped(scene.site).copy()
+    h, w = canvas.shape[1:]
+    shape = (h, w)
     if scene.secondary:
         site2, side, frac = scene.secondary
-        tex2 = site_texture(site2, shape, rng, tints.get(site2))
         m = _band_mask(shape, side, frac, rng)
-        canvas = canvas * (1.0 - m) + tex2 * m
+        canvas = canvas * (1.0 - m) + flipped(site2) * m
     tube = None
     for name in scene.structures:
         spec = world["structures"][name]
@@ -165,7 +175,9 @@ def build_canvas(scene: Scene, shape: tuple[int, int], unit: float, tints: dict[
             for _ in range(int(spec["count"])):
                 c = (w * rng.uniform(0.15, 0.85), h * rng.uniform(0.15, 0.85))
                 r = float(spec["size"]) * unit * rng.uniform(0.6, 1.4)
-                draw.ellipse(canvas, c, (r, r * rng.uniform(0.5, 1.0)), color, alpha, rng.uniform(0, np.pi), soft=3.0)
+                draw.ellipse(
+                    canvas, c, (r, r * rng.uniform(0.5, 1.0)), color, alpha, rng.uniform(0, np.pi), soft=3.0
+                )
         elif kind == "hole":
             c = (w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65))
             r = float(spec["size"]) * unit
@@ -180,15 +192,19 @@ def build_canvas(scene: Scene, shape: tuple[int, int], unit: float, tints: dict[
 
 
 def operating_room(shape: tuple[int, int], rng: np.random.Generator) -> Array:
-    """What the camera sees out of the body: drapes, gowns, lights, skin; bright and blurred."""
+    """What the camera sees out of the body: drapes, gowns, lights, instrument tables; blurred."""
     h, w = shape
     drape = draw.rgb([60, 120, 150]) if rng.random() < 0.5 else draw.rgb([70, 140, 110])
     room = draw.planar(drape) * (0.7 + 0.5 * fbm(rng, shape, 2.0, octaves=2))
     for _ in range(int(rng.integers(4, 8))):
         color = draw.rgb(
-            [[225, 225, 230], [210, 170, 150], [120, 130, 140], [240, 240, 210], [40, 60, 90]][int(rng.integers(5))]
+            [[225, 225, 230], [210, 170, 150], [120, 130, 140], [240, 240, 210], [40, 60, 90]][
+                int(rng.integers(5))
+            ]
         )
         c = (w * rng.random(), h * rng.random())
         r = h * rng.uniform(0.08, 0.3)
-        draw.ellipse(room, c, (r * rng.uniform(0.6, 2.0), r), color, 0.9, rng.uniform(0, np.pi), soft=0.25 * r)
+        draw.ellipse(
+            room, c, (r * rng.uniform(0.6, 2.0), r), color, 0.9, rng.uniform(0, np.pi), soft=0.25 * r
+        )
     return np.clip(room, 0.0, 1.0).astype(np.float32)

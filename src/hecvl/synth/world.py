@@ -42,6 +42,7 @@ class Scene:
     """A phase's scene recipe, instantiated for one segment."""
 
     site: str
+    target: str  # what the instruments act on (the site unless the recipe names another)
     secondary: tuple[str, str, float] | None  # (site, side, fraction of the view)
     structures: list[str]
     tools: list[ToolTrack]
@@ -223,6 +224,7 @@ def make_scene(recipe: dict[str, Any], start: float, end: float, rng: np.random.
     secondary = (str(sec[0]), str(sec[1]), float(sec[2]) * float(rng.uniform(0.7, 1.3))) if sec else None
     return Scene(
         site=recipe["site"],
+        target=recipe.get("target", recipe["site"]),
         secondary=secondary,
         structures=list(recipe.get("structures") or []),
         tools=tools,
@@ -299,14 +301,16 @@ def plan_video(
     if scene_start > 0 and rng.random() < 0.5:
         oob.append((0.0, scene_start))
     if scene_end < total and rng.random() < 0.6:
-        oob.append((scene_end, round(total / grid) * grid + grid))
-    mid = _episodes(first.end, segments[-1].start, float(style.get("oob_rate", 0.0)), nuis["out_of_body_s"], rng, grid)
-    oob += [iv for iv in mid if all(iv[1] <= a or iv[0] >= b for a, b in oob)]
-    bleed = _episodes(
-        scene_start, scene_end, float(style.get("bleed_rate", 0.0)), nuis["bleed_s"], rng, grid
+        oob.append((scene_end, total))
+    mid = _episodes(
+        first.end, segments[-1].start, float(style.get("oob_rate", 0.0)), nuis["out_of_body_s"], rng, grid
     )
+    oob += [iv for iv in mid if all(iv[1] <= a or iv[0] >= b for a, b in oob)]
+    bleed = _episodes(scene_start, scene_end, float(style.get("bleed_rate", 0.0)), nuis["bleed_s"], rng, grid)
     bleed = [iv for iv in bleed if all(iv[1] <= a or iv[0] >= b for a, b in oob)]
-    episodes = [Episode("out_of_body", a, b) for a, b in sorted(oob)] + [Episode("bleeding", a, b) for a, b in bleed]
+    episodes = [Episode("out_of_body", a, b) for a, b in sorted(oob)] + [
+        Episode("bleeding", a, b) for a, b in bleed
+    ]
 
     head_tail = None
     if scene_start > 0 or scene_end < total:
@@ -350,7 +354,8 @@ def plan_to_dict(plan: VideoPlan) -> dict[str, Any]:
             return None
         return {
             "site": s.site,
-            "secondary": list(s.secondary[:2]) + [round(s.secondary[2], 3)] if s.secondary else None,
+            "target": s.target,
+            "secondary": [*list(s.secondary[:2]), round(s.secondary[2], 3)] if s.secondary else None,
             "structures": s.structures,
             "smoke": s.smoke,
             "tools": [
@@ -383,7 +388,9 @@ def plan_to_dict(plan: VideoPlan) -> dict[str, Any]:
             }
             for s in plan.segments
         ],
-        "episodes": [{"kind": e.kind, "start": round(e.start, 3), "end": round(e.end, 3)} for e in plan.episodes],
+        "episodes": [
+            {"kind": e.kind, "start": round(e.start, 3), "end": round(e.end, 3)} for e in plan.episodes
+        ],
         "style": {k: v for k, v in plan.style.items() if k not in ("size", "fps", "render_fps")},
         "seed": plan.seed,
     }

@@ -39,6 +39,10 @@ class TrainSettings:
     precision: str = "auto"
     device: str = "auto"
     num_workers: int = 0
+    threads: int = 0
+    frame_cache: bool = False
+    frame_cache_fps: float = 0.0
+    frame_cache_root: str = ""
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 1
@@ -72,7 +76,7 @@ class TrainSettings:
         for name in ("steps", "grad_accum", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise HecvlError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "num_workers", "warmup_steps"):
+        for name in ("checkpoint_every", "num_workers", "warmup_steps", "threads"):
             if getattr(self, name) < 0:
                 raise HecvlError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         for lvl in self.levels:
@@ -81,6 +85,8 @@ class TrainSettings:
                 raise HecvlError(f"train.batch_size.{lvl} must be a positive integer, got {size!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise HecvlError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.frame_cache_fps < 0:
+            raise HecvlError(f"train.frame_cache_fps must be >= 0 (0 = the video's rate), got {self.frame_cache_fps}")
         if self.grad_clip < 0:
             raise HecvlError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
 

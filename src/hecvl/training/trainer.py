@@ -45,6 +45,7 @@ from tqdm import tqdm
 from hecvl.errors import HecvlError
 from hecvl.io import write_csv, write_json
 from hecvl.models import build_model, save_pretrained
+from hecvl.pairing.rules import PairingRules
 from hecvl.training import checkpoint as ckpt
 from hecvl.training.data import LevelData, build_level_data, make_loader
 from hecvl.training.distributed import DistEnv, broadcast_object, init_distributed, shutdown, sync_batchnorm
@@ -52,11 +53,13 @@ from hecvl.training.optim import build_optimizer
 from hecvl.training.schedules import LEVELS, Schedule, build_schedule
 from hecvl.training.settings import TrainSettings
 from hecvl.training.step import ContrastiveStep
+from hecvl.video import FrameCache
 
 log = logging.getLogger(__name__)
 
 # Settings that change how a run executes but not what it computes: a resume may differ in these.
-_OPERATIONAL = ("device", "num_workers", "checkpoint_every", "keep_checkpoints", "log_every")
+_OPERATIONAL = ("device", "num_workers", "threads", "checkpoint_every", "keep_checkpoints", "log_every",
+                "frame_cache_root")
 
 
 @dataclass
@@ -126,7 +129,7 @@ class Trainer:
         candidate = ("clip",) if s.schedule == "clip_only" else s.levels
         self.data: dict[str, LevelData] = build_level_data(
             self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
-            vis.image_size, tuple(vis.mean), tuple(vis.std),
+            vis.image_size, tuple(vis.mean), tuple(vis.std), self._frame_cache(), s.frame_cache_fps,
         )
         per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
         self.schedule: Schedule = build_schedule(s.to_dict(), s.steps, per_epoch)
@@ -136,6 +139,14 @@ class Trainer:
         self.fingerprint = config_fingerprint(self.params, s)
 
     # --- setup helpers ---------------------------------------------------------------------------
+    def _frame_cache(self) -> FrameCache | None:
+        """The training frame cache (train.frame_cache), in frame_cache_root or the study's frames.cache."""
+        s = self.settings
+        if not s.frame_cache:
+            return None
+        root = s.frame_cache_root or (self.params.get("frames") or {}).get("cache") or "data/frames/cache"
+        return FrameCache(root, backend=PairingRules.from_params(self.params).loader.backend)
+
     def _autocast_dtype(self) -> torch.dtype | None:
         precision = self.settings.precision
         if precision == "bf16" and self.device.type != "cuda":
@@ -266,6 +277,15 @@ class Trainer:
 
     def train(self, resume: bool = True, progress: bool | None = None, track: bool = True) -> PretrainResult:
         """Run (or finish) the training; the main rank writes the outputs and tracks the run."""
+        threads = torch.get_num_threads()
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
+        try:
+            return self._train(resume, progress, track)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _train(self, resume: bool, progress: bool | None, track: bool) -> PretrainResult:
         s, env = self.settings, self.env
         state = self.resume_state(resume)
         start, rows = (0, []) if state is None else self.restore(state)

@@ -1,0 +1,192 @@
+"""How fast does pretraining run, level by level, on the CPU default (and the paper preset on a GPU)?
+
+    .venv/bin/python benchmarks/pretrain.py --pairs DIR --corpus DIR [--params params.yaml]
+        [--steps 5] [--warmup 1] [--threads 0] [--paper]
+
+For each level (clip, phase, video) it builds the real trainer (`hecvl.training.Trainer`) restricted
+to that level, warms the text-feature cache, runs --warmup untimed optimizer steps and then --steps
+timed ones, and reports: steps/s, pairs/s ("clips/s": samples of that level per second), frames/s,
+the share of the step spent waiting for data (decode + crop in the loader), and the process CPU time
+per step (on a shared machine wall time inflates, CPU time much less). With --paper and CUDA it
+repeats the measurement for the paper preset (ResNet-50, 336 px crops, frames 4/16/64, the protocol's
+batch sizes 120/80/25 split as on the paper's 4 GPUs, i.e. 30/20/6 per GPU unless --per-gpu-batch is
+given), with bf16 autocast, peak GPU memory and mean GPU utilisation (nvidia-ml-py when present).
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hecvl.params import deep_merge, load_params
+from hecvl.training.trainer import Trainer
+
+LEVELS = ("clip", "phase", "video")
+PAPER: dict[str, Any] = {
+    "model": {"visual": {"preset": "resnet50", "image_size": 336}},
+    "pairing": {"clip": {"frames": 4}, "phase": {"frames": 16}, "video": {"frames": 64}},
+    "train": {"precision": "auto", "device": "cuda"},
+}
+PAPER_GLOBAL_BATCH = {"clip": 120, "phase": 80, "video": 25}
+PAPER_GPUS = 4
+
+
+class GpuSampler:
+    """Mean GPU utilisation over a block, sampled every 0.2 s with nvidia-ml-py (None without it)."""
+
+    def __init__(self, index: int = 0) -> None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(index)
+        except Exception:  # no nvidia-ml-py or no driver: utilisation is simply not reported
+            self.nvml = None
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> GpuSampler:
+        if self.nvml is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(float(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu))
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.nvml is not None:
+            self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
+
+
+def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Time `args.steps` optimizer steps of one level with the real trainer."""
+    steps = args.warmup + args.steps
+    cfg = deep_merge(params, {"train": {"schedule": "fine_to_coarse", "levels": [level], "steps": steps,
+                                        "warmup_steps": 0}})
+    trainer = Trainer(cfg, args.pairs, None, corpus_root=args.corpus, variant=f"bench-{level}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer.warm_text_cache()
+    trainer.model.train()
+    batches = trainer.loaders(0)
+    cuda = trainer.device.type == "cuda"
+    for step in range(args.warmup):
+        trainer.train_step(step, trainer.step_module, batches)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    wait = 0.0
+    samples = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    with GpuSampler(trainer.device.index or 0) if cuda else _Null() as gpu:
+        for step in range(args.warmup, steps):
+            row = trainer.train_step(step, trainer.step_module, batches)
+            wait += row["_data_wait_s"]
+            samples += row["_samples"]
+        if cuda:
+            torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frames = int(trainer.params["pairing"][level]["frames"]) if "pairing" in trainer.params else None
+    out = {
+        "level": level,
+        "batch": trainer.data[level].batch_size,
+        "frames_per_sample": frames,
+        "steps_per_s": round(args.steps / wall, 3),
+        "pairs_per_s": round(samples / wall, 2),
+        "frames_per_s": round(samples * frames / wall, 1) if frames else None,
+        "data_wait_share": round(wait / wall, 3),
+        "cpu_s_per_step": round(cpu / args.steps, 3),
+        "wall_s_per_step": round(wall / args.steps, 3),
+        "threads": torch.get_num_threads(),
+        "device": str(trainer.device),
+    }
+    if cuda:
+        out["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        out["gpu_utilisation_percent"] = gpu.mean
+    return out
+
+
+class _Null:
+    mean = None
+
+    def __enter__(self) -> _Null:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def estimate_run(params: dict[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Seconds of a whole `fine_to_coarse` run of train.steps from the per-level step times."""
+    from hecvl.training.schedules import build_schedule
+
+    train = params["train"]
+    counts = build_schedule(train, int(train["steps"])).counts()
+    est = {key: sum(counts[lvl] * results[lvl][key] for lvl in counts if counts[lvl])
+           for key in ("wall_s_per_step", "cpu_s_per_step")}
+    return {"steps": int(train["steps"]), "batches": counts, "wall_s": round(est["wall_s_per_step"], 1),
+            "cpu_s": round(est["cpu_s_per_step"], 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--pairs", type=Path, required=True, help="pair manifests (hecvl pair)")
+    parser.add_argument("--corpus", type=Path, required=True, help="the lecture corpus of the manifests")
+    parser.add_argument("--steps", type=int, default=5, help="timed optimizer steps per level")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocations, caches)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = train.threads / default)")
+    parser.add_argument("--frame-cache-root", default=None,
+                        help="where train.frame_cache keeps decoded frames (default: as params.yaml)")
+    parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS)
+    parser.add_argument("--paper", action="store_true", help="also the paper preset (needs CUDA)")
+    parser.add_argument("--per-gpu-batch", type=int, nargs=3, default=None, metavar=("CLIP", "PHASE", "VIDEO"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HECVL_TRACKING", "off")
+
+    params = load_params(args.params)
+    report: dict[str, Any] = {"cpu_default": {}, "torch": torch.__version__, "cpus": os.cpu_count()}
+    if args.frame_cache_root:
+        params = deep_merge(params, {"train": {"frame_cache_root": args.frame_cache_root}})
+    cpu_params = deep_merge(params, {"train": {"device": "cpu"}})
+    for level in args.levels:
+        res = bench_level(cpu_params, level, args)
+        report["cpu_default"][level] = res
+        print(json.dumps(res), file=sys.stderr)
+    if set(args.levels) == set(LEVELS):
+        report["cpu_default_run_estimate"] = estimate_run(cpu_params, report["cpu_default"])
+    if args.paper:
+        if not torch.cuda.is_available():
+            report["paper"] = "skipped: CUDA not available"
+        else:
+            per_gpu = dict(zip(LEVELS, args.per_gpu_batch, strict=True)) if args.per_gpu_batch else {
+                lvl: max(2, PAPER_GLOBAL_BATCH[lvl] // PAPER_GPUS) for lvl in LEVELS}
+            paper = deep_merge(params, deep_merge(PAPER, {"train": {"batch_size": per_gpu}}))
+            report["paper"] = {"per_gpu_batch": per_gpu, "gpu": torch.cuda.get_device_name(0)}
+            for level in args.levels:
+                res = bench_level(paper, level, args)
+                report["paper"][level] = res
+                print(json.dumps(res), file=sys.stderr)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
