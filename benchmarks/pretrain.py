@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="where train.frame_cache keeps decoded frames (default: as params.yaml)")
     parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS)
     parser.add_argument("--paper", action="store_true", help="also the paper preset (needs CUDA)")
-    parser.add_argument("--per-gpu-batch", type=int, nargs=3, default=None, metavar=("CLIP", "PHASE", "VIDEO"))
+    parser.add_argument("--per-gpu-batch", type=int, nargs=3, default=None,
+                        metavar=("CLIP", "PHASE", "VIDEO"))
     args = parser.parse_args(argv)
     os.environ.setdefault("HECVL_TRACKING", "off")
 

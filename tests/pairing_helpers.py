@@ -1,7 +1,7 @@
 """Tiny lecture corpora for the pairing tests: real H.264 videos (PyAV, libx264) whose frames say their index.
 
-Frame i is split in two grey halves: left (i % 16) * 16 + 8, right (i // 16) * 16 + 8, so a decoded
-frame (after any resize, before a crop that loses a half) tells which frame of the file it is.
+Frame i is split in two grey halves: left (i % 16) * 16 + 8, right (i // 16 % 16) * 16 + 8, so a decoded
+frame (after any resize, before a crop that loses a half) tells which frame of the file it is (mod 256).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def make_video(
         for i in range(round(seconds * fps)):
             img = np.empty((h, w, 3), np.uint8)
             img[:, : w // 2] = (i % 16) * 16 + 8
-            img[:, w // 2 :] = (i // 16) * 16 + 8
+            img[:, w // 2 :] = (i // 16 % 16) * 16 + 8
             if textured:
                 img[:] = texture[..., None]
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
@@ -126,10 +126,14 @@ def small_corpus(root: Path) -> Path:
 
 
 def run_pair(corpus: Path, out: Path, params: str = "seed: 0\n", *extra: str) -> int:
-    """`hecvl pair CORPUS --params P --out OUT` in-process, with `params` written beside OUT."""
+    """`hecvl pair CORPUS --params P --out OUT` in-process (no tracking), `params` written beside OUT."""
+    import pytest
+
     from hecvl.cli import main
 
     path = out.parent / f"{out.name}.params.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(params)
-    return main(["pair", str(corpus), "--params", str(path), "--out", str(out), "--no-progress", *extra])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HECVL_TRACKING", "off")
+        return main(["pair", str(corpus), "--params", str(path), "--out", str(out), "--no-progress", *extra])

@@ -15,8 +15,8 @@ from hecvl.evaluation.embed import (
     EmbeddingCache,
     embed_frames,
     levels_for,
+    model_key,
     prefetch,
-    untrained_key,
 )
 from hecvl.evaluation.probe import ProbeSettings, fit_probe, probe_scores
 from hecvl.evaluation.prompts import load_prompts
@@ -93,7 +93,7 @@ def test_probe_maps_classes_absent_from_training_and_is_deterministic() -> None:
 
 
 def test_embedding_cache_refuses_entries_of_another_video(tmp_path: Path) -> None:
-    cache = EmbeddingCache(tmp_path, untrained_key(MODEL_CFG, 0), "cholec80", "360x640-bilinear-c224")
+    cache = EmbeddingCache(tmp_path, "model", "cholec80", "360x640-bilinear-c224")
     arr = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     cache.save("video41", "clip", arr, {"sha256": "aa"})
     assert np.array_equal(cache.load("video41", "clip", {"sha256": "aa"}), arr)
@@ -101,7 +101,15 @@ def test_embedding_cache_refuses_entries_of_another_video(tmp_path: Path) -> Non
     assert cache.load("video41", "phase", {"sha256": "aa"}) is None  # never computed
     cache.path("video41", "clip").write_bytes(b"garbage")
     assert cache.load("video41", "clip", {"sha256": "aa"}) is None  # unreadable: recompute
-    assert untrained_key(MODEL_CFG, 0) != untrained_key(MODEL_CFG, 1)
+
+
+def test_model_key_follows_the_weights_not_the_object(model) -> None:
+    from hecvl.models import build_model
+
+    assert model_key(model) == model_key(build_model(MODEL_CFG, seed=3))
+    assert model_key(model) != model_key(build_model(MODEL_CFG, seed=4))
+    shared = build_model({**MODEL_CFG, "heads": {"dim": 16, "mode": "shared"}}, seed=3)
+    assert model_key(model) != model_key(shared)
 
 
 def test_prefetch_keeps_order_overlaps_and_propagates_errors() -> None:

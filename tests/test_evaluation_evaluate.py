@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from hecvl.cli import main
-from hecvl.evaluation.embed import EmbeddingCache, weights_key
+from hecvl.evaluation.embed import EmbeddingCache
 from hecvl.evaluation.metrics import align, score_predictions
 from hecvl.evaluation.prompts import load_prompts
 
@@ -128,6 +128,15 @@ def test_untrained_zero_shot_writes_every_output_and_scores_consistently(world: 
     again = score_predictions(frames, class_names=PHASES)
     for key in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std", "per_video", "per_phase"):
         assert m[key] == again[key]
+    # and `hecvl score` on the parquet as it is gives the same numbers
+    gt_csv = out.parent / "untrained-gt.csv"
+    gt.dropna().to_csv(gt_csv, index=False)
+    scored = out.parent / "untrained-scored.json"
+    args = ["score", "--gt", str(gt_csv), "--pred", str(out / "predictions.parquet"), "--classes", "cholec80"]
+    assert main([*args, "--out", str(scored)]) == 0
+    rescored = json.loads(scored.read_text())
+    for key in ("accuracy_mean", "f1_mean", "per_video", "per_phase", "confusion_matrix"):
+        assert rescored[key] == m[key]
     prompts = json.loads((out / "prompts.json").read_text())
     assert prompts["classes"]["ClippingCutting"] == load_prompts("cholec80").texts[2]
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -166,9 +175,14 @@ def test_saved_weights_equal_the_same_seeded_model_and_probe_finds_the_phases(wo
     weights = world["root"] / "model"
     save_pretrained(build_model(cfg["model"], seed=0), cfg, weights)
     zs = _evaluate(world, world["root"] / "weights", "--weights", str(weights), "--space", "phase")
-    assert zs["run"]["method"] == "zeroshot" and zs["run"]["model_key"] == weights_key(weights)
+    assert zs["run"]["method"] == "zeroshot" and zs["run"]["model"] == str(weights)
     untrained = _evaluate(world, world["root"] / "untrained-phase", "--untrained", "--space", "phase")
-    assert zs["run"]["model_key"] != untrained["run"]["model_key"]
+    # the same model, saved or built fresh with the same seed: one cache key, the same predictions
+    assert zs["run"]["model_key"] == untrained["run"]["model_key"]
+    other = _evaluate(
+        world, world["root"] / "untrained-seed1", "--untrained", "--seed", "1", "--space", "phase"
+    )
+    assert other["run"]["model_key"] != untrained["run"]["model_key"]
     pd.testing.assert_frame_equal(
         pd.read_parquet(world["root"] / "weights" / "predictions.parquet"),
         pd.read_parquet(world["root"] / "untrained-phase" / "predictions.parquet"),
@@ -217,3 +231,18 @@ def test_mlflow_run_holds_metrics_and_outputs(world: dict, monkeypatch: pytest.M
     assert run.data.params["eval.prompt_sha256"] == m["run"]["prompt_sha256"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert artifacts == {"metrics.json", "predictions.parquet", "confusion.png", "prompts.json"}
+
+
+def test_benchmark_prints_rates_and_a_json_last_line(world: dict, capsys: pytest.CaptureFixture) -> None:
+    import runpy
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "evaluate.py"))
+    assert bench["main"](["--params", str(world["params"]), "--dataset", "tiny", "--repeats", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frames"] == sum(len(_phases(i)) for i in (2, 3))
+    for key in ("decode_frames_per_s", "eval_cold_frames_per_s", "eval_warm_frames_per_s"):
+        assert result[key] > 0
+    assert result["cold_over_decode"] == pytest.approx(
+        result["eval_cold_frames_per_s"] / result["decode_frames_per_s"], rel=1e-2
+    )
+    assert isinstance(result["meets_target"], bool) and result["space"] == "ensemble"

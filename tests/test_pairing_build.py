@@ -28,7 +28,9 @@ def paired(tmp_path_factory):
     params = root / "params.yaml"
     params.write_text("seed: 0\n")
     out = root / "pairs"
-    assert main(["pair", str(corpus), "--params", str(params), "--out", str(out), "--no-progress"]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse fixture is not active yet
+        mp.setenv("HECVL_TRACKING", "off")
+        assert main(["pair", str(corpus), "--params", str(params), "--out", str(out), "--no-progress"]) == 0
     return corpus, params, out
 
 

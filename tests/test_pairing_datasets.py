@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 
 import numpy as np
@@ -17,7 +16,6 @@ from hecvl.video import FrameTransform, open_video
 
 @pytest.fixture(scope="module")
 def paired(tmp_path_factory):
-    os.environ["HECVL_TRACKING"] = "off"
     root = tmp_path_factory.mktemp("loaders")
     corpus = small_corpus(root / "corpus")
     out = root / "pairs"
@@ -32,7 +30,7 @@ def test_validation_samples_decode_the_manifests_frames(paired):
     for i in range(len(ds)):
         s = ds[i]
         assert s["frames"].shape == (4, 3, 64, 96) and s["frames"].dtype == torch.uint8
-        expected = [round(t * 10) for t in ds.rows[i]["frame_times"]]  # 10 fps test videos
+        expected = np.floor(np.asarray(ds.rows[i]["frame_times"]) * 10 + 0.5).astype(int).tolist()
         assert [frame_index(f.numpy()) for f in s["frames"]] == expected
         assert s["text"] == ds.rows[i]["text"] and s["pair_id"] == ds.rows[i]["pair_id"]
     again = ds[3]["frames"]
@@ -50,7 +48,8 @@ def test_training_draws_random_clips_inside_the_window(paired):
             assert len(t) == 4 and np.all(np.diff(t) > 0)
             assert row["window_start"] - 1e-3 <= t[0] and t[-1] < row["window_end"]
             assert t[-1] - t[0] <= 5.0
-            assert [frame_index(f.numpy()) for f in s["frames"]] == [round(x * 10) for x in t]
+            expected = np.floor(t * 10 + 0.5).astype(int).tolist()  # the decoder's time -> frame rule
+            assert [frame_index(f.numpy()) for f in s["frames"]] == expected
             seen.add((i, tuple(t.tolist())))
     assert len(seen) > 2 * len(ds.rows)  # the plan changes with the epoch
 
@@ -67,6 +66,10 @@ def test_same_seed_same_samples_other_seed_other_samples(paired):
     assert not torch.equal(a[(0, 0)]["times"], a[(1, 0)]["times"])
     a.set_epoch(3)
     assert torch.equal(a[2]["frames"], b[(3, 2)]["frames"])
+    # draws follow the pair, not its position: a filtered dataset shows the same frames for it
+    only_b = PairDataset(out, "phase", corpus, train=True, seed=1, size=(48, 72), crop=40, lectures={"lec_b"})
+    i = next(k for k, r in enumerate(a.rows) if r["pair_id"] == only_b.rows[0]["pair_id"])
+    assert i > 0 and torch.equal(only_b[(4, 0)]["frames"], a[(4, i)]["frames"])
 
 
 def test_crop_random_in_training_centre_in_validation(paired, tmp_path):

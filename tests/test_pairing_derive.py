@@ -1,4 +1,4 @@
-"""Optional derivation of keystep titles / abstracts: the summariser registry, the centroid rule, the flags."""
+"""Optional derivation of keystep titles / abstracts: summariser registry, centroid rule, flags."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_candidate_sentences_split_and_dedupe():
 
 
 def test_registry_by_name_and_by_import_path():
-    with pytest.raises(HecvlError, match="unknown pairing.derive.summariser"):
+    with pytest.raises(HecvlError, match=r"unknown pairing\.derive\.summariser"):
         get_summariser(DeriveRules(summariser="nope"))
     with pytest.raises(HecvlError, match="cannot be imported"):
         get_summariser(DeriveRules(summariser="no_such_module:fn"))

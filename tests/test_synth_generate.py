@@ -3,6 +3,7 @@ a valid lecture corpus, decodable videos, atomic replacement, reuse, and the `--
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -19,6 +20,8 @@ from hecvl.datasets.registry import TargetDataset
 from hecvl.datasets.validate import validate_corpus
 from hecvl.errors import HecvlError
 from hecvl.synth.api import ensure_world, existing_world, generate_world
+from hecvl.synth.generate import plan_world
+from hecvl.synth.render import Renderer
 from hecvl.video import open_video, probe
 
 FMT = {"cholec80": "cholec80", "autolaparo": "autolaparo", "strasbypass70": "multibypass140",
@@ -130,32 +133,33 @@ def test_readers_give_the_generated_phases(world, manifest, name):
 
 
 def test_out_of_body_overlays_match_rendered_frames(world, manifest):
+    """Overlay 12 spans exactly the out-of-body pictures: decoded frames there show the room, not tissue."""
+    _, jobs, _ = plan_world("smoke", 0, 1)
     found = 0
-    for v in _videos(manifest, "target"):
-        if v["dataset"] != "multibypass140":
+    for job in jobs:
+        plan = job.plan
+        if plan.dataset != "multibypass140":
             continue
-        folder = "bern" if v["source"] == "bern" else "strasbourg"
-        data = json.loads(
-            (world / f"targets/multibypass140/labels/{folder}/labels_by70/{v['id']}.mp4.json").read_text()
-        )
+        folder = "bern" if plan.source == "bern" else "strasbourg"
+        label = world / f"targets/multibypass140/labels/{folder}/labels_by70/{plan.video_id}.mp4.json"
+        data = json.loads(label.read_text())
         oob = [(p["start"], p["end"]) for p in data["phases"] if p["label_id"] == 12]
-        expected = [
-            (round(e["start"] * 1000), round(e["end"] * 1000))
-            for e in v["episodes"]
-            if e["kind"] == "out_of_body"
-        ]
-        assert oob == expected
+        episodes = [e for e in plan.episodes if e.kind == "out_of_body"]
+        assert oob == [(round(e.start * 1000), round(min(e.end, plan.duration) * 1000)) for e in episodes]
         classes = [p for p in data["phases"] if p["label_id"] < 12]
-        assert classes[0]["start"] == round(v["labelled"][0] * 1000) and classes[-1]["end"] == round(
-            v["labelled"][1] * 1000
-        )
-        if not oob:
-            continue
-        with open_video(world / v["path"]) as reader:
-            a, b = oob[0]
-            inside = reader.frames_at([(a + b) / 2000]).reshape(-1, 3).mean(0)
-        found += 1
-        assert inside[2] > inside[0] or inside[1] > inside[0]  # drapes and lights, not red tissue
+        assert classes[0]["start"] == round(plan.scene_start * 1000)
+        assert classes[-1]["end"] == round(min(plan.scene_end, plan.duration) * 1000)
+        plain = Renderer(dataclasses.replace(plan, episodes=[]))
+        rendered = Renderer(plan)
+        with open_video(world / job.path) as reader:
+            for ep in episodes:
+                k = round(ep.start * plan.render_fps)  # the first out-of-body picture
+                decoded = reader.frames_at([k / plan.render_fps])[0].astype(int)
+                room, tissue = rendered.picture(k).astype(int), plain.picture(k).astype(int)
+                assert np.abs(decoded - room).mean() < 8 < np.abs(room - tissue).mean()
+                if k > 0 and all(e.end != ep.start for e in episodes):  # the picture before is in the body
+                    assert np.array_equal(rendered.picture(k - 1), plain.picture(k - 1))
+                found += 1
     assert found
 
 

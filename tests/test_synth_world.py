@@ -52,12 +52,24 @@ def test_multibypass_centres_have_their_own_orders():
 def test_durations_fill_the_video_on_the_render_grid():
     rng = np.random.default_rng(0)
     seq = [0, 1, 2, 1, 2, 3]
-    d = sample_durations(seq, [0.1, 0.5, 0.1, 0.3], 97.0, rng, 0.2)
+    d = sample_durations(seq, [0.1, 0.5, 0.1, 0.3], 97.0, rng, 5)
     assert sum(d) == pytest.approx(97.0)
     assert min(d) >= 1.0
-    assert all(abs(x / 0.2 - round(x / 0.2)) < 1e-6 for x in d)
+    assert all(abs(x * 5 - round(x * 5)) < 1e-9 for x in d)
     with pytest.raises(HecvlError, match="too short"):
-        sample_durations(list(range(12)) * 3, [1.0] * 12, 2.0, rng, 0.5)
+        sample_durations(list(range(12)) * 3, [1.0] * 12, 2.0, rng, 2)
+
+
+def test_boundaries_are_exactly_the_times_of_pictures():
+    """A phase boundary is the very float of the picture on it: labels and pixels never disagree there."""
+    for centre in ("strasbourg", "bern", "autolaparo"):
+        for seed in range(5):
+            plan = _plan(centre, seed)
+            times = {plan.picture_time(i) for i in range(plan.n_pictures + 1)}
+            edges = [x for s in plan.segments for x in (s.start, s.end)]
+            edges += [x for e in plan.episodes for x in (e.start, e.end) if x < plan.duration]
+            edges += [x for s in plan.segments for a, b, _ in s.steps for x in (a, b)]
+            assert set(edges) <= times
 
 
 def test_plan_is_deterministic_and_seed_dependent():

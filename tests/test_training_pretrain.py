@@ -33,7 +33,7 @@ def fixed_losses(trainer: Trainer) -> dict[str, float]:
     size, crop = frame_geometry(PairingRules.from_params(trainer.params), vis.image_size)
     out = {}
     with torch.no_grad():
-        for level, data in trainer.data.items():
+        for level in trainer.data:
             ds = PairDataset.from_params(trainer.pairs_dir, level, trainer.corpus_root, trainer.params,
                                          train=False, size=size, crop=crop, dtype="float32",
                                          mean=vis.mean, std=vis.std)
@@ -69,7 +69,8 @@ def test_every_level_loss_falls_and_the_run_is_tracked(
     assert list(losses["levels"][:4]) == ["clip", "clip", "phase", "video"]
     assert losses["lr"].iloc[0] < losses["lr"].iloc[1] and losses["lr"].iloc[-1] < losses["lr"].max()
     config = json.loads((out / "train_config.json").read_text())
-    assert config["variant"] == "hecvl" and config["schedule"]["batches"] == {"clip": 8, "phase": 4, "video": 4}
+    assert config["variant"] == "hecvl"
+    assert config["schedule"]["batches"] == {"clip": 8, "phase": 4, "video": 4}
     assert config["batch_size"] == {"clip": 8, "phase": 8, "video": 2}
     assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == ["step-00000016.pt"]  # final only
 
@@ -131,13 +132,14 @@ def test_cli_reports_bad_settings_and_missing_pairs(
 ) -> None:
     monkeypatch.setenv("HECVL_TRACKING", "off")
     bad = write_params(tmp_path / "bad.yaml", {"train": {"grad_clp": 0}})
-    args = ["pretrain", "--pairs", str(world["pairs"]), "--corpus", str(world["corpus"]), "--out", str(tmp_path / "o")]
+    out = ["--out", str(tmp_path / "o")]
+    args = ["pretrain", "--pairs", str(world["pairs"]), "--corpus", str(world["corpus"]), *out]
     assert main([*args, "--params", str(bad)]) == 2
     assert "train.grad_clp" in capsys.readouterr().err
     good = write_params(tmp_path / "good.yaml")
     assert main([*args, "--params", str(good), "--variant", "nope"]) == 2
     assert "unknown variant 'nope'" in capsys.readouterr().err
-    missing = ["pretrain", "--params", str(good), "--pairs", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    missing = ["pretrain", "--params", str(good), "--pairs", str(tmp_path / "none"), *out]
     assert main([*missing, "--corpus", str(world["corpus"])]) == 2
     assert "no clip manifest here" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -3,8 +3,8 @@
 Why a cache: every ablation of the test-time options (space, prompts) and the linear probe reuse
 the same frame embeddings; only the text side changes. An entry is keyed by
 (model key, dataset, frame transform, level, video) and carries a small JSON sidecar with the
-video file's identity (size, modification time) and the frame count, so a regenerated or replaced
-video is never scored with stale embeddings.
+video's identity (the frame cache's content hash) and the frame count, so a regenerated or
+replaced video is never scored with stale embeddings.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from hecvl.errors import HecvlError
-from hecvl.io import atomic_path, sha256_file, write_json
+from hecvl.io import atomic_path, write_json
+from hecvl.models.config import LEVELS
 
 log = logging.getLogger(__name__)
 
-LEVELS: tuple[str, ...] = ("clip", "phase", "video")
 SPACES: tuple[str, ...] = (*LEVELS, "ensemble")
 
 
@@ -38,22 +38,21 @@ def levels_for(space: str) -> list[str]:
     return list(LEVELS) if space == "ensemble" else [space]
 
 
-def weights_key(weights_dir: str | Path) -> str:
-    """A short content hash of a saved model (weights and config): equal keys embed identically."""
-    weights_dir = Path(weights_dir)
+def model_key(model: Any) -> str:
+    """A short hash of what decides a model's embeddings: its configuration and every tensor it holds.
+
+    Hashing the loaded state (not a file or a seed) means a saved model and the same model built
+    fresh share their cache entries, and a change of code defaults can never serve stale ones.
+    """
     h = hashlib.sha256()
-    for name in ("model.safetensors", "config.json"):
-        path = weights_dir / name
-        if not path.is_file():
-            raise HecvlError(f"{name} not found in the weights folder", weights_dir)
-        h.update(f"{name}:{sha256_file(path)}\n".encode())
+    config = getattr(model, "config", None)
+    cfg = config.to_dict() if hasattr(config, "to_dict") else repr(config)
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
-
-
-def untrained_key(model_cfg: Mapping[str, Any], seed: int) -> str:
-    """Key of a freshly initialised model: its configuration and the seed decide its weights."""
-    text = json.dumps({"model": model_cfg, "seed": int(seed)}, sort_keys=True, default=str)
-    return "untrained-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def video_identity(path: str | Path) -> dict[str, Any]:

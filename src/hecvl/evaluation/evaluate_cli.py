@@ -32,10 +32,9 @@ from hecvl.evaluation.confusion_plot import plot_confusion
 from hecvl.evaluation.embed import (
     EmbeddingCache,
     levels_for,
+    model_key,
     pick_device,
-    untrained_key,
     video_embeddings,
-    weights_key,
 )
 from hecvl.evaluation.metrics import align, argmax_predictions, score_predictions
 from hecvl.evaluation.probe import features, fit_probe, probe_scores
@@ -117,9 +116,9 @@ def load_model(
 
     if weights is not None:
         model, _cfg = load_pretrained(weights, device=device)
-        return model.eval(), weights_key(weights), str(weights)
-    model = build_model(params["model"], seed=seed)
-    return model.to(device).eval(), untrained_key(params["model"], seed), f"untrained (seed {seed})"
+        return model.eval(), model_key(model), str(weights)
+    model = build_model(params["model"], seed=seed).to(device).eval()
+    return model, model_key(model), f"untrained (seed {seed})"
 
 
 def evaluate(
@@ -144,9 +143,9 @@ def evaluate(
     labels = ds.labels(split)
     frame_cache, transform = frame_source(params)
     device = pick_device(settings.device)
-    model, model_key, model_desc = load_model(params, weights, seed, device)
+    model, key, model_desc = load_model(params, weights, seed, device)
     levels = levels_for(settings.space)
-    emb_cache = EmbeddingCache(Path(settings.cache), model_key, dataset, transform.key())
+    emb_cache = EmbeddingCache(Path(settings.cache), key, dataset, transform.key())
 
     def embed(ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
         paths = {v: ds.video_path(v) for v in ids}
@@ -168,7 +167,7 @@ def evaluate(
         "split": split,
         "space": settings.space,
         "model": model_desc,
-        "model_key": model_key,
+        "model_key": key,
         "variant": variant or "main",
         "seed": seed,
         "transform": transform.key(),

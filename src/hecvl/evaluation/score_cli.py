@@ -3,7 +3,8 @@
 Inputs are CSV files so that predictions of other methods can be scored the same way as ours:
 - ground truth `video,frame_sec,phase_id[,phase_name]` (the label table written by `hecvl labels`),
   or, with `--gt-format`, a published label file or folder read by hecvl.datasets.labels;
-- predictions `video,frame_sec,phase_id` (other columns are ignored).
+- predictions `video,frame_sec,phase_id` (other columns are ignored), as CSV or as Parquet
+  (`hecvl evaluate`'s predictions.parquet scores as it is).
 Every ground-truth second must have a prediction (else an error names the videos and counts);
 predictions for seconds or videos not in the ground truth are ignored and counted in the output.
 """
@@ -27,7 +28,9 @@ FORMATS = ("cholec80", "autolaparo", "multibypass140")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", required=True, type=Path, help="ground-truth CSV (video,frame_sec,phase_id)")
-    parser.add_argument("--pred", required=True, type=Path, help="predictions CSV (video,frame_sec,phase_id)")
+    parser.add_argument(
+        "--pred", required=True, type=Path, help="predictions CSV or Parquet (video,frame_sec,phase_id)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     parser.add_argument(
         "--gt-format",
@@ -43,9 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_table(path: Path, what: str) -> pd.DataFrame:
-    """A CSV with `video` kept as text (`01` must stay `01`); unreadable files are a clear error."""
+    """A CSV (or Parquet, e.g. `hecvl evaluate`'s predictions) with `video` kept as text (`01` stays `01`)."""
     if not path.is_file():
         raise HecvlError(f"{what} file not found", path)
+    if path.suffix == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError) as exc:
+            raise HecvlError(f"cannot read {what} Parquet: {exc}", path) from None
+        if "video" in df.columns:
+            df["video"] = df["video"].astype(str)
+        return df
     try:
         return pd.read_csv(path, dtype={"video": str, "phase_name": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -65,8 +65,11 @@ def _track(params: dict, rules: PairingRules, stats: dict, out: Path) -> None:
     metrics = {f"pairs_{lv}": stats["levels"][lv]["pairs"] for lv in LEVELS}
     metrics.update({f"dropped_{lv}": sum(stats["levels"][lv]["dropped"].values()) for lv in LEVELS})
     metrics["lectures_excluded"] = len(stats["lectures"]["excluded"])
+    study = params.get("study")
+    experiment = study.get("name") if isinstance(study, dict) else study
+    tags = {"stage": "pair", "rule": "pair"}
     with mlflow_run(
-        experiment=str(params.get("study", "hecvl")), run_name="pair", params={"pairing": rules.to_dict()}
+        experiment=str(experiment or "hecvl"), run_name="pair", tags=tags, params={"pairing": rules.to_dict()}
     ) as run:
         run.log_metrics(metrics)
         run.log_artifact(out / "stats.json")

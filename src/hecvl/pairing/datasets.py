@@ -4,7 +4,7 @@ Training draws a fresh frame plan per sample (a random 3-5 s clip inside the nar
 random frame in each run of its 2 fps grid; a random time in each segment for phases and videos; one
 random square crop per sample); validation uses the manifest's fixed frame times and a centre crop.
 
-Determinism: a sample's randomness comes from its own generator seeded with (seed, epoch, index), never
+Determinism: a sample's randomness comes from its own generator seeded with (seed, epoch, pair id), never
 from a worker's global state, so the same seed gives the same batches with 0, 1 or 2 workers, with
 or without persistent workers. `EpochSampler` yields (epoch, index) keys for that; `set_epoch` on the
 sampler moves both the shuffle order and the per-sample draws on.
@@ -15,6 +15,7 @@ and a few are kept open per worker (LRU), since consecutive pairs usually come f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from collections import OrderedDict
@@ -42,9 +43,11 @@ class PairDataset(Dataset):
     """The pairs of one level (`clip`, `phase` or `video`) as (frames, text, ids) samples.
 
     Each sample is a dict: `frames` (T, 3, H, W) uint8, or float32 in [0, 1] (normalised by `mean`/`std`
-    when given); `times` (T,) the frame times in seconds; `text`; `pair_id`; `lecture_id`; `index`;
+    when given); `times` (T,) float64 the frame times in seconds; `text`; `pair_id`; `lecture_id`; `index`;
     for phase and video pairs `child_texts` (the texts of the clip / phase pairs inside).
     `size` = (H, W) to decode to (None: the video's size), `crop` = square crop (None: no crop).
+    `lectures` / `pair_ids` keep only those pairs (e.g. a split by lecture). Subclasses may override
+    `_reader(row)` to serve frames from elsewhere (anything with `info`, `frames_at`, `close`).
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class PairDataset(Dataset):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         lectures: Collection[str] | None = None,
+        pair_ids: Collection[str] | None = None,
         backend: str = "auto",
         max_open_videos: int = 4,
     ) -> None:
@@ -86,7 +90,13 @@ class PairDataset(Dataset):
         if lectures is not None:
             wanted = set(lectures)
             rows = [r for r in rows if r["lecture_id"] in wanted]
+        if pair_ids is not None:
+            wanted = set(pair_ids)
+            rows = [r for r in rows if r["pair_id"] in wanted]
         self.rows = rows
+        # a pair's random draws are keyed by its id, not its position: filtering or reordering the
+        # manifest never changes what a given pair shows in a given epoch
+        self._draw_keys = [_stable_key(r["pair_id"]) for r in rows]
         self.child_texts: list[list[str]] = []
         if level in _CHILD_LEVEL:
             child = read_manifest(pairs_dir, _CHILD_LEVEL[level]).select(["pair_id", "text"]).to_pydict()
@@ -138,7 +148,7 @@ class PairDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple | list) else (self.epoch, int(key))
         row = self.rows[index]
-        rng = np.random.default_rng([self.seed, epoch, index]) if self.train else None
+        rng = np.random.default_rng([self.seed, epoch, self._draw_keys[index]]) if self.train else None
         reader = self._reader(row)
         info = reader.info
         times = clamp_times(self.frame_times(index, rng), (info.num_frames - 1) / info.fps)
@@ -151,13 +161,13 @@ class PairDataset(Dataset):
         frames = self._crop(frames, rng)
         sample: dict[str, Any] = {
             "frames": self._to_tensor(frames),
-            "times": torch.from_numpy(times.astype(np.float32)),
+            "times": torch.from_numpy(np.asarray(times, dtype=np.float64)),
             "text": row["text"],
             "pair_id": row["pair_id"],
             "lecture_id": row["lecture_id"],
             "index": index,
         }
-        if self.child_texts:
+        if self.level in _CHILD_LEVEL:
             sample["child_texts"] = list(self.child_texts[index])
         return sample
 
@@ -198,7 +208,7 @@ class PairDataset(Dataset):
         return frames[:, top : top + self.crop, left : left + self.crop]
 
     def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
-        out = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+        out = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # stacking copies anyway
         if self.dtype == "uint8":
             return out
         out = out.float().div_(255.0)
@@ -253,7 +263,9 @@ class PairCollate:
 
     def __call__(self, batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "frames": torch.stack([b["frames"] for b in batch]),
+            # NumPy's single-threaded copy: torch.stack wakes the intra-op thread pool for every batch,
+            # which costs more than the copy itself on a busy CPU
+            "frames": torch.from_numpy(np.stack([b["frames"].numpy() for b in batch])),
             "times": torch.stack([b["times"] for b in batch]),
             "text": [b["text"] for b in batch],
             "pair_id": [b["pair_id"] for b in batch],
@@ -265,6 +277,11 @@ class PairCollate:
         if self.tokenizer is not None:
             out["tokens"] = self.tokenizer(out["text"])
         return out
+
+
+def _stable_key(pair_id: str) -> int:
+    """A 64-bit integer from a pair id, the same in every process and Python run (unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(pair_id.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def worker_init_fn(worker_id: int) -> None:

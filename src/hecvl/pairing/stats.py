@@ -139,7 +139,7 @@ def write_figure(path: Path, stats: Mapping[str, Any], tables: Mapping[str, Mapp
     if excluded:
         drops.append(("lectures excluded", excluded))
     if drops:
-        ax.barh([d[0] for d in drops], [d[1] for d in drops], color="C3")
+        ax.bar_label(ax.barh([d[0] for d in drops], [d[1] for d in drops], color="C3"))
         ax.invert_yaxis()
     else:
         ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax.transAxes)

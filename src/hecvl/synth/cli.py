@@ -11,15 +11,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from hecvl.errors import HecvlError
 from hecvl.io import write_json
 from hecvl.params import get, load_params
+from hecvl.synth.vocab import presets
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params", type=Path, help="take defaults from this params.yaml (data.synthetic, data.root)"
     )
-    parser.add_argument("--preset", choices=["smoke", "default"], help="world size (default: default)")
+    parser.add_argument("--preset", choices=sorted(presets()), help="world size (default: default)")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--scale", type=float, help="multiply the number of lectures by K (default: 1)")
     parser.add_argument(
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = get(params, "data.synthetic", {}) or {}
         out = out or Path(get(params, "data.root"))
     if out is None:
-        raise SystemExit("hecvl synth: error: --out DIR (or --params with data.root) is required")
+        raise HecvlError("--out DIR (or --params with data.root) is required")
     generate_world(
         out,
         preset=args.preset or cfg.get("preset", "default"),

@@ -44,7 +44,7 @@ def write_mp4(
                 stream.codec_context.gop_size = gop
                 stream.codec_context.thread_count = 1
                 stream.options = {
-                    "preset": "veryfast",
+                    "preset": "superfast",
                     "crf": str(crf),
                     "threads": "1",
                     "g": str(gop),

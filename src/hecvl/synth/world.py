@@ -153,10 +153,16 @@ def sample_sequence(spec: dict[str, Any], rng: np.random.Generator) -> list[int]
     return seq
 
 
+def snap(t: float | np.ndarray, rate: int) -> float | np.ndarray:
+    """Round a time to the render grid as k / rate: the very float that picture k's time is, so a
+    boundary and the picture on it never disagree by a rounding error."""
+    return np.round(np.asarray(t) * rate) / rate if isinstance(t, np.ndarray) else round(t * rate) / rate
+
+
 def sample_durations(
-    seq: list[int], weights: list[float], total: float, rng: np.random.Generator, grid: float
+    seq: list[int], weights: list[float], total: float, rng: np.random.Generator, rate: int
 ) -> list[float]:
-    """Durations (multiples of `grid`) summing to `total`, proportional to the phases' typical lengths.
+    """Durations (on the 1/rate grid) summing to `total`, proportional to the phases' typical lengths.
 
     Repeated phases share their weight; a floor keeps every phase long enough to be seen at 1 fps.
     """
@@ -166,8 +172,8 @@ def sample_durations(
     n = len(seq)
     floor = min(6.0, 0.4 * total / n)
     d = floor + (total - n * floor) * w / w.sum()
-    edges = np.round(np.concatenate([[0.0], np.cumsum(d)]) / grid) * grid
-    edges[-1] = round(total / grid) * grid
+    edges = snap(np.concatenate([[0.0], np.cumsum(d)]), rate)
+    edges[-1] = snap(total, rate)
     out = np.diff(edges)
     if (out <= 0).any():
         raise HecvlError(f"video too short for {n} phases ({total:.0f} s)")
@@ -235,7 +241,7 @@ def make_scene(recipe: dict[str, Any], start: float, end: float, rng: np.random.
 
 
 def _episodes(
-    plan_start: float, plan_end: float, rate: float, span: list, rng: np.random.Generator, grid: float
+    plan_start: float, plan_end: float, rate: float, span: list, rng: np.random.Generator, render_fps: int
 ) -> list[tuple[float, float]]:
     """Random non-overlapping intervals at `rate` per second, on the render grid."""
     out: list[tuple[float, float]] = []
@@ -243,7 +249,7 @@ def _episodes(
     for _ in range(n):
         length = float(rng.uniform(*span))
         s = float(rng.uniform(plan_start, max(plan_start, plan_end - length)))
-        s, e = round(s / grid) * grid, round((s + length) / grid) * grid
+        s, e = snap(s, render_fps), snap(s + length, render_fps)
         if e > s and all(e <= a or s >= b for a, b in out):
             out.append((s, e))
     return sorted(out)
@@ -270,43 +276,54 @@ def plan_video(
     fps, render_fps = int(style["fps"]), int(style["render_fps"])
     if fps % render_fps:
         raise HecvlError(f"fps {fps} is not a multiple of render_fps {render_fps} for {source}")
-    grid = 1.0 / render_fps
     repeat = fps // render_fps
     n_frames = int(duration_s) * fps + int(rng.integers(0, repeat))  # real videos rarely end on a second
     total = n_frames / fps
     head = float(rng.uniform(*spec["head"])) * total if spec.get("head") else 0.0
     tail = float(rng.uniform(*spec["tail"])) * total if spec.get("tail") else 0.0
-    scene_start = round(head / grid) * grid
-    scene_end = round((total - tail) / grid) * grid if tail else total
+    n_pictures = -(-n_frames // repeat)
+    first_k = round(head * render_fps)
+    last_k = (
+        round((total - tail) * render_fps) if tail else n_pictures
+    )  # pictures k with first_k <= k < last_k
+    scene_start, scene_end = first_k / render_fps, last_k / render_fps
     seq = sample_sequence(spec, rng)
-    durs = sample_durations(seq, spec["weights"], scene_end - scene_start, rng, grid)
+    durs = sample_durations(seq, spec["weights"], scene_end - scene_start, rng, render_fps)
+    edges = [first_k + round(x * render_fps) for x in np.cumsum([0.0, *durs])]
+    edges[-1] = last_k
     segments: list[Segment] = []
-    t = scene_start
-    for pid, d in zip(seq, durs, strict=True):
+    for pid, k0, k1 in zip(seq, edges[:-1], edges[1:], strict=True):
         phase = proc["phases"][pid]
-        start, end = round(t, 6), round(t + d, 6)
+        start, end = k0 / render_fps, k1 / render_fps
         seg = Segment(start, end, pid, phase["name"], make_scene(phase["scene"], start, end, rng))
         if "steps" in proc:
-            seg.steps = _steps(proc["steps"][phase["name"]], start, end, rng, grid)
+            seg.steps = _steps(proc["steps"][phase["name"]], start, end, rng, render_fps)
         segments.append(seg)
-        t += d
-    segments[-1].end = scene_end  # exact end despite float sums
 
     nuis = w["nuisance"]
     oob: list[tuple[float, float]] = []
     first = segments[0]
     if rng.random() < float(proc["phases"][first.phase_id]["scene"].get("out_of_body", 0.0)):
         length = min(float(rng.uniform(*nuis["out_of_body_s"])), 0.5 * (first.end - first.start))
-        oob.append((first.start, round((first.start + length) / grid) * grid))
+        end = snap(first.start + length, render_fps)
+        if end > first.start:
+            oob.append((first.start, end))
     if scene_start > 0 and rng.random() < 0.5:
         oob.append((0.0, scene_start))
     if scene_end < total and rng.random() < 0.6:
         oob.append((scene_end, total))
     mid = _episodes(
-        first.end, segments[-1].start, float(style.get("oob_rate", 0.0)), nuis["out_of_body_s"], rng, grid
+        first.end,
+        segments[-1].start,
+        float(style.get("oob_rate", 0.0)),
+        nuis["out_of_body_s"],
+        rng,
+        render_fps,
     )
     oob += [iv for iv in mid if all(iv[1] <= a or iv[0] >= b for a, b in oob)]
-    bleed = _episodes(scene_start, scene_end, float(style.get("bleed_rate", 0.0)), nuis["bleed_s"], rng, grid)
+    bleed = _episodes(
+        scene_start, scene_end, float(style.get("bleed_rate", 0.0)), nuis["bleed_s"], rng, render_fps
+    )
     bleed = [iv for iv in bleed if all(iv[1] <= a or iv[0] >= b for a, b in oob)]
     episodes = [Episode("out_of_body", a, b) for a, b in sorted(oob)] + [
         Episode("bleeding", a, b) for a, b in bleed
@@ -335,13 +352,13 @@ def plan_video(
     )
 
 
-def _steps(step_ids: list[int], start: float, end: float, rng: np.random.Generator, grid: float) -> list:
+def _steps(step_ids: list[int], start: float, end: float, rng: np.random.Generator, render_fps: int) -> list:
     """Split a phase into its MultiBypass140 steps (sometimes one is skipped, or a null step slips in)."""
     ids = [int(s) for s in step_ids if len(step_ids) == 1 or rng.random() > 0.15] or [int(step_ids[0])]
     if rng.random() < 0.15:
         ids.insert(int(rng.integers(0, len(ids) + 1)), 0)  # s0_null_step
     w = rng.dirichlet(np.full(len(ids), 2.0))
-    edges = np.round((start + np.concatenate([[0.0], np.cumsum(w)]) * (end - start)) / grid) * grid
+    edges = snap(start + np.concatenate([[0.0], np.cumsum(w)]) * (end - start), render_fps)
     edges[0], edges[-1] = start, end
     return [(float(a), float(b), i) for a, b, i in zip(edges[:-1], edges[1:], ids, strict=True) if b > a]
 

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=Path, required=True, help="folder of the pair manifests (hecvl pair)")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="lecture corpus the manifests point into (default: data.corpus)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (weights, curves, checkpoints)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (weights, curves, checkpoints)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides train.steps)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (overrides `seed`)")
     parser.add_argument("--no-resume", action="store_true",

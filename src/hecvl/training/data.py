@@ -176,7 +176,8 @@ def build_level_data(
         if batch < 2:
             raise HecvlError(f"only {len(ds)} {level} pairs: a contrastive batch needs at least 2", pairs_dir)
         if batch < want and env.is_main:
-            log.warning("%s level: %d pairs < batch size %d; training on batches of %d", level, len(ds), want, batch)
+            log.warning("%s level: %d pairs < batch size %d; training on batches of %d",
+                        level, len(ds), want, batch)
         out[level] = LevelData(level, ds, batch, len(ds) // batch)
     return out
 

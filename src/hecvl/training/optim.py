@@ -19,7 +19,7 @@ from hecvl.errors import HecvlError
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0) -> float:
-    """Multiplier of the peak learning rate at `step` (0-based): linear warm-up, then cosine to `min_lr_ratio`.
+    """Multiplier of the peak learning rate at `step` (0-based): linear warm-up, cosine to `min_lr_ratio`.
 
     The first step already uses a non-zero rate ((step + 1) / warmup) so no step is wasted.
     """

@@ -25,7 +25,9 @@ class TrainSettings:
     levels: tuple[str, ...] = LEVELS
     steps: int = 300
     alternation: dict[str, int] = field(default_factory=lambda: _per_level(clip=4, phase=2, video=1))
-    level_weights: dict[str, float] = field(default_factory=lambda: _per_level(clip=1.0, phase=1.0, video=1.0))
+    level_weights: dict[str, float] = field(
+        default_factory=lambda: _per_level(clip=1.0, phase=1.0, video=1.0)
+    )
     epoch_alternation: dict[str, int] = field(default_factory=lambda: {"phase_every": 3, "video_every": 5})
     batch_size: dict[str, int] = field(default_factory=lambda: _per_level(clip=120, phase=80, video=25))
     grad_accum: int = 1
@@ -86,7 +88,9 @@ class TrainSettings:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise HecvlError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.frame_cache_fps < 0:
-            raise HecvlError(f"train.frame_cache_fps must be >= 0 (0 = the video's rate), got {self.frame_cache_fps}")
+            raise HecvlError(
+                f"train.frame_cache_fps must be >= 0 (0 = the video's rate), got {self.frame_cache_fps}"
+            )
         if self.grad_clip < 0:
             raise HecvlError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
 

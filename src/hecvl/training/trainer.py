@@ -50,7 +50,7 @@ from hecvl.training import checkpoint as ckpt
 from hecvl.training.data import LevelData, build_level_data, make_loader
 from hecvl.training.distributed import DistEnv, broadcast_object, init_distributed, shutdown, sync_batchnorm
 from hecvl.training.optim import build_optimizer
-from hecvl.training.schedules import LEVELS, Schedule, build_schedule
+from hecvl.training.schedules import Schedule, build_schedule
 from hecvl.training.settings import TrainSettings
 from hecvl.training.step import ContrastiveStep
 from hecvl.video import FrameCache
@@ -178,14 +178,17 @@ class Trainer:
             return self.step_module
         ids = [self.device.index] if self.device.type == "cuda" else None
         # levels change from step to step, so some heads are unused in a given step
-        return nn.parallel.DistributedDataParallel(self.step_module, device_ids=ids, find_unused_parameters=True)
+        return nn.parallel.DistributedDataParallel(
+            self.step_module, device_ids=ids, find_unused_parameters=True
+        )
 
     def loaders(self, start_step: int) -> dict[str, Iterator[dict[str, Any]]]:
         """Per level, an iterator over this rank's batches from `start_step` to the end of the run."""
         a = self.settings.grad_accum
         begin, total = self.schedule.batches_before(start_step), self.schedule.counts()
         return {
-            lvl: iter(make_loader(d, self.seed, a * begin[lvl], a * total[lvl], self.env, self.settings.num_workers))
+            lvl: iter(make_loader(d, self.seed, a * begin[lvl], a * total[lvl], self.env,
+                                  self.settings.num_workers))
             for lvl, d in self.data.items()
         }
 
@@ -211,9 +214,10 @@ class Trainer:
             )
         step = int(state["step"])
         missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
-        if unexpected or set(missing) - self._frozen_keys():
+        lacking = sorted(set(missing) - self._frozen_keys())
+        if unexpected or lacking:
             raise ckpt.CorruptCheckpoint(
-                f"model state does not fit the model (missing {sorted(set(missing) - self._frozen_keys())[:3]}, "
+                f"model state does not fit the model (missing {lacking[:3]}, "
                 f"unexpected {sorted(unexpected)[:3]})"
             )
         self.optimizer.load_state_dict(state["optimizer"])
@@ -234,7 +238,8 @@ class Trainer:
         record = None
         if resume and self.out_dir is not None and self.env.is_main:
             found = ckpt.latest_valid(self.out_dir / "checkpoints")
-            record = None if found is None else str(ckpt.checkpoint_path(self.out_dir / "checkpoints", found["step"]))
+            if found is not None:
+                record = str(ckpt.checkpoint_path(self.out_dir / "checkpoints", found["step"]))
         record = broadcast_object(record)
         if record is None:
             return None
@@ -305,40 +310,48 @@ class Trainer:
             for step in range(start, s.steps):
                 t0 = time.perf_counter()
                 row = self.train_step(step, wrapped, batches)
-                dt = time.perf_counter() - t0
+                seconds = time.perf_counter() - t0
                 samples, wait = row.pop("_samples"), row.pop("_data_wait_s")
-                _account(timing, row["levels"], samples, dt, wait)
+                _account(timing, row["levels"], samples, seconds, wait)
                 rows.append(row)
                 if not all(math.isfinite(v) for v in (row["loss"], row["grad_norm"])):
                     raise HecvlError(f"non-finite loss or gradient at step {step + 1}: {row}")
                 if env.is_main:
-                    bar.update(1)
-                    bar.set_postfix(_postfix(row, samples / max(dt, 1e-9)), refresh=False)
-                    if (step + 1) % s.log_every == 0:
-                        metrics.add(_metrics(row, samples / max(dt, 1e-9), dt), step=step + 1)
-                    done = step + 1
-                    if self.out_dir is not None and (done == s.steps or (s.checkpoint_every
-                                                                         and done % s.checkpoint_every == 0)):
-                        ckpt.save_checkpoint(self.out_dir / "checkpoints", done, self.state(done, rows),
-                                             keep=s.keep_checkpoints)
+                    self._after_step(row, rows, samples / max(seconds, 1e-9), seconds, bar, metrics)
             bar.close()
             metrics.flush()
             seconds = time.perf_counter() - t_start
             losses = pd.DataFrame(rows, columns=_columns(rows))
-            model_dir = self.out_dir / "model" if self.out_dir is not None else Path()
             if env.is_main and self.out_dir is not None:
                 self.write_outputs(losses, timing, seconds, start, n_texts)
-                if run is not None:
-                    run.log_metrics({"train/seconds": seconds, "train/steps_per_s": (s.steps - start) / max(seconds, 1e-9)})
-                    for name in ("model", "train_config.json", "losses.csv", "summary.json"):
-                        run.log_artifact(self.out_dir / name, artifact_path=None if name != "model" else "model")
+                _log_outputs(run, self.out_dir, (s.steps - start) / max(seconds, 1e-9), seconds)
+        model_dir = self.out_dir / "model" if self.out_dir is not None else Path()
         return PretrainResult(self.out_dir or Path(), model_dir, s.steps, start, seconds, losses, env.is_main)
+
+    def _after_step(
+        self, row: dict[str, Any], rows: list[dict[str, Any]], rate: float, seconds: float,
+        bar: tqdm, metrics: _MetricBuffer,
+    ) -> None:
+        """Main rank: progress bar (or a log line every tenth of the run), metrics, checkpoint."""
+        s, done = self.settings, row["step"]
+        post = _postfix(row, rate)
+        bar.update(1)
+        bar.set_postfix(post, refresh=False)
+        if bar.disable and done % max(1, s.steps // 10) == 0:
+            log.info("step %d/%d: %s", done, s.steps, ", ".join(f"{k} {v}" for k, v in post.items()))
+        if done % s.log_every == 0:
+            metrics.add(_metrics(row, rate, seconds), step=done)
+        due = done == s.steps or (s.checkpoint_every and done % s.checkpoint_every == 0)
+        if self.out_dir is not None and due:
+            state = self.state(done, rows)
+            ckpt.save_checkpoint(self.out_dir / "checkpoints", done, state, keep=s.keep_checkpoints)
 
     def write_outputs(
         self, losses: pd.DataFrame, timing: Mapping[str, Any], seconds: float, start: int, n_texts: int
     ) -> None:
         assert self.out_dir is not None
-        save_pretrained(self.model, {**self.params, "model": self.model.config.to_dict()}, self.out_dir / "model")
+        params = {**self.params, "model": self.model.config.to_dict()}
+        save_pretrained(self.model, params, self.out_dir / "model")
         write_json(self.out_dir / "train_config.json", self.resolved_config())
         write_csv(self.out_dir / "losses.csv", losses)
         per_level = {  # keyed by the step's levels ("clip", or "clip+phase+video" for joint steps)
@@ -461,6 +474,15 @@ def _metrics(row: Mapping[str, Any], rate: float, seconds: float) -> dict[str, f
     out.update({"loss/total": row["loss"], "lr": row["lr"], "grad_norm": row["grad_norm"],
                 "throughput/samples_per_s": rate, "throughput/step_s": seconds})
     return out
+
+
+def _log_outputs(run: Any, out_dir: Path, steps_per_s: float, seconds: float) -> None:
+    """The run's totals and outputs (weights, config, curves, summary) into its MLflow run."""
+    if run is None:
+        return
+    run.log_metrics({"train/seconds": seconds, "train/steps_per_s": steps_per_s})
+    for name in ("model", "train_config.json", "losses.csv", "summary.json"):
+        run.log_artifact(out_dir / name, artifact_path="model" if name == "model" else None)
 
 
 def _tracker(trainer: Trainer, start: int) -> contextlib.AbstractContextManager:
