@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 _MAX_PARAM_LEN = 6000
+PARENT_ENV = "HECVL_PARENT_RUN_ID"
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -144,7 +145,7 @@ def mlflow_run(
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(experiment)
     all_tags = {**git_tags(), "data_version": data_version(), **{k: str(v) for k, v in (tags or {}).items()}}
-    parent = os.environ.get("HECVL_PARENT_RUN_ID") or None
+    parent = os.environ.get(PARENT_ENV) or None
     with mlflow.start_run(
         run_name=run_name,
         parent_run_id=parent,
@@ -178,3 +179,22 @@ def end_parent_run(run_id: str | None, status: str = "FINISHED") -> None:
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.MlflowClient().set_terminated(run_id, status=status)
+
+
+
+def begin_invocation(experiment: str) -> str | None:
+    """Create the store and the parent run of a workflow invocation, exported to its jobs' environment.
+
+    An already exported parent (an outer invocation, a cluster job) is kept. Returns the parent run id.
+    """
+    init_tracking(experiment)  # schema created once, before jobs run in parallel
+    if not enabled():
+        return None
+    if not os.environ.get(PARENT_ENV):
+        os.environ[PARENT_ENV] = start_parent_run(experiment)
+    return os.environ[PARENT_ENV]
+
+
+def end_invocation(status: str) -> None:
+    """Close the parent run opened by `begin_invocation` (FINISHED or FAILED)."""
+    end_parent_run(os.environ.get(PARENT_ENV), status)

@@ -8,11 +8,14 @@ rule ablation:
     output:
         table=f"{ABLATIONS}/{{ablation}}.csv",
     params:
+        file=PARAMS_FILE,
         rows=lambda wc: rows(STUDY.ablation_entries(wc.ablation)),
     log:
         f"{LOGS}/ablations/{{ablation}}.log",
+    conda:
+        ENV
     shell:
-        "hecvl paper table --params {PARAMS_FILE} --name {wildcards.ablation} --out {output.table} "
+        "hecvl paper table --params {params.file} --name {wildcards.ablation} --out {output.table} "
         "{params.rows} > {log} 2>&1"
 
 

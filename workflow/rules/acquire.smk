@@ -6,11 +6,14 @@ rule acquire:
     output:
         inventory="data/acquired.json",
     params:
+        file=PARAMS_FILE,
         data=P["data"],
     log:
         f"{LOGS}/acquire.log",
     benchmark:
         f"{LOGS}/benchmarks/acquire.tsv"
     threads: workflow.cores
+    conda:
+        ENV
     shell:
-        "hecvl acquire --params {PARAMS_FILE} --out {output.inventory} > {log} 2>&1"
+        "hecvl acquire --params {params.file} --workers {threads} --out {output.inventory} > {log} 2>&1"

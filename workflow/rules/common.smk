@@ -1,4 +1,5 @@
-# Shared helpers of the DAG: validated settings, the study design and the MLflow parent run.
+# Shared helpers of the DAG: validated settings, the study design, paths and the MLflow parent run.
+# Functions only; the rules live in one file per stage.
 
 import os
 
@@ -14,6 +15,7 @@ PARAMS_FILE = "params.yaml"
 CORPUS = P["data"]["corpus"]
 MAIN = STUDY.main
 LOGS = "logs"
+ENV = "../envs/hecvl.yaml"
 
 
 wildcard_constraints:
@@ -34,22 +36,54 @@ def rows(entries):
     return " ".join(f"{e.label}={e.path}" for e in entries)
 
 
+def gpus(variant):
+    """GPUs one pretraining job uses (train.gpus); more than one launches DDP through torchrun."""
+    return int(resolve_variant(P, variant).get("train", {}).get("gpus", 1) or 1)
+
+
+def launcher(variant):
+    n = gpus(variant)
+    return f"torchrun --standalone --nproc_per_node {n} -m hecvl.cli" if n > 1 else "hecvl"
+
+
+def paper_inputs():
+    main = STUDY.main_entries()
+    return {
+        "main": paths(main),
+        "predictions": sorted({e.path.replace("metrics.json", "predictions.parquet") for e in main}),
+        "ablations": [STUDY.ablation_table(a) for a in STUDY.ablations],
+        "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/losses.csv" for e in main}),
+        "pairs": f"{PAIRS}/stats.json",
+    }
+
+
+PAPER_TABLES = [
+    f"{PAPER}/{name}.{ext}" for name in ("main_table", "ablation_table") for ext in ("csv", "md", "tex")
+] + [f"{PAPER}/protocol.md"]
+PAPER_FIGURES = [
+    f"{PAPER}/{name}.png"
+    for name in ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "training_curves")
+]
+
+
+def paper_outputs():
+    return PAPER_TABLES + PAPER_FIGURES
+
+
 # --- MLflow: one experiment per study, a parent run per Snakemake invocation -------------------
 onstart:
     from hecvl import tracking
 
-    tracking.init_tracking(STUDY.name)  # schema created once, before jobs run in parallel
-    if tracking.enabled() and not os.environ.get("HECVL_PARENT_RUN_ID"):
-        os.environ["HECVL_PARENT_RUN_ID"] = tracking.start_parent_run(STUDY.name)
+    tracking.begin_invocation(STUDY.name)
 
 
 onsuccess:
     from hecvl import tracking
 
-    tracking.end_parent_run(os.environ.get("HECVL_PARENT_RUN_ID"), "FINISHED")
+    tracking.end_invocation("FINISHED")
 
 
 onerror:
     from hecvl import tracking
 
-    tracking.end_parent_run(os.environ.get("HECVL_PARENT_RUN_ID"), "FAILED")
+    tracking.end_invocation("FAILED")

@@ -8,11 +8,14 @@ rule frames:
     output:
         f"{FRAMES}/{{dataset}}.json",
     params:
+        file=PARAMS_FILE,
         frames=P["frames"],
     log:
         f"{LOGS}/frames/{{dataset}}.log",
     benchmark:
         f"{LOGS}/benchmarks/frames/{{dataset}}.tsv"
+    conda:
+        ENV
     shell:
-        "hecvl frames --params {PARAMS_FILE} --dataset {wildcards.dataset} --split all "
+        "hecvl frames --params {params.file} --dataset {wildcards.dataset} --split all "
         "--out {output} > {log} 2>&1"

@@ -11,10 +11,15 @@ rule pair:
         stats=f"{PAIRS}/stats.json",
         figure=report(f"{PAIRS}/stats.png", caption="../report/pairs.rst", category="Data"),
     params:
+        file=PARAMS_FILE,
+        corpus=CORPUS,
+        out=lambda wc, output: os.path.dirname(output.clip),
         pairing=P["pairing"],
     log:
         f"{LOGS}/pair.log",
     benchmark:
         f"{LOGS}/benchmarks/pair.tsv"
+    conda:
+        ENV
     shell:
-        "hecvl pair {CORPUS} --params {PARAMS_FILE} --out {PAIRS} > {log} 2>&1"
+        "hecvl pair {params.corpus} --params {params.file} --out {params.out} --no-progress > {log} 2>&1"

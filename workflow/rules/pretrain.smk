@@ -2,15 +2,6 @@
 # the job launches DDP through torchrun (same command, batch sizes stay global).
 
 
-def gpus(variant):
-    return int(resolve_variant(P, variant).get("train", {}).get("gpus", 1) or 1)
-
-
-def launcher(variant):
-    n = gpus(variant)
-    return f"torchrun --standalone --nproc_per_node {n} -m hecvl.cli" if n > 1 else "hecvl"
-
-
 rule pretrain:
     input:
         clip=ancient(f"{PAIRS}/clip.parquet"),
@@ -21,8 +12,10 @@ rule pretrain:
         config=f"{MODELS}/{{variant}}/seed{{seed}}/config.json",
         losses=f"{MODELS}/{{variant}}/seed{{seed}}/losses.csv",
     params:
+        file=PARAMS_FILE,
+        pairs=lambda wc, input: os.path.dirname(input.clip),
         variant=lambda wc: resolve_variant(P, wc.variant),
-        out=lambda wc: f"{MODELS}/{wc.variant}/seed{wc.seed}",
+        out=lambda wc, output: os.path.dirname(output.weights),
         launcher=lambda wc: launcher(wc.variant),
     log:
         f"{LOGS}/pretrain/{{variant}}/seed{{seed}}.log",
@@ -31,6 +24,8 @@ rule pretrain:
     resources:
         gpu=lambda wc: gpus(wc.variant),
     threads: 1
+    conda:
+        ENV
     shell:
-        "{params.launcher} pretrain --params {PARAMS_FILE} --variant {wildcards.variant} --seed {wildcards.seed} "
-        "--pairs {PAIRS} --out {params.out} > {log} 2>&1"
+        "{params.launcher} pretrain --params {params.file} --variant {wildcards.variant} "
+        "--seed {wildcards.seed} --pairs {params.pairs} --out {params.out} > {log} 2>&1"

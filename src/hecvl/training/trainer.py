@@ -43,7 +43,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hecvl.errors import HecvlError
-from hecvl.io import write_csv, write_json
+from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
 from hecvl.pairing.rules import PairingRules
 from hecvl.training import checkpoint as ckpt
@@ -79,11 +79,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def config_fingerprint(params: Mapping[str, Any], settings: TrainSettings) -> str:
-    """Hash of what determines the weights: resolved params and training settings (not operational ones)."""
+def config_fingerprint(params: Mapping[str, Any], settings: TrainSettings, pairs_dir: Path) -> str:
+    """Hash of what determines the weights: seed, model, pairing and training settings (not the
+    operational ones) and the bytes of the pair manifests. A checkpoint resumes only a run with the
+    same fingerprint; evaluation settings, study lists and the like may change in between."""
     train = {k: v for k, v in settings.to_dict().items() if k not in _OPERATIONAL}
-    rest = {k: v for k, v in params.items() if k != "train"}
-    blob = json.dumps({"params": rest, "train": train}, sort_keys=True, default=str)
+    manifests = {p.name: sha256_file(p) for p in sorted(Path(pairs_dir).glob("*.parquet"))}
+    blob = json.dumps(
+        {"seed": params.get("seed"), "model": params.get("model"), "pairing": params.get("pairing"),
+         "train": train, "manifests": manifests},
+        sort_keys=True, default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -101,7 +107,8 @@ class Trainer:
         steps: int | None = None,
         env: DistEnv | None = None,
     ) -> None:
-        self.params = dict(params)
+        # the study's lists of variants, ablations and presets are not part of one run's configuration
+        self.params = {k: v for k, v in params.items() if k not in ("variants", "ablations", "presets")}
         self.settings = TrainSettings.from_params(params, steps)
         self.variant = variant
         self.seed = int(params.get("seed", 0))
@@ -136,7 +143,7 @@ class Trainer:
         self.data = {lvl: d for lvl, d in self.data.items() if lvl in self.schedule.levels}
         self.step_module = ContrastiveStep(self.model, self.schedule.weights)
         self.optimizer, self.scheduler = build_optimizer(self.model, s.to_dict(), s.steps)
-        self.fingerprint = config_fingerprint(self.params, s)
+        self.fingerprint = config_fingerprint(self.params, s, self.pairs_dir)
 
     # --- setup helpers ---------------------------------------------------------------------------
     def _frame_cache(self) -> FrameCache | None:
@@ -209,7 +216,8 @@ class Trainer:
     def restore(self, state: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]]]:
         if state.get("fingerprint") != self.fingerprint:
             raise HecvlError(
-                "the checkpoints here were written with other settings (params, variant or --steps); "
+                "the checkpoints here were written with other settings (model, pairing, train, seed, "
+                "--steps or pair manifests); "
                 "use another --out or pass --no-resume"
             )
         step = int(state["step"])
@@ -493,11 +501,10 @@ def _tracker(trainer: Trainer, start: int) -> contextlib.AbstractContextManager:
     tags = {"stage": "pretrain", "variant": trainer.variant, "seed": trainer.seed,
             "schedule": trainer.schedule.name, "world_size": trainer.env.world_size,
             "device": str(trainer.device), "resumed_from_step": start}
-    flat = {k: v for k, v in trainer.params.items() if k not in ("variants", "ablations", "presets")}
     return mlflow_run(
         experiment=str(experiment or "hecvl"),
         run_name=f"pretrain/{trainer.variant}/seed{trainer.seed}",
         tags=tags,
-        params={**flat, "train": trainer.settings.to_dict()},
+        params={**trainer.params, "train": trainer.settings.to_dict()},
         system_metrics=True,
     )
