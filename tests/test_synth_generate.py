@@ -19,6 +19,7 @@ from hecvl.datasets.labels import read_labels, read_tools
 from hecvl.datasets.registry import TargetDataset
 from hecvl.datasets.validate import validate_corpus
 from hecvl.errors import HecvlError
+from hecvl.synth import generate
 from hecvl.synth.api import ensure_world, existing_world, generate_world
 from hecvl.synth.generate import plan_world
 from hecvl.synth.render import Renderer
@@ -211,6 +212,21 @@ def test_refuses_to_replace_a_folder_that_is_not_a_world(tmp_path):
         generate_world(precious, preset="smoke", seed=0)
     assert (precious / "thesis.txt").read_text() == "keep me"
     assert main(["synth", "--preset", "smoke", "--seed", "0", "--out", str(precious)]) == 2
+
+
+def test_failed_generation_keeps_the_old_world_and_leaves_no_temporary_folder(world, tmp_path, monkeypatch):
+    old = tmp_path / "w"
+    shutil.copytree(world, old)
+    before = {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file()}
+
+    def broken(job, root):
+        raise HecvlError("disk full", Path(root) / job.path)
+
+    monkeypatch.setattr(generate, "render_job", broken)
+    with pytest.raises(HecvlError, match="disk full"):
+        generate_world(old, preset="smoke", seed=3, workers=1, progress=False)
+    assert {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
 
 
 def test_check_figures(world, tmp_path, capsys):

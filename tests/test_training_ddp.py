@@ -38,13 +38,14 @@ def _trainable(state: dict[str, torch.Tensor]) -> torch.Tensor:
 
 @pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without Gloo")
 def test_two_process_gloo_ddp_matches_single_process(world: dict[str, Path], tmp_path: Path) -> None:
-    overrides = {"train": {"steps": 6, "checkpoint_every": 0, "frame_cache_root": str(tmp_path / "frames")}}
-    params = small_params(overrides)
+    overrides = {"train": {"steps": 6, "checkpoint_every": 0}}
+    params = small_params(world["frames"], overrides)
     single = pretrain(params, world["pairs"], tmp_path / "single", corpus_root=world["corpus"],
                       track=False, progress=False)
 
+    params_file = write_params(tmp_path / "params.yaml", world["frames"], overrides)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "hecvl.cli", "pretrain", "--params", str(write_params(tmp_path / "params.yaml", overrides)),
+           "-m", "hecvl.cli", "pretrain", "--params", str(params_file),
            "--pairs", str(world["pairs"]), "--corpus", str(world["corpus"]), "--out", str(tmp_path / "ddp"),
            "--no-progress"]
     env = {**os.environ, "HECVL_TRACKING": "off", "OMP_NUM_THREADS": "1"}

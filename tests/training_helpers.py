@@ -55,7 +55,7 @@ def smoke_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         os.environ["HECVL_TRACKING"] = "off"  # building the fixture is not a tracked run
         try:
             assert main(["synth", "--preset", "smoke", "--seed", "0", "--out", str(base / "world")]) == 0
-            params = write_params(base / "params.yaml")
+            params = write_params(base / "params.yaml", base / "frames")
             corpus = base / "world" / "corpus"
             assert main(["pair", str(corpus), "--params", str(params), "--out", str(base / "pairs"),
                          "--no-progress"]) == 0
@@ -65,18 +65,21 @@ def smoke_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             else:
                 os.environ["HECVL_TRACKING"] = previous
         done.touch()
-    return {"corpus": base / "world" / "corpus", "pairs": base / "pairs", "params": base / "params.yaml"}
+    return {"corpus": base / "world" / "corpus", "pairs": base / "pairs", "params": base / "params.yaml",
+            "frames": base / "frames"}
 
 
-def small_params(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The project's params (active preset applied) with SMALL and `overrides` on top."""
-    merged = deep_merge(deep_merge(load_params(ROOT / "params.yaml"), SMALL), overrides or {})
+def small_params(frames: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The project's params (active preset applied) with SMALL and `overrides` on top; the training
+    frame cache goes to `frames` (a test folder, never the project's data/)."""
+    small = deep_merge(SMALL, {"train": {"frame_cache_root": str(frames)}})
+    merged = deep_merge(deep_merge(load_params(ROOT / "params.yaml"), small), overrides or {})
     merged["preset"] = None  # already applied: the written file must not apply it again
     return merged
 
 
-def write_params(path: Path, overrides: Mapping[str, Any] | None = None) -> Path:
-    """`small_params(overrides)` as a params file for the command line."""
+def write_params(path: Path, frames: Path, overrides: Mapping[str, Any] | None = None) -> Path:
+    """`small_params(frames, overrides)` as a params file for the command line."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(small_params(overrides), sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(small_params(frames, overrides), sort_keys=False), encoding="utf-8")
     return path

@@ -164,9 +164,14 @@ def _render_all(jobs: list[Job], root: Path, workers: int, progress: bool) -> di
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
             futures = {pool.submit(render_job, job, str(root)): job for job in order}
-            for fut in as_completed(futures):
-                hashes[futures[fut].path.as_posix()] = fut.result()
-                bar.update()
+            try:
+                for fut in as_completed(futures):
+                    hashes[futures[fut].path.as_posix()] = fut.result()
+                    bar.update()
+            except BaseException:
+                for fut in futures:  # fail fast: do not render the rest of a world that will be discarded
+                    fut.cancel()
+                raise
     bar.close()
     return hashes
 

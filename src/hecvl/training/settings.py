@@ -42,6 +42,7 @@ class TrainSettings:
     device: str = "auto"
     num_workers: int = 0
     threads: int = 0
+    channels_last: bool = True
     frame_cache: bool = False
     frame_cache_fps: float = 0.0
     frame_cache_root: str = ""

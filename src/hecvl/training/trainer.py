@@ -130,6 +130,8 @@ class Trainer:
         if self.env.distributed:
             sync_batchnorm(self.model, self.device)
         self.model.to(self.device)
+        if self.settings.channels_last:  # NHWC kernels: ~1.3x faster on CPU, preferred by tensor cores
+            self.model.to(memory_format=torch.channels_last)
         vis = self.model.config.visual
 
         s = self.settings
@@ -270,8 +272,9 @@ class Trainer:
             sync = contextlib.nullcontext()
             if micro < s.grad_accum - 1 and isinstance(wrapped, nn.parallel.DistributedDataParallel):
                 sync = wrapped.no_sync()
-            with sync, torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
-                                      enabled=self.autocast is not None):
+            cast = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None
+                    else contextlib.nullcontext())
+            with sync, cast:
                 terms = wrapped(inputs)
                 loss = terms["total"] / s.grad_accum
             loss.backward()
