@@ -19,6 +19,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablations.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/noise.smk"
 
 
 rule all:

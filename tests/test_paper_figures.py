@@ -120,10 +120,13 @@ def test_noise_figure_and_cli(tmp_path: Path, capsys) -> None:
     csv = tmp_path / "sweep.csv"
     df.to_csv(csv, index=False)
     out = tmp_path / "paper" / "narration_noise.png"
-    assert run_cli(["paper", "noise", "--table", str(csv), "--out", str(out)]) == 0
+    assert run_cli(["paper", "noise", "--from-table", "--table", str(csv), "--out", str(out)]) == 0
     _check_png(out)
     df.drop(columns=["f1"]).to_csv(csv, index=False)
-    assert run_cli(["paper", "noise", "--table", str(csv), "--out", str(tmp_path / "x.png")]) == 2
+    assert (
+        run_cli(["paper", "noise", "--from-table", "--table", str(csv), "--out", str(tmp_path / "x.png")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert str(csv) in err and "lacks column(s) f1" in err
     assert not (tmp_path / "x.png").exists()

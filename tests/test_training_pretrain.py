@@ -152,3 +152,17 @@ def test_cli_reports_bad_settings_and_missing_pairs(
     assert main([*missing, "--corpus", str(world["corpus"])]) == 2
     assert "no clip manifest here" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_gradient_accumulation_reads_micro_batches(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+    params = small_params(world["frames"], {"train": {"steps": 4, "grad_accum": 2, "checkpoint_every": 0}})
+    trainer = Trainer(params, world["pairs"], tmp_path / "run", corpus_root=world["corpus"])
+    trainer.train(progress=False, track=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # plan: clip, clip, phase, video; every step = 2 micro-batches of the global batch (8, 8, 2)
+    assert summary["per_level"]["clip"]["samples"] == 2 * 2 * 8
+    assert summary["per_level"]["phase"]["samples"] == 2 * 8
+    assert summary["per_level"]["video"]["samples"] == 2 * 2

@@ -23,6 +23,8 @@ MODELS = "results/models"
 EVAL = "results/eval"
 ABLATIONS = "results/ablations"
 PAPER = "results/paper"
+NOISE = "results/noise"
+NOISE_DATA = "data/noise"
 REFERENCES = ("untrained", "linear_probe")
 
 
@@ -140,6 +142,36 @@ class Study:
             if ref not in REFERENCES:
                 raise HecvlError(f"params.yaml: ablation {name!r}: unknown reference {ref!r}")
             out += [self.entry(ref, ref, s, d) for s in seeds for d in self.datasets]
+        return out
+
+    # --- the narration-noise sweep ---------------------------------------------------------
+    @property
+    def noise(self) -> dict[str, Any]:
+        """`study.noise`: relevance levels, variants and seeds of the sweep (outside `rule all`)."""
+        spec = dict((self.params.get("study") or {}).get("noise") or {})
+        spec.setdefault("relevance", [0.25, 0.5, 0.8])
+        spec.setdefault("variants", [self.baseline, self.main])
+        spec.setdefault("seeds", self.seeds)
+        return spec
+
+    @staticmethod
+    def noise_world(relevance: float) -> str:
+        return f"{NOISE_DATA}/rel{relevance:g}"
+
+    def noise_entries(self) -> list[tuple[float, Entry]]:
+        """(relevance, entry) per run of the sweep; entry paths live under results/noise/rel<r>/."""
+        out = []
+        for rel in self.noise["relevance"]:
+            for variant in self.noise["variants"]:
+                space, prompts = self.eval_settings(variant)
+                for seed in self.noise["seeds"]:
+                    for dataset in self.datasets:
+                        path = (
+                            f"{NOISE}/rel{float(rel):g}/eval/{self.canonical(variant)}/seed{seed}/"
+                            f"{dataset}/{space}-{prompts}/metrics.json"
+                        )
+                        entry = Entry(variant, variant, int(seed), dataset, space, prompts, path)
+                        out.append((float(rel), entry))
         return out
 
     def ablation_table(self, name: str) -> str:

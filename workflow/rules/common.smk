@@ -4,7 +4,7 @@
 import os
 
 from hecvl.params import resolve_variant, with_preset
-from hecvl.study import ABLATIONS, EVAL, FRAMES, MODELS, PAIRS, PAPER, Study
+from hecvl.study import ABLATIONS, EVAL, FRAMES, MODELS, NOISE, NOISE_DATA, PAIRS, PAPER, Study
 
 
 validate(config, "../schemas/params.schema.yaml")

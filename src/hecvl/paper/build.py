@@ -189,6 +189,28 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise HecvlError(f"not a readable JSON file: {exc}", path) from None
 
 
+def write_noise_table(study: Study, out: Path, root: Path = Path(".")) -> pd.DataFrame:
+    """Gather the narration-noise sweep's metrics (Study.noise_entries) into its tidy CSV."""
+    from hecvl.paper.collect import read_metrics, resolve
+
+    rows = []
+    for rel, e in study.noise_entries():
+        m = read_metrics(resolve(root, e.path))
+        rows.append(
+            {
+                "relevance": rel,
+                "method": e.label,
+                "seed": e.seed,
+                "dataset": e.dataset,
+                "accuracy": m["accuracy_mean"],
+                "f1": m["f1_mean"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    write_csv(out, table)
+    return table
+
+
 def read_noise_table(path: Path) -> pd.DataFrame:
     """The narration-noise sweep's tidy CSV: relevance, method, seed, dataset, accuracy, f1."""
     if not path.is_file():

@@ -4,8 +4,9 @@ hecvl paper table --params params.yaml --name NAME --out results/ablations/NAME.
     one ablation's tidy CSV (mean ± std across seeds of the video-wise means, per label and dataset)
 hecvl paper build --params params.yaml --out results/paper
     main and ablation tables (CSV, Markdown, LaTeX), figures, protocol.md
-hecvl paper noise --table sweep.csv --out results/paper/narration_noise.png
-    zero-shot accuracy / F1 against the fraction of relevant narrations
+hecvl paper noise --params params.yaml --table results/noise/narration_noise.csv --out PNG
+    the narration-noise sweep (study.noise) gathered into a tidy CSV, and zero-shot accuracy / F1
+    against the fraction of relevant narrations; with --from-table, only the figure from an existing CSV
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--root", type=Path, default=Path("."), help="project root the paths are relative to")
 
     noise = sub.add_parser("noise", help="accuracy vs narration relevance figure of the noise sweep")
+    noise.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
     noise.add_argument(
         "--table",
         type=Path,
         required=True,
-        help="CSV with columns relevance, method, seed, dataset, accuracy, f1",
+        help="tidy CSV (relevance, method, seed, dataset, accuracy, f1): written, or read with --from-table",
     )
+    noise.add_argument("--from-table", action="store_true", help="plot an existing table, gather nothing")
+    noise.add_argument("--root", type=Path, default=Path("."), help="project root the paths are relative to")
     noise.add_argument("--out", type=Path, required=True, help="PNG to write")
 
 
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from hecvl.paper.figures import noise_figure
 
+        if not args.from_table:
+            paper.write_noise_table(Study(load_params(args.params)), args.table, args.root)
         noise_figure(paper.read_noise_table(args.table), args.out)
         print(f"narration-noise figure -> {args.out}")
     return 0

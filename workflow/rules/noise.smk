@@ -1,0 +1,101 @@
+# Narration noise: the synthetic world's fraction of narrations that describe what is visible is swept
+# (study.noise.relevance) for the baseline and HecVL over seeds; zero-shot accuracy against it.
+# A separate target, `snakemake narration_noise`, outside `rule all` for the time budget.
+# Only the lecture texts change with relevance: target videos and lecture videos are byte-identical,
+# so the frame caches are shared with the main study.
+
+
+rule noise_world:
+    output:
+        manifest=f"{NOISE_DATA}/rel{{rel}}/manifest.json",
+    params:
+        synthetic=P["data"]["synthetic"],
+        out=lambda wc, output: os.path.dirname(output.manifest),
+    log:
+        f"{LOGS}/noise/rel{{rel}}/world.log",
+    threads: workflow.cores
+    conda:
+        ENV
+    shell:
+        "hecvl synth --preset {params.synthetic[preset]} --seed {params.synthetic[seed]} "
+        "--scale {params.synthetic[scale]} --narration-relevance {wildcards.rel} --workers {threads} "
+        "--out {params.out} > {log} 2>&1"
+
+
+rule noise_pair:
+    input:
+        ancient(f"{NOISE_DATA}/rel{{rel}}/manifest.json"),
+    output:
+        clip=f"{NOISE_DATA}/rel{{rel}}/pairs/clip.parquet",
+        phase=f"{NOISE_DATA}/rel{{rel}}/pairs/phase.parquet",
+        video=f"{NOISE_DATA}/rel{{rel}}/pairs/video.parquet",
+        stats=f"{NOISE_DATA}/rel{{rel}}/pairs/stats.json",
+    params:
+        file=PARAMS_FILE,
+        corpus=lambda wc, input: os.path.join(os.path.dirname(input[0]), "corpus"),
+        out=lambda wc, output: os.path.dirname(output.clip),
+    log:
+        f"{LOGS}/noise/rel{{rel}}/pair.log",
+    conda:
+        ENV
+    shell:
+        "hecvl pair {params.corpus} --params {params.file} --out {params.out} --no-progress > {log} 2>&1"
+
+
+rule noise_pretrain:
+    input:
+        clip=ancient(f"{NOISE_DATA}/rel{{rel}}/pairs/clip.parquet"),
+    output:
+        weights=f"{NOISE}/rel{{rel}}/models/{{variant}}/seed{{seed}}/model.safetensors",
+    params:
+        file=PARAMS_FILE,
+        pairs=lambda wc, input: os.path.dirname(input.clip),
+        corpus=lambda wc, input: os.path.join(os.path.dirname(os.path.dirname(input.clip)), "corpus"),
+        out=lambda wc, output: os.path.dirname(output.weights),
+    log:
+        f"{LOGS}/noise/rel{{rel}}/pretrain/{{variant}}/seed{{seed}}.log",
+    resources:
+        gpu=1,
+    threads: 1
+    conda:
+        ENV
+    shell:
+        "hecvl pretrain --params {params.file} --variant {wildcards.variant} --seed {wildcards.seed} "
+        "--pairs {params.pairs} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+
+
+rule noise_evaluate:
+    input:
+        weights=f"{NOISE}/rel{{rel}}/models/{{variant}}/seed{{seed}}/model.safetensors",
+        frames=f"{FRAMES}/{{dataset}}.json",
+    output:
+        metrics=f"{NOISE}/rel{{rel}}/eval/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}/metrics.json",
+    params:
+        file=PARAMS_FILE,
+        weights=lambda wc, input: os.path.dirname(input.weights),
+        out=lambda wc, output: os.path.dirname(output.metrics),
+    log:
+        f"{LOGS}/noise/rel{{rel}}/evaluate/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}.log",
+    conda:
+        ENV
+    shell:
+        "hecvl evaluate --params {params.file} --weights {params.weights} --dataset {wildcards.dataset} "
+        "--split test --space {wildcards.space} --prompts {wildcards.prompts} "
+        "--variant {wildcards.variant} --out {params.out} > {log} 2>&1"
+
+
+rule narration_noise:
+    input:
+        [e.path for _rel, e in STUDY.noise_entries()],
+    output:
+        table=f"{NOISE}/narration_noise.csv",
+        figure=report(f"{PAPER}/narration_noise.png", caption="../report/narration_noise.rst", category="Figures"),
+    params:
+        file=PARAMS_FILE,
+        noise=STUDY.noise,
+    log:
+        f"{LOGS}/noise/narration_noise.log",
+    conda:
+        ENV
+    shell:
+        "hecvl paper noise --params {params.file} --table {output.table} --out {output.figure} > {log} 2>&1"
