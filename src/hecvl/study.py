@@ -57,7 +57,12 @@ class Study:
         except KeyError as exc:
             raise HecvlError(f"params.yaml: missing study.{exc.args[0]}") from None
         self.variants: list[str] = list(params.get("variants") or {})
-        self.ablations: dict[str, dict[str, Any]] = dict(params.get("ablations") or {})
+        defined: dict[str, dict[str, Any]] = dict(params.get("ablations") or {})
+        active = study.get("ablations")  # a preset may run a subset (the smoke preset: two)
+        unknown = sorted(set(active or []) - set(defined))
+        if unknown:
+            raise HecvlError(f"params.yaml: study.ablations names undefined ablation(s) {', '.join(unknown)}")
+        self.ablations = {n: defined[n] for n in active} if active is not None else defined
         for name in (self.main, self.baseline):
             if name not in self.variants:
                 raise HecvlError(f"params.yaml: study variant {name!r} is not defined under variants:")

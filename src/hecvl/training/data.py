@@ -34,7 +34,7 @@ from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
 from hecvl.pairing.rules import PairingRules
 from hecvl.training.distributed import DistEnv, barrier, per_rank_batch
 from hecvl.training.schedules import LEVELS
-from hecvl.video import FrameCache, VideoInfo, frame_indices, probe
+from hecvl.video import FrameCache, VideoInfo, frame_indices, probe, sample_times
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,31 @@ class CachedReader:
 class CachedPairDataset(PairDataset):
     """A PairDataset that reads its frames from FrameCache entries instead of decoding each sample."""
 
-    def attach_cache(self, cache: FrameCache, fps: float = 0.0, progress: bool = False) -> int:
-        """Build (or find) the cache entry of every video of this level; returns the number of frames."""
+    def attach_cache(
+        self, cache: FrameCache, fps: float = 0.0, max_gb: float = 8.0, progress: bool = False
+    ) -> int:
+        """Build (or find) the cache entry of every video of this level; returns the number of frames.
+
+        Refuses (before decoding anything) when the entries would exceed `max_gb`: a real corpus at
+        its native rate and the paper's 360x640 would fill the disk.
+        """
         self._entries: dict[str, tuple[str, VideoInfo, float]] = {}
         self._maps: dict[str, np.ndarray] = {}
+        videos = sorted({row["video"] for row in self.rows})
+        infos = {video: probe(self.corpus_root / video) for video in videos}
+        size = 0
+        for info in infos.values():
+            h, w = self.transform.size or (info.height, info.width)
+            size += len(sample_times(info, fps or info.fps)) * h * w * 3
+        if size > max_gb * 2**30:
+            raise HecvlError(
+                f"the training frame cache of the {self.level} pairs would take {size / 2**30:.1f} GB "
+                f"(> train.frame_cache_max_gb {max_gb:g}): lower train.frame_cache_fps, or set "
+                "train.frame_cache: false (and train.num_workers > 0)"
+            )
         total = 0
-        for video in sorted({row["video"] for row in self.rows}):
-            path = self.corpus_root / video
-            info = probe(path)
+        for video in videos:
+            path, info = self.corpus_root / video, infos[video]
             rate = fps or info.fps
             arr = cache.get(path, self.transform, fps=rate, progress=progress)
             self._entries[video] = (str(cache.entry_paths(path, self.transform, rate)[0]), info, rate)
@@ -147,6 +164,7 @@ def build_level_data(
     std: tuple[float, ...],
     frame_cache: FrameCache | None = None,
     frame_cache_fps: float = 0.0,
+    frame_cache_max_gb: float = 8.0,
 ) -> dict[str, LevelData]:
     """Training datasets of `levels` (normalised float frames at `image_size`), batch sizes checked.
 
@@ -165,11 +183,11 @@ def build_level_data(
         )
         if frame_cache is not None:
             if env.is_main:
-                frames = ds.attach_cache(frame_cache, frame_cache_fps, progress=False)
+                frames = ds.attach_cache(frame_cache, frame_cache_fps, frame_cache_max_gb)
                 log.info("%s level: %d cached frames of %d videos", level, frames, len(ds._entries))
             barrier()
             if not env.is_main:
-                ds.attach_cache(frame_cache, frame_cache_fps)
+                ds.attach_cache(frame_cache, frame_cache_fps, frame_cache_max_gb)
         want = int(batch_sizes[level])
         per_rank_batch(want, env.world_size, f"{level} batch")
         batch = min(want, len(ds) - len(ds) % env.world_size)

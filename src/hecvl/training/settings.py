@@ -46,6 +46,7 @@ class TrainSettings:
     frame_cache: bool = False
     frame_cache_fps: float = 0.0
     frame_cache_root: str = ""
+    frame_cache_max_gb: float = 8.0
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 1

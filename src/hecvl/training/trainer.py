@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 # Settings that change how a run executes but not what it computes: a resume may differ in these.
 _OPERATIONAL = ("device", "num_workers", "threads", "checkpoint_every", "keep_checkpoints", "log_every",
-                "frame_cache_root")
+                "frame_cache_root", "frame_cache_max_gb")
 
 
 @dataclass
@@ -139,6 +139,7 @@ class Trainer:
         self.data: dict[str, LevelData] = build_level_data(
             self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
             vis.image_size, tuple(vis.mean), tuple(vis.std), self._frame_cache(), s.frame_cache_fps,
+            s.frame_cache_max_gb,
         )
         per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
         self.schedule: Schedule = build_schedule(s.to_dict(), s.steps, per_epoch)

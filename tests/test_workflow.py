@@ -1,0 +1,191 @@
+"""The study's DAG on the smoke preset, for real: Snakemake, DVC with a local remote, MLflow.
+
+One temporary project runs the whole smoke study once (module-scoped); the tests then check what a
+user relies on: the paper's outputs exist, a second `snakemake` has nothing to do, every job is an
+MLflow child run of the invocation's parent run (read back through a real `mlflow server`), and the
+pinned reproduction (`git checkout <tag>`, `dvc pull`, `snakemake <ablation>`) in a fresh clone gives
+the same metrics without re-running the data stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROJECT_FILES = [
+    "Snakefile",
+    "workflow",
+    "params.yaml",
+    "dvc.yaml",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+]
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+
+def _env(project: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HECVL_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        HF_HUB_OFFLINE="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.org",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.org",
+    )
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((cwd / "logs").rglob("*.log")))
+        raise AssertionError(
+            f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{logs}"
+        )
+    return proc
+
+
+def _snakemake(cwd: Path, *targets: str, dry: bool = False) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "snakemake"), "--cores", "2", "--rerun-triggers", "mtime", "params", "input", "code"]
+    return _run([*cmd, *(["-n", "--quiet", "rules"] if dry else []), *targets], cwd)
+
+
+def _metrics(project: Path) -> dict[str, dict]:
+    return {
+        str(p.relative_to(project)): json.loads(p.read_text())
+        for p in sorted((project / "results" / "eval").rglob("metrics.json"))
+    }
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A git + DVC project with the smoke preset, its whole study run once, data pinned under a tag."""
+    base = tmp_path_factory.mktemp("study")
+    project = base / "project"
+    project.mkdir()
+    for name in PROJECT_FILES:
+        src, dst = ROOT / name, project / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["preset"] == "default"
+    text = (project / "params.yaml").read_text().replace("preset: default ", "preset: smoke   ", 1)
+    (project / "params.yaml").write_text(text)
+    _run(["git", "init", "-q", "-b", "main"], project)
+    _run(["git", "add", "-A"], project)
+    _run(["git", "commit", "-qm", "smoke study"], project)
+    _snakemake(project)
+    # Pin the data: record the data stages' outputs in dvc.lock, push them to the default local remote.
+    _run([str(BIN / "dvc"), "commit", "-f", "-q"], project)
+    _run([str(BIN / "dvc"), "push", "-q"], project)
+    _run(["git", "add", "dvc.lock"], project)
+    _run(["git", "commit", "-qm", "pin data"], project)
+    _run(["git", "tag", "smoke-v1"], project)
+    return project
+
+
+def test_study_writes_the_papers_outputs(study: Path):
+    paper = study / "results" / "paper"
+    for name in ("main_table", "ablation_table"):
+        for ext in ("csv", "md", "tex"):
+            assert (paper / f"{name}.{ext}").stat().st_size > 0
+    for fig in ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "training_curves"):
+        assert (paper / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    main = (paper / "main_table.md").read_text()
+    assert "published" in main and "hecvl" in main and "clip_only" in main
+    for ablation in ("heads", "prompts"):
+        assert (study / "results" / "ablations" / f"{ablation}.csv").is_file()
+    # Every evaluation scored every test second of its dataset.
+    metrics = _metrics(study)
+    assert metrics and all(m["num_frames"] > 0 and 0 <= m["accuracy_mean"] <= 100 for m in metrics.values())
+
+
+def test_second_run_has_nothing_to_do(study: Path):
+    out = _snakemake(study, dry=True).stdout
+    assert "Nothing to be done" in out or "total" not in out
+
+
+def test_runs_are_children_of_one_parent_in_mlflow_server(study: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{study / 'mlflow.db'}",
+            "--workers",
+            "1",
+        ],
+        cwd=study,
+        env=_env(study),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start")
+
+        def post(path: str, body: dict) -> dict:
+            req = urllib.request.Request(
+                f"{url}/{path}", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+
+        exp = post("experiments/get-by-name", {"experiment_name": "hecvl-synthetic"})["experiment"]
+        runs = post("runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000})["runs"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    parents = [r["info"]["run_id"] for r, t in zip(runs, tags, strict=True) if t.get("rule") == "snakemake"]
+    assert parents, "no parent run for the Snakemake invocation"
+    children = [t for t in tags if t.get("mlflow.parentRunId") in parents]
+    stages = {t.get("stage") or t.get("rule") for t in children}
+    assert {"pretrain", "evaluate"} <= stages, stages
+    assert all("git_commit" in t and "data_version" in t for t in children)
+
+
+def test_pinned_reproduction_of_an_ablation(study: Path):
+    clone = study.parent / "clone"  # beside the project: the relative DVC remote resolves the same
+    _run(["git", "clone", "-q", str(study), str(clone)], study.parent)
+    _run(["git", "checkout", "-q", "smoke-v1"], clone)
+    _run([str(BIN / "dvc"), "pull", "-q"], clone)
+    planned = _snakemake(clone, "ablation_heads", dry=True).stdout
+    assert "acquire" not in planned and "pair " not in planned and "pair\n" not in planned, planned
+    _snakemake(clone, "ablation_heads")
+    original, reproduced = _metrics(study), _metrics(clone)
+    assert reproduced and set(reproduced) <= set(original)
+    for path, metrics in reproduced.items():
+        assert metrics["per_video"] == original[path]["per_video"], path
+        assert metrics["accuracy_mean"] == original[path]["accuracy_mean"], path
