@@ -65,8 +65,8 @@ def test_two_process_gloo_ddp_matches_single_process(world: dict[str, Path], tmp
         assert a == pytest.approx(b, rel=2e-2)
 
     init = _trainable(build_model(params["model"], seed=params["seed"]).state_dict())
-    w_single = _trainable(load_file(tmp_path / "single" / "model" / "model.safetensors"))
-    w_ddp = _trainable(load_file(tmp_path / "ddp" / "model" / "model.safetensors"))
+    w_single = _trainable(load_file(tmp_path / "single" / "model.safetensors"))
+    w_ddp = _trainable(load_file(tmp_path / "ddp" / "model.safetensors"))
     moved = (w_single - init).norm()
     assert moved > 0
     assert (w_ddp - w_single).norm() < 0.05 * moved

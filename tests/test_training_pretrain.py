@@ -69,7 +69,7 @@ def test_every_level_loss_falls_and_the_run_is_tracked(
 
     # outputs: weights that load, the resolved config, one loss row per step
     out = tmp_path / "run"
-    model, cfg = load_pretrained(out / "model")
+    model, cfg = load_pretrained(out)
     assert cfg["train"]["steps"] == 16 and model.config.heads.mode == "separate"
     losses = pd.read_csv(out / "losses.csv")
     assert list(losses["step"]) == list(range(1, 17)) and result.losses.shape == losses.shape
@@ -95,6 +95,8 @@ def test_every_level_loss_falls_and_the_run_is_tracked(
     assert calls[0]["system_metrics"] is True  # MLflow samples CPU/memory (and GPU with nvidia-ml-py)
     names = {a.path for a in client.list_artifacts(rid)}
     assert {"model", "losses.csv", "train_config.json", "summary.json"} <= names
+    exported = {a.path for a in client.list_artifacts(rid, "model")}
+    assert exported == {"model/model.safetensors", "model/config.json"}
 
 
 @pytest.mark.parametrize(
@@ -127,7 +129,7 @@ def test_schedules_and_head_modes_train(
     if schedule == "epoch_alternation":  # epoch 0 passes over clip, then phase, then video pairs
         per = {lvl: d.per_epoch for lvl, d in trainer.data.items()}
         assert list(losses["levels"][: per["clip"] + 1]) == ["clip"] * per["clip"] + ["phase"]
-    model, _ = load_pretrained(tmp_path / "run" / "model")
+    model, _ = load_pretrained(tmp_path / "run")
     assert set(model.video_heads) == ({"shared"} if heads == "shared" else {"clip", "phase", "video"})
     state = model.state_dict()
     for name in trained:

@@ -27,7 +27,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _same_outputs(a: Path, b: Path) -> None:
     """Bit-identical tensors (the safetensors header's metadata order is not stable across processes,
     so the files' bytes are not compared), identical loss curves and configuration."""
-    assert _same_tensors(*(load_file(d / "model" / "model.safetensors") for d in (a, b)))
+    assert _same_tensors(*(load_file(d / "model.safetensors") for d in (a, b)))
     assert (a / "losses.csv").read_bytes() == (b / "losses.csv").read_bytes()
     assert (a / "train_config.json").read_bytes() == (b / "train_config.json").read_bytes()
 
@@ -56,7 +56,7 @@ def test_sigkill_mid_training_then_restart_gives_identical_weights(
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     saved = sorted(int(p.stem.split("-")[1]) for p in (killed / "checkpoints").glob("step-*.json"))
-    assert saved and saved[-1] < 16 and not (killed / "model").exists()  # killed mid-training
+    assert saved and saved[-1] < 16 and not (killed / "model.safetensors").exists()  # killed mid-training
 
     restart = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert restart.returncode == 0, restart.stderr
@@ -82,7 +82,7 @@ def test_corrupt_checkpoint_is_reported_and_not_loaded(
         return result.start_step
 
     assert run() == 0
-    weights = load_file(out / "model" / "model.safetensors")
+    weights = load_file(out / "model.safetensors")
     newest = out / "checkpoints" / "step-00000006.pt"
     data = bytearray(newest.read_bytes())
     data[len(data) // 3] ^= 0x01  # one flipped bit, same size
@@ -92,7 +92,7 @@ def test_corrupt_checkpoint_is_reported_and_not_loaded(
         assert run() == 4  # the corrupt step-6 checkpoint skipped, step 4 loaded, steps 5-6 retrained
     assert "corrupt checkpoint skipped, not loaded" in caplog.text and "step-00000006.pt" in caplog.text
     assert "SHA-256 mismatch" in caplog.text
-    assert _same_tensors(load_file(out / "model" / "model.safetensors"), weights)
+    assert _same_tensors(load_file(out / "model.safetensors"), weights)
 
     for path in (out / "checkpoints").glob("step-*.pt"):
         path.write_bytes(path.read_bytes()[:1000])  # every checkpoint truncated
@@ -100,7 +100,7 @@ def test_corrupt_checkpoint_is_reported_and_not_loaded(
     with caplog.at_level(logging.WARNING):
         assert run() == 0
     assert "no valid checkpoint left; training starts from step 0" in caplog.text
-    assert _same_tensors(load_file(out / "model" / "model.safetensors"), weights)
+    assert _same_tensors(load_file(out / "model.safetensors"), weights)
 
 
 def test_checkpoint_of_other_settings_is_refused(world: dict[str, Path], tmp_path: Path) -> None:

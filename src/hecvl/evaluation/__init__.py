@@ -1,12 +1,14 @@
 """Evaluation: zero-shot phase recognition, its reference points (linear probe, untrained model) and scoring.
 
-- `metrics`: the protocol's video-wise accuracy / macro-F1 and per-phase precision, recall, F1, Jaccard.
-- `score_cli`: `hecvl score`, scoring any predictions given as CSV.
-- `prompts`: the versioned prompt files, one per dataset, and the truncation check.
-- `embed`: frame embeddings at 1 fps, cached per (weights, dataset, transform, space).
-- `zeroshot` / `probe`: the classifiers; `evaluate_cli`: `hecvl evaluate`.
+- `metrics`: the protocol's video-wise accuracy / macro F1, per-phase precision, recall, F1, Jaccard;
+- `score_cli`: `hecvl score`, scoring any method's predictions given as CSV (or our Parquet);
+- `prompts` (+ `prompts/*.yaml`): the versioned prompt files, one per dataset, and the truncation check;
+- `embed`: frame embeddings at 1 fps, cached per (model, dataset, transform, level, video);
+- `zeroshot` / `probe`: the two classifiers; `confusion_plot`: the confusion-matrix figure;
+- `settings`: params.yaml's `eval:` section; `evaluate_cli`: `hecvl evaluate`.
 """
 
 from hecvl.evaluation.metrics import argmax_predictions, score_predictions
+from hecvl.evaluation.prompts import load_prompts
 
-__all__ = ["argmax_predictions", "score_predictions"]
+__all__ = ["argmax_predictions", "load_prompts", "score_predictions"]

@@ -61,7 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="target dataset name under data.targets")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--space", choices=("clip", "phase", "video", "ensemble"), help="default: eval.space")
+    parser.add_argument(
+        "--space",
+        choices=("clip", "phase", "video", "ensemble"),
+        help="embedding space that answers (default: eval.space)",
+    )
     parser.add_argument("--prompts", choices=STYLES, help="prompt style (default: eval.prompts)")
     parser.add_argument(
         "--linear-probe", action="store_true", help="logistic regression on frozen embeddings (train split)"

@@ -40,6 +40,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     precision: str = "auto"
     device: str = "auto"
+    gpus: int = 1  # processes (GPUs) per job: the workflow launches torchrun with this many
     num_workers: int = 0
     threads: int = 0
     channels_last: bool = True
@@ -77,7 +78,7 @@ class TrainSettings:
         bad = [lvl for lvl in self.levels if lvl not in LEVELS]
         if bad or not self.levels:
             raise HecvlError(f"train.levels must be drawn from {', '.join(LEVELS)}, got {list(self.levels)}")
-        for name in ("steps", "grad_accum", "keep_checkpoints", "log_every"):
+        for name in ("steps", "grad_accum", "gpus", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise HecvlError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("checkpoint_every", "num_workers", "warmup_steps", "threads"):

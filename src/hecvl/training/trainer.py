@@ -11,10 +11,10 @@ What a run guarantees:
   A new run in the same output folder resumes from the newest checkpoint that verifies; corrupt ones
   are reported and skipped (`checkpoint.latest_valid`); with none valid the run starts from step 0
   with a warning. A checkpoint written with other settings is refused (use another --out).
-- Outputs (main rank only, all written atomically), in `out_dir`:
-  `model/` (`save_pretrained`: model.safetensors + config.json), `train_config.json` (resolved
-  params, training settings, schedule, effective batch sizes; deterministic), `losses.csv` (one row
-  per step: lr, every loss term, gradient norm; deterministic), `summary.json` (timing, throughput),
+- Outputs (main rank only, all written atomically), in `out_dir`: `model.safetensors` + `config.json`
+  (`save_pretrained`: `load_pretrained(out_dir)` reads them), `train_config.json` (resolved params,
+  training settings, schedule, effective batch sizes; deterministic), `losses.csv` (one row per
+  step: lr, every loss term, gradient norm; deterministic), `summary.json` (timing, throughput),
   `checkpoints/`.
 - Tracking: one MLflow run per invocation (hecvl.tracking), with params, per-step metrics, system
   metrics and the outputs above as artifacts.
@@ -58,8 +58,8 @@ from hecvl.video import FrameCache
 log = logging.getLogger(__name__)
 
 # Settings that change how a run executes but not what it computes: a resume may differ in these.
-_OPERATIONAL = ("device", "num_workers", "threads", "checkpoint_every", "keep_checkpoints", "log_every",
-                "frame_cache_root", "frame_cache_max_gb")
+_OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "keep_checkpoints",
+                "log_every", "frame_cache_root", "frame_cache_max_gb")
 
 
 @dataclass
@@ -337,7 +337,7 @@ class Trainer:
             if env.is_main and self.out_dir is not None:
                 self.write_outputs(losses, timing, seconds, start, n_texts)
                 _log_outputs(run, self.out_dir, (s.steps - start) / max(seconds, 1e-9), seconds)
-        model_dir = self.out_dir / "model" if self.out_dir is not None else Path()
+        model_dir = self.out_dir if self.out_dir is not None else Path()
         return PretrainResult(self.out_dir or Path(), model_dir, s.steps, start, seconds, losses, env.is_main)
 
     def _after_step(
@@ -363,7 +363,7 @@ class Trainer:
     ) -> None:
         assert self.out_dir is not None
         params = {**self.params, "model": self.model.config.to_dict()}
-        save_pretrained(self.model, params, self.out_dir / "model")
+        save_pretrained(self.model, params, self.out_dir)
         write_json(self.out_dir / "train_config.json", self.resolved_config())
         write_csv(self.out_dir / "losses.csv", losses)
         per_level = {  # keyed by the step's levels ("clip", or "clip+phase+video" for joint steps)
@@ -493,8 +493,10 @@ def _log_outputs(run: Any, out_dir: Path, steps_per_s: float, seconds: float) ->
     if run is None:
         return
     run.log_metrics({"train/seconds": seconds, "train/steps_per_s": steps_per_s})
-    for name in ("model", "train_config.json", "losses.csv", "summary.json"):
-        run.log_artifact(out_dir / name, artifact_path="model" if name == "model" else None)
+    for name in ("model.safetensors", "config.json"):  # the exported model, loadable by load_pretrained
+        run.log_artifact(out_dir / name, artifact_path="model")
+    for name in ("train_config.json", "losses.csv", "summary.json"):
+        run.log_artifact(out_dir / name)
 
 
 def _tracker(trainer: Trainer, start: int) -> contextlib.AbstractContextManager:
