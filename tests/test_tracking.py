@@ -69,3 +69,9 @@ def test_parent_run_lifecycle(store):
     tracking.end_parent_run(run_id, "FAILED")
     assert client.get_run(run_id).info.status == "FAILED"
     tracking.end_parent_run(None)  # nothing opened: nothing to do
+
+
+def test_local_store_keeps_artifacts_beside_its_database(store, tmp_path):
+    exp_id = tracking.init_tracking("study-a")
+    location = mlflow.MlflowClient(store).get_experiment(exp_id).artifact_location
+    assert location == (tmp_path / "mlruns").as_uri()

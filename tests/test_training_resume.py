@@ -105,13 +105,19 @@ def test_corrupt_checkpoint_is_reported_and_not_loaded(
 
 def test_checkpoint_of_other_settings_is_refused(world: dict[str, Path], tmp_path: Path) -> None:
     base = {"train": {"steps": 2}}
-    pretrain(small_params(world["frames"], base), world["pairs"], tmp_path / "run",
-             corpus_root=world["corpus"], track=False, progress=False)
-    other = small_params(world["frames"], {"train": {**base["train"], "lr": 1.0e-4}})
-    with pytest.raises(HecvlError, match="written with other settings"):
-        pretrain(other, world["pairs"], tmp_path / "run", corpus_root=world["corpus"],
-                 track=False, progress=False)
+    out = tmp_path / "run"
+
+    def run(params: dict, resume: bool = True) -> int:
+        result = pretrain(params, world["pairs"], out, corpus_root=world["corpus"], track=False,
+                          progress=False, resume=resume)
+        return result.start_step
+
+    assert run(small_params(world["frames"], base)) == 0
     # operational settings (threads, workers, checkpoint cadence) may change between runs
     same = small_params(world["frames"], {"train": {**base["train"], "checkpoint_every": 7, "threads": 2}})
-    assert pretrain(same, world["pairs"], tmp_path / "run", corpus_root=world["corpus"],
-                    track=False, progress=False).start_step == 2
+    assert run(same) == 2  # the finished run's last checkpoint: nothing left to train
+    other = small_params(world["frames"], {"train": {**base["train"], "lr": 1.0e-4}})
+    with pytest.raises(HecvlError, match="written with other settings"):
+        run(other)
+    assert run(other, resume=False) == 0  # --no-resume: the old checkpoints are deleted, training restarts
+    assert run(other) == 2

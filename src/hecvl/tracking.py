@@ -50,10 +50,18 @@ def init_tracking(experiment: str) -> str:
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
-    return exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    # A local store keeps artifacts beside its database, not in whatever folder a job ran from.
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        location = ((db if db.is_absolute() else Path.cwd() / db).parent / "mlruns").as_uri()
+    return client.create_experiment(experiment, artifact_location=location)
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -142,8 +150,7 @@ def mlflow_run(
         return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(experiment)
+    mlflow.set_experiment(experiment_id=init_tracking(experiment))
     all_tags = {**git_tags(), "data_version": data_version(), **{k: str(v) for k, v in (tags or {}).items()}}
     parent = os.environ.get(PARENT_ENV) or None
     with mlflow.start_run(

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides train.steps)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (overrides `seed`)")
     parser.add_argument("--no-resume", action="store_true",
-                        help="ignore existing checkpoints in --out and train from step 0")
+                        help="delete existing checkpoints in --out and train from step 0")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-tracking", action="store_true", help="do not log this run to MLflow")
 

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -217,6 +218,8 @@ class Trainer:
         }
 
     def restore(self, state: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+        """Load a checkpoint's state; returns its step and the loss rows so far. Refuses one written
+        with other settings (different fingerprint)."""
         if state.get("fingerprint") != self.fingerprint:
             raise HecvlError(
                 "the checkpoints here were written with other settings (model, pairing, train, seed, "
@@ -245,19 +248,28 @@ class Trainer:
         return {name for name, p in self.model.named_parameters() if not p.requires_grad}
 
     def resume_state(self, resume: bool) -> dict[str, Any] | None:
-        """The newest valid checkpoint (found by the main rank, loaded by every rank), or None."""
-        record = None
-        if resume and self.out_dir is not None and self.env.is_main:
-            found = ckpt.latest_valid(self.out_dir / "checkpoints")
-            if found is not None:
-                record = str(ckpt.checkpoint_path(self.out_dir / "checkpoints", found["step"]))
-        record = broadcast_object(record)
+        """The newest valid checkpoint (found by the main rank, then loaded by every rank), or None.
+
+        `resume=False` deletes the checkpoints of an earlier run in the output folder, so a later
+        restart of this run can never pick one of them up.
+        """
+        folder = self.out_dir / "checkpoints" if self.out_dir is not None else None
+        found = None
+        if folder is not None and self.env.is_main:
+            if resume:
+                found = ckpt.latest_valid(folder)
+            elif folder.is_dir():
+                log.warning("%s: --no-resume: deleting the checkpoints of the earlier run", folder)
+                shutil.rmtree(folder)
+        if not self.env.distributed:
+            return found
+        record = broadcast_object(None if found is None else str(ckpt.checkpoint_path(folder, found["step"])))
         if record is None:
             return None
-        return ckpt.load_checkpoint(Path(record).with_suffix(".json"))
+        return found if self.env.is_main else ckpt.load_checkpoint(Path(record).with_suffix(".json"))
 
     # --- the loop ---------------------------------------------------------------------------------
-    def train_step(self, step: int, wrapped: nn.Module, batches: Mapping[str, Iterator]) -> dict[str, float]:
+    def train_step(self, step: int, wrapped: nn.Module, batches: Mapping[str, Iterator]) -> dict[str, Any]:
         """One optimizer step: `grad_accum` micro-batches of the step's levels, clip, update."""
         s = self.settings
         levels = self.schedule.levels_at(step)
