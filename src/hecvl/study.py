@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from hecvl.errors import HecvlError
@@ -26,6 +27,10 @@ PAPER = "results/paper"
 NOISE = "results/noise"
 NOISE_DATA = "data/noise"
 REFERENCES = ("untrained", "linear_probe")
+# The authors' released checkpoints (params.yaml `released:`): key -> the model's published name.
+RELEASED_MODELS = {"surgvlp": "SurgVLP", "hecvl": "HecVL", "peskavlp": "PeskaVLP"}
+RELEASED_EVAL = f"{EVAL}/released"
+RELEASED_SPACE = "joint"  # the released models have one embedding space for every level of text
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,96 @@ class Study:
                         entry = Entry(variant, variant, int(seed), dataset, space, prompts, path)
                         out.append((float(rel), entry))
         return out
+
+    # --- the authors' released weights (params.yaml `released:`) ---------------------------------
+    def _released_config(self) -> tuple[str | None, dict[str, str | None]]:
+        cfg = self.params.get("released") or {}
+        if not isinstance(cfg, Mapping):
+            raise HecvlError("params.yaml: released: must be a mapping (bert_dir, weights)")
+        unknown = sorted(set(cfg) - {"bert_dir", "weights"})
+        if unknown:
+            raise HecvlError(f"params.yaml: unknown setting(s) released.{', released.'.join(unknown)}")
+        weights = cfg.get("weights") or {}
+        if not isinstance(weights, Mapping):
+            raise HecvlError("params.yaml: released.weights must map model names to .pth files")
+        bad = sorted(set(weights) - set(RELEASED_MODELS))
+        if bad:
+            known = ", ".join(RELEASED_MODELS)
+            raise HecvlError(f"params.yaml: released.weights.{bad[0]}: unknown model (known: {known})")
+        bert_dir = cfg.get("bert_dir")
+        return (str(bert_dir) if bert_dir else None), {k: (str(v) if v else None) for k, v in weights.items()}
+
+    def _released_status(self, root: str | Path) -> dict[str, tuple[str | None, str | None]]:
+        """name -> (weights path if usable, else None; why not). Relative paths are under `root`."""
+        bert_dir, weights = self._released_config()
+
+        def exists(path: str, folder: bool = False) -> bool:
+            p = Path(path) if Path(path).is_absolute() else Path(root) / path
+            return p.is_dir() if folder else p.is_file()
+
+        bert_problem = None
+        if bert_dir is None:
+            bert_problem = "released.bert_dir is not set (a local Bio_ClinicalBERT folder with its vocab.txt)"
+        elif not exists(f"{bert_dir}/vocab.txt"):
+            bert_problem = f"released.bert_dir {bert_dir} has no vocab.txt"
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for name in RELEASED_MODELS:
+            path = weights.get(name)
+            if path is None:
+                out[name] = (None, f"released.weights.{name} is not set")
+            elif not exists(path):
+                out[name] = (None, f"released.weights.{name} = {path} not found")
+            elif bert_problem:
+                out[name] = (None, bert_problem)
+            else:
+                out[name] = (path, None)
+        return out
+
+    def released_weights(self, root: str | Path = ".") -> dict[str, str]:
+        """{model: .pth path as configured} of the released models that are configured and on disk."""
+        return {n: path for n, (path, _why) in self._released_status(root).items() if path is not None}
+
+    @property
+    def released_bert_dir(self) -> str | None:
+        """released.bert_dir as configured (the Bio_ClinicalBERT folder whose vocab.txt is needed)."""
+        return self._released_config()[0]
+
+    @staticmethod
+    def released_label(name: str) -> str:
+        return f"{RELEASED_MODELS[name]} (released weights)"
+
+    def released_path(self, name: str, dataset: str) -> str:
+        _space, prompts = self.eval_settings(self.main)
+        return f"{RELEASED_EVAL}/{name}/{dataset}/{RELEASED_SPACE}-{prompts}/metrics.json"
+
+    def released_entries(self, root: str | Path = ".") -> list[Entry]:
+        """One row per (released model on disk, study dataset), with the main variant's prompts.
+
+        Only what params.yaml names and what exists is listed, so an absent file never becomes a
+        DAG target; `released_notes` says what was skipped. The runs are deterministic: seed 0.
+        """
+        _space, prompts = self.eval_settings(self.main)
+        return [
+            Entry(
+                self.released_label(name),
+                f"released_{name}",
+                0,
+                dataset,
+                RELEASED_SPACE,
+                prompts,
+                self.released_path(name, dataset),
+            )
+            for name in self.released_weights(root)
+            for dataset in self.datasets
+        ]
+
+    def released_notes(self, root: str | Path = ".") -> list[str]:
+        """One line per released model that is not evaluated, and why (for protocol.md and the log)."""
+        return [
+            f"{self.released_label(name)} rows skipped: {why}"
+            for name, (path, why) in self._released_status(root).items()
+            if path is None
+        ]
 
     def ablation_table(self, name: str) -> str:
         return f"{ABLATIONS}/{name}.csv"

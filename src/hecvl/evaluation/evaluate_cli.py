@@ -9,6 +9,10 @@ Reference points through the same metrics:
 - `--untrained`: the same pipeline with a freshly initialised model (seeded): chance level;
 - `--linear-probe`: logistic regression on the frozen frame embeddings of the train split.
 
+The authors' released SurgVLP / HecVL / PeskaVLP checkpoints go through the same pipeline with
+`--format surgvlp --weights FILE.pth --bert-dir DIR` (released_eval.py: their own frame transform and
+forward pass; everything else as for our models).
+
 Outputs in --out: predictions.parquet (one row per second of every video: `video, frame_sec,
 phase_id` (predicted), `gt_phase_id` (null where unlabelled), `score_<id>`), metrics.json,
 confusion.png, prompts.json (zero-shot), and one MLflow run with all of them.
@@ -43,17 +47,40 @@ from hecvl.evaluation.settings import EvalSettings
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.io import write_json, write_parquet
 from hecvl.params import load_params, resolve_variant
+from hecvl.study import RELEASED_SPACE
 
 log = logging.getLogger(__name__)
+
+FORMATS = ("hecvl", "surgvlp")  # hecvl: a folder saved by `hecvl pretrain`; surgvlp: the authors' .pth
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
     parser.add_argument("--variant", help="variant of params.yaml whose settings apply (default: main)")
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--weights", type=Path, help="folder of a saved model (model.safetensors + config.json)")
+    who.add_argument(
+        "--weights",
+        type=Path,
+        help="folder of a saved model (model.safetensors + config.json), or with --format surgvlp the "
+        "authors' released SurgVLP/HecVL/PeskaVLP .pth file",
+    )
     who.add_argument(
         "--untrained", action="store_true", help="a freshly initialised model (seeded): chance level"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="hecvl",
+        help="format of --weights: hecvl (ours, default) | surgvlp (the authors' released checkpoints)",
+    )
+    parser.add_argument(
+        "--bert-dir",
+        type=Path,
+        help="--format surgvlp: local Bio_ClinicalBERT folder with vocab.txt (default: released.bert_dir)",
+    )
+    parser.add_argument(
+        "--name",
+        help="--format surgvlp: short name of the model in run names (default: the file name, lower-cased)",
     )
     parser.add_argument(
         "--seed", type=int, help="seed of the untrained model and the probe (default: params seed)"
@@ -74,8 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_format_arguments(args)
     params = resolve_variant(load_params(args.params), args.variant)
     settings = EvalSettings.from_params(params, space=args.space, prompts=args.prompts, device=args.device)
+    released = None
+    if args.format == "surgvlp":
+        from hecvl.evaluation.released_eval import released_source
+
+        released = released_source(params, args.weights, args.bert_dir, args.name)
     metrics = evaluate(
         params,
         dataset=args.dataset,
@@ -86,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         linear_probe=args.linear_probe,
         variant=args.variant,
+        released=released,
     )
     print(
         f"{metrics['run']['method']} {args.dataset}/{args.split}: {metrics['num_videos']} videos, "
@@ -93,6 +127,29 @@ def run(args: argparse.Namespace) -> int:
         f"F1 {metrics['f1_mean']:.2f} ± {metrics['f1_std']:.2f} (%) -> {args.out}"
     )
     return 0
+
+
+def check_format_arguments(args: argparse.Namespace) -> None:
+    """Refuse option combinations that mean nothing for the chosen --format, before anything is read."""
+    if args.format == "surgvlp":
+        if args.untrained:
+            raise HecvlError("--untrained builds our model; it cannot be combined with --format surgvlp")
+        if args.space is not None:
+            raise HecvlError(
+                "--space does not apply to --format surgvlp: the released models have one embedding "
+                f"space for every level of text (recorded as {RELEASED_SPACE!r})"
+            )
+        if args.linear_probe:
+            raise HecvlError("--linear-probe is not offered for --format surgvlp")
+        return
+    if args.bert_dir is not None or args.name is not None:
+        raise HecvlError("--bert-dir and --name apply to --format surgvlp only")
+    if args.weights is not None and args.weights.is_file():
+        raise HecvlError(
+            "--weights is a file: a released SurgVLP/HecVL/PeskaVLP checkpoint needs --format surgvlp "
+            "(and --bert-dir); --format hecvl takes the folder saved by `hecvl pretrain`",
+            args.weights,
+        )
 
 
 def frame_source(params: dict[str, Any]):  # -> tuple[FrameCache, FrameTransform]
@@ -135,8 +192,13 @@ def evaluate(
     seed: int | None = None,
     linear_probe: bool = False,
     variant: str | None = None,
+    released: Any = None,
 ) -> dict[str, Any]:
-    """Run one evaluation and write its outputs; returns the metrics dict written to metrics.json."""
+    """Run one evaluation and write its outputs; returns the metrics dict written to metrics.json.
+
+    `released` (a released_eval.ReleasedSource) evaluates the authors' released weights instead of
+    `weights`: its model, frame transform and single embedding space replace ours.
+    """
     from hecvl.datasets.registry import TargetDataset
 
     seed = int(params.get("seed", 0) if seed is None else seed)
@@ -147,8 +209,13 @@ def evaluate(
     labels = ds.labels(split)
     frame_cache, transform = frame_source(params)
     device = pick_device(settings.device)
-    model, key, model_desc = load_model(params, weights, seed, device)
-    levels = levels_for(settings.space)
+    space = settings.space
+    if released is not None:
+        model, key, model_desc = released.load(device)
+        transform, space, levels = released.transform, released.space, [released.space]
+    else:
+        model, key, model_desc = load_model(params, weights, seed, device)
+        levels = levels_for(space)
     emb_cache = EmbeddingCache(Path(settings.cache), key, dataset, transform.key())
 
     def embed(ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -169,14 +236,16 @@ def evaluate(
     run_info: dict[str, Any] = {
         "dataset": dataset,
         "split": split,
-        "space": settings.space,
+        "space": space,
         "model": model_desc,
         "model_key": key,
-        "variant": variant or "main",
+        "variant": released.variant if released is not None else (variant or "main"),
         "seed": seed,
         "transform": transform.key(),
         "videos": videos,
     }
+    if released is not None:
+        run_info.update(format="surgvlp", weights=str(released.weights), bert_dir=str(released.bert_dir))
     prompts_used = None
     if linear_probe:
         run_info["method"] = "linear_probe"
@@ -184,7 +253,7 @@ def evaluate(
         scorer = _probe_scorer(ds, embed, levels, k, settings, seed)
         run_info["train_videos"] = ds.split("train")
     else:
-        run_info["method"] = "untrained" if weights is None else "zeroshot"
+        run_info["method"] = "untrained" if weights is None and released is None else "zeroshot"
         prompt_set = prompts_for(ds, settings.prompts, settings.prompt_file)
         truncated = _truncated(model, prompt_set.flat())
         class_emb = class_embeddings(model, prompt_set, levels)
@@ -285,6 +354,9 @@ def write_outputs(
 
 def _truncated(model: Any, texts: list[str]) -> list[tuple[str, int]]:
     """Prompts the model's tokenizer cuts (warned here; the model's text encoder warns as well)."""
+    own = getattr(model, "truncated_prompts", None)
+    if callable(own):  # the released models: their own tokenizer and limit
+        return own(texts)
     text = getattr(model, "text", None)
     tokenizer = getattr(text, "tokenizer", None)
     if tokenizer is None:

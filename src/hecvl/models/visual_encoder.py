@@ -95,23 +95,45 @@ def preprocess_frames(
 ) -> torch.Tensor:
     """uint8 RGB frames (..., H, W, 3) -> normalised float (..., 3, S, S).
 
-    Frames already S x S (the loaders' FrameTransform usually does the resize and crop) are only
-    normalised; others are resized (shorter side to S, bilinear, antialiased) and centre-cropped.
+    Frames already S x S (the evaluation's frame cache and the loaders' FrameTransform do the resize
+    and crop) are only normalised; others are resized (shorter side to S, bilinear, antialiased) and
+    centre-cropped. Why it is written this way (evaluation throughput, where this runs per frame):
+    - the resize runs on the uint8 frames (torch's uint8 antialiased kernel on CPU, several times
+      faster than on floats) and only the S x S crop is converted to float; the result differs from
+      resizing floats by at most one grey level (the uint8 kernel rounds), i.e. <= 1/(255 * std);
+    - normalisation is one fused multiply-add in the frames' own (H, W, 3) layout, and the result is
+      returned as a channels-last view (strides of NHWC, shape (..., 3, S, S)): no transposing copy,
+      and CPU convolutions run ~1.4x faster on it. Numbers are those of NCHW up to float rounding;
+      call `.contiguous()` where NCHW strides are needed.
     Runs on the input's device, so DataLoader workers can call it on CPU tensors.
     """
     x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
     if x.dtype != torch.uint8 or x.ndim < 4 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 RGB frames (..., H, W, 3), got {x.dtype} {tuple(x.shape)}")
     lead = x.shape[:-3]
-    x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).float().div_(255.0)
-    h, w = x.shape[-2:]
+    x = x.reshape(-1, *x.shape[-3:])  # (N, H, W, 3)
+    h, w = x.shape[1:3]
     if (h, w) != (image_size, image_size):
-        scale = image_size / min(h, w)
-        nh, nw = max(image_size, round(h * scale)), max(image_size, round(w * scale))
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        top, left = (nh - image_size) // 2, (nw - image_size) // 2
-        x = x[:, :, top:top + image_size, left:left + image_size]
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    x = (x - m) / s
-    return x.reshape(*lead, 3, image_size, image_size).contiguous()
+        x = _resize_crop(x, image_size)
+    std_t = torch.tensor(std, dtype=torch.float32, device=x.device)
+    scale = 1.0 / (255.0 * std_t)
+    shift = -torch.tensor(mean, dtype=torch.float32, device=x.device) / std_t
+    x = torch.addcmul(shift, x.float(), scale)  # (x / 255 - mean) / std, per channel (the last dim)
+    return x.permute(0, 3, 1, 2).reshape(*lead, 3, image_size, image_size)
+
+
+def _resize_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, S, S, 3): shorter side to S (bilinear, antialiased), centre crop.
+
+    On CPU the resize stays uint8 (torch's vectorised kernel for channels-last uint8 images); other
+    devices resize in float (0..255), for which their kernels exist.
+    """
+    h, w = x.shape[1:3]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    nchw = x.permute(0, 3, 1, 2)  # a channels-last view, the layout the uint8 kernel wants
+    if x.device.type != "cpu":
+        nchw = nchw.float()
+    out = F.interpolate(nchw, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return out[:, :, top:top + size, left:left + size].permute(0, 2, 3, 1)

@@ -72,6 +72,20 @@ def _reference_results(study: Study, root: Path) -> list[Result]:
     return load_results(list(seen.values()), root)
 
 
+def _released_note(study: Study, released: Sequence[Result], data_long: str) -> str | None:
+    """What the released-weights rows are, for the tables' notes (None without such rows)."""
+    if not released:
+        return None
+    names = ", ".join(dict.fromkeys(r.entry.label for r in released))
+    transform = (released[0].metrics.get("run") or {}).get("transform", "?")
+    return (
+        f"Released-weights rows ({names}): the authors' checkpoints evaluated by this pipeline on "
+        f"{data_long}, with their own frame transform ({transform}) and forward pass, our prompts and "
+        "metrics; one deterministic run each. Independent re-evaluations of the released weights on "
+        "Cholec80 report HecVL 44.8 / 25.1, SurgVLP 41.6 / 27.8, PeskaVLP 45.2 / 34.2 (protocol.md §8)."
+    )
+
+
 def _notes(study: Study, published: PublishedTable, data_long: str) -> list[str]:
     others = published.other_reports
     other = "; ".join(
@@ -103,6 +117,13 @@ def build(params: dict[str, Any], out: Path, root: Path = Path(".")) -> list[Pat
 
     main_results = load_results(study.main_entries(), root)
     ref_results = _reference_results(study, root)
+    released_results = load_results(study.released_entries(root), root)
+    released_notes = study.released_notes(root)
+    for note in released_notes:
+        log.info("%s", note)
+    released = None
+    if released_results:
+        released = seed_summary(runs_frame(released_results), study.datasets, keys=["label"])
     main_runs = runs_frame(main_results)
     ours = seed_summary(main_runs, study.datasets, keys=["label"])
 
@@ -113,9 +134,13 @@ def build(params: dict[str, Any], out: Path, root: Path = Path(".")) -> list[Pat
         else pd.DataFrame(columns=ABLATION_COLUMNS)
     )
     refs = ablations[ablations["label"].isin(REFERENCES)].drop_duplicates(["label", "dataset"])
-    table = main_table(ours, published, study.datasets, data_long, data_short, references=refs)
+    table = main_table(
+        ours, published, study.datasets, data_long, data_short, references=refs, released=released
+    )
     notes = _notes(study, published, data_long)
-    written = write_main_table(table, study.datasets, out, notes)
+    released_note = _released_note(study, released_results, data_long)
+    main_notes = [*notes, released_note] if released_note else notes
+    written = write_main_table(table, study.datasets, out, main_notes)
     written += write_ablation_table(ablations, study.datasets, out, notes[1:])
 
     all_results = main_results + ref_results
@@ -176,7 +201,10 @@ def build(params: dict[str, Any], out: Path, root: Path = Path(".")) -> list[Pat
 
     stats_path = resolve(root, f"{PAIRS}/stats.json")
     stats = _read_json(stats_path) if stats_path.is_file() else None
-    write_text(out / "protocol.md", protocol_markdown(study, all_results, published, stats))
+    protocol = protocol_markdown(
+        study, all_results + released_results, published, stats, released_notes=released_notes
+    )
+    write_text(out / "protocol.md", protocol)
     written.append(out / "protocol.md")
     _track(study, table, written)
     return written
@@ -230,10 +258,15 @@ def _track(study: Study, table: pd.DataFrame, written: Sequence[Path]) -> None:
     from hecvl.tracking import mlflow_run
 
     ours = table[table["group"] != "published"]
+
+    def name(r: Any) -> str:  # "hecvl", "untrained", ...; "released_HecVL" for the released weights
+        first = r.method.split(" ")[0]
+        return f"released_{first}" if r.group == "released" else first
+
     with mlflow_run(experiment=study.name, run_name="paper", tags={"stage": "paper", "rule": "paper"}) as run:
         run.log_metrics(
             {
-                f"{r.method.split(' ')[0]}/{r.dataset}/{m}": getattr(r, m)
+                f"{name(r)}/{r.dataset}/{m}": getattr(r, m)
                 for r in ours.itertuples()
                 for m in ("accuracy_mean", "f1_mean")
             }

@@ -88,6 +88,26 @@ def _prompt_lines(results: Sequence[Result]) -> list[str]:
     return lines or ["- not recorded in the metrics files"]
 
 
+def _released_lines(results: Sequence[Result], skipped: Sequence[str]) -> list[str]:
+    """The released-weights rows: what was evaluated (checkpoint, transform) and what was skipped, why."""
+    out = ["## Released weights (params.yaml `released:`)", ""]
+    seen: dict[str, dict[str, Any]] = {}
+    for r in results:
+        run = r.metrics.get("run") or {}
+        if run.get("format") == "surgvlp":
+            seen.setdefault(r.entry.label, run)
+    for label, run in seen.items():
+        out.append(
+            f"- {label}: `{run.get('weights', '?')}` (model key `{run.get('model_key', '?')}`), frames "
+            f"{run.get('transform', '?')} (the authors' transform: PIL bilinear resize of the full frame, "
+            f"centre crop), their forward pass, one embedding space; prompts `{run.get('prompts', '?')}`"
+        )
+    out += [f"- {note}" for note in skipped]
+    if not seen and not skipped:
+        out.append("- none configured")
+    return [*out, ""]
+
+
 def _variant_lines(study: Study, variants: Sequence[str]) -> list[str]:
     lines = []
     for v in variants:
@@ -107,8 +127,12 @@ def protocol_markdown(
     results: Sequence[Result],
     published: PublishedTable,
     pair_stats: Mapping[str, Any] | None,
+    released_notes: Sequence[str] = (),
 ) -> str:
-    """The protocol note of one build of the paper's outputs."""
+    """The protocol note of one build of the paper's outputs.
+
+    `released_notes`: the released-weights rows that were skipped, and why (Study.released_notes).
+    """
     p = study.params
     long_data, _short = data_description(p)
     frames = p.get("frames") or {}
@@ -166,6 +190,7 @@ def protocol_markdown(
         "",
         *_prompt_lines(results),
         "",
+        *_released_lines(results, released_notes),
         "## Model and pretraining",
         "",
         f"- visual encoder: {visual.get('preset')} (init: {visual.get('weights') or 'random'}), "

@@ -35,6 +35,7 @@ SUMMARY_COLUMNS = [
 ABLATION_COLUMNS = ["ablation", "label", *SUMMARY_COLUMNS]
 MAIN_COLUMNS = ["group", "method", "data", *SUMMARY_COLUMNS, "source"]
 DECIMALS = 4
+GROUPS = ("published", "released", "ours", "reference")  # row blocks of the main table, in order
 DAGGER = "†"
 
 CELL_NOTE = (
@@ -132,10 +133,13 @@ def main_table(
     data_desc: str,
     data_short: str,
     references: pd.DataFrame | None = None,
+    released: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Published rows (real data), then our methods and reference points (configured data): tidy rows.
+    """Published rows (real data), the released weights, our methods and reference points: tidy rows.
 
-    `ours` / `references`: seed summaries keyed by `label`. Published averages are copied when the
+    `ours` / `references` / `released`: seed summaries keyed by `label`; `released` are the authors'
+    released checkpoints evaluated by this pipeline on the configured data, placed right under the
+    published rows they reproduce. Published averages are copied when the
     study covers the paper's datasets; otherwise they are recomputed over the datasets shown (noted
     in `source`), so every row's average is over the same columns.
     """
@@ -167,14 +171,17 @@ def main_table(
                     "source": src,
                 }
             )
-    for group, table, tag in (("ours", ours, "ours"), ("reference", references, "reference")):
+    groups = (("released", released), ("ours", ours), ("reference", references))
+    for group, table in groups:
         if table is None or table.empty:
             continue
         for _, r in table.iterrows():
             row = {c: r[c] for c in SUMMARY_COLUMNS}
-            row.update(
-                group=group, method=f"{r['label']} ({tag}, {data_short})", data=data_desc, source="this study"
-            )
+            if group == "released":  # e.g. "HecVL (released weights), local data"
+                method, source = f"{r['label']}, {data_short}", "this study: the authors' released weights"
+            else:
+                method, source = f"{r['label']} ({group}, {data_short})", "this study"
+            row.update(group=group, method=method, data=data_desc, source=source)
             rows.append(row)
     out = pd.DataFrame(rows, columns=MAIN_COLUMNS)
     return _rounded(out)
@@ -297,7 +304,7 @@ def write_main_table(
     header = ["method", "data", "seeds", *titles]
     md_rows = []
     blocks = []
-    for group in ("published", "ours", "reference"):
+    for group in GROUPS:
         g = table[table["group"] == group]
         if g.empty:
             continue

@@ -1,0 +1,55 @@
+# Released weights: the authors' SurgVLP / HecVL / PeskaVLP checkpoints (params.yaml `released:`),
+# each evaluated on every study dataset through our zero-shot protocol with their own frame transform
+# and forward pass. Only the models whose files are configured and on disk are targets
+# (STUDY.released_entries); the others are named, with the reason, in protocol.md.
+# `snakemake released` evaluates them alone (no corpus or pretraining needed with local data).
+
+import sys
+
+from hecvl.study import RELEASED_EVAL, RELEASED_SPACE
+
+RELEASED_WEIGHTS = STUDY.released_weights()
+RELEASED_PATTERN = f"{RELEASED_EVAL}/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}"
+
+for _note in STUDY.released_notes():
+    if "not set" not in _note:  # configured but unusable: say so now, not only in protocol.md
+        print(f"hecvl: {_note}", file=sys.stderr)
+
+# The synthetic world must be generated first; local datasets are read where they are (no corpus needed).
+RELEASED_DATA = [ancient("data/acquired.json")] if P["data"].get("source", "synthetic") == "synthetic" else []
+
+
+rule evaluate_released:
+    input:
+        data=RELEASED_DATA,
+        weights=lambda wc: RELEASED_WEIGHTS[wc.name],
+        vocab=lambda wc: f"{STUDY.released_bert_dir}/vocab.txt",
+    output:
+        metrics=f"{RELEASED_PATTERN}/metrics.json",
+        predictions=f"{RELEASED_PATTERN}/predictions.parquet",
+    params:
+        file=PARAMS_FILE,
+        main=MAIN,
+        bert_dir=lambda wc, input: os.path.dirname(input.vocab),
+        out=lambda wc, output: os.path.dirname(output.metrics),
+        frames=P["frames"],
+        eval=P["eval"],
+    log:
+        f"{LOGS}/evaluate/released/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/evaluate/released/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}.tsv"
+    wildcard_constraints:
+        name="|".join(RELEASED_WEIGHTS) or "(?!)",
+    conda:
+        ENV
+    shell:
+        "hecvl evaluate --params {params.file} --variant {params.main} --format surgvlp "
+        "--weights {input.weights} --bert-dir {params.bert_dir} --name {wildcards.name} "
+        "--dataset {wildcards.dataset} --split test --prompts {wildcards.prompts} "
+        "--out {params.out} > {log} 2>&1"
+
+
+rule released:
+    input:
+        paths(STUDY.released_entries()),
+    default_target: False
