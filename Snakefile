@@ -20,6 +20,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablations.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/noise.smk"
+include: "workflow/rules/released.smk"
 
 
 rule all:

@@ -83,8 +83,9 @@ def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace) ->
     cfg = deep_merge(params, {"train": {"schedule": "fine_to_coarse", "levels": [level], "steps": steps,
                                         "warmup_steps": 0}})
     trainer = Trainer(cfg, args.pairs, None, corpus_root=args.corpus, variant=f"bench-{level}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or trainer.settings.threads
+    if threads:
+        torch.set_num_threads(threads)
     trainer.warm_text_cache()
     trainer.model.train()
     batches = trainer.loaders(0)

@@ -39,7 +39,7 @@ PHASES = [
     "GallbladderRetraction",
 ]
 FPS = 5
-VIDEOS = {"video01": [0, 1, 1], "video02": [2, 3]}  # phase of each second
+VIDEOS = {"video01": [0, 1], "video02": [2, 3]}  # phase of each second
 PIL_KEY = "360x640-pil-c224"
 
 
@@ -121,9 +121,24 @@ def test_released_weights_end_to_end(
 ) -> None:
     import mlflow
 
-    from hecvl.models.released import load_released
+    from hecvl.models import released as released_module
     from hecvl.video import FrameCache, FrameTransform, open_video
 
+    # keep what the command loads and embeds as text (both checked in test_models_released.py), so the
+    # image side can be recomputed below without loading 534 MB and running BERT a second time
+    seen: dict = {"models": [], "texts": []}
+    load, embed_texts = released_module.load_released, released_module.ReleasedModel.embed_texts
+
+    def recording_load(*args, **kwargs):
+        seen["models"].append(load(*args, **kwargs))
+        return seen["models"][-1]
+
+    def recording_embed_texts(self, texts):
+        seen["texts"].append((list(texts), embed_texts(self, texts)))
+        return seen["texts"][-1][1]
+
+    monkeypatch.setattr(released_module, "load_released", recording_load)
+    monkeypatch.setattr(released_module.ReleasedModel, "embed_texts", recording_embed_texts)
     uri = f"sqlite:///{world['root'] / 'mlflow.db'}"
     monkeypatch.setenv("HECVL_TRACKING", "on")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -157,9 +172,9 @@ def test_released_weights_end_to_end(
 
     # the scores are the released model's own forward on the full-size decoded frames (its PIL
     # resize + crop), with the decomposed prompts: the pipeline adds nothing and loses nothing
-    model = load_released(released["ckpt"], released["bert_dir"])
-    texts = load_prompts("cholec80").flat()
-    text_emb = model.embed_texts(texts)
+    [model] = seen["models"]
+    [(texts, text_emb)] = seen["texts"]
+    assert texts == load_prompts("cholec80").flat()  # one decomposed prompt per class, in id order
     assert torch.linalg.matrix_rank(text_emb) == 7  # seven distinct class embeddings
     for video, phases in VIDEOS.items():
         with open_video(world["ds"] / "videos" / f"{video}.mp4", backend="pyav") as reader:
@@ -175,10 +190,10 @@ def test_released_weights_end_to_end(
     pil_entry, _ = cache.entry_paths(video, FrameTransform((360, 640), 224, "pil"))
     ours_entry, _ = cache.entry_paths(video, FrameTransform((48, 64), 32, "bilinear"))
     assert pil_entry.is_file() and not ours_entry.exists() and pil_entry.parent == ours_entry.parent
-    assert np.load(pil_entry, mmap_mode="r").shape == (3, 224, 224, 3)
+    assert np.load(pil_entry, mmap_mode="r").shape == (2, 224, 224, 3)
     emb = EmbeddingCache(Path(world["cfg"]["eval"]["cache"]), run["model_key"], "tiny", PIL_KEY)
     arr = np.load(emb.path("video01", "joint"))
-    assert arr.shape == (3, 768) and np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
+    assert arr.shape == (2, 768) and np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
 
     # one MLflow run, as for our models
     mlflow.set_tracking_uri(uri)
@@ -253,6 +268,12 @@ def test_study_lists_only_released_models_configured_and_on_disk(tmp_path: Path)
     assert study.released_entries(tmp_path) == []
     notes = study.released_notes(tmp_path)
     assert sum("released.bert_dir missing_bert has no vocab.txt" in n for n in notes) == 2
+    assert len(notes) == 3 and study.released_notes(tmp_path, configured_only=True) == notes
+    study = Study(_with_released(project, tmp_path, {"hecvl": "w/HecVL.pth"}, None))
+    assert study.released_notes(tmp_path, configured_only=True) == [
+        "HecVL (released weights) rows skipped: released.bert_dir is not set (a local Bio_ClinicalBERT "
+        "folder with its vocab.txt)"
+    ]
     with pytest.raises(HecvlError, match=r"released\.weights\.clip: unknown model"):
         Study(_with_released(project, tmp_path, {"clip": "w/HecVL.pth"}, "bert")).released_entries(tmp_path)
 

@@ -1,9 +1,10 @@
 """The released SurgVLP / HecVL / PeskaVLP loader and forward pass, against a literal re-implementation.
 
-A random checkpoint is written in the released layout (checkpoints.md §2, restated here independently of
-the package), loaded with `load_released`, and its embeddings are compared with the documented forward
-written out in this file: ResNet-50 with torch.nn.functional over the torchvision-layout keys, and the
-original word-piece merge walking the tokens one by one.
+A random checkpoint is written in the released layout (checkpoints.md §2, restated in
+tests/released_helpers.py independently of the package), loaded with `load_released`, and its
+embeddings are compared with the documented forward written out in this file: ResNet-50 with
+torch.nn.functional over the torchvision-layout keys, and the original word-piece merge walking the
+tokens one by one.
 """
 
 from __future__ import annotations

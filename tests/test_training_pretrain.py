@@ -168,3 +168,19 @@ def test_gradient_accumulation_reads_micro_batches(
     assert summary["per_level"]["clip"]["samples"] == 2 * 2 * 8
     assert summary["per_level"]["phase"]["samples"] == 2 * 8
     assert summary["per_level"]["video"]["samples"] == 2 * 2
+
+
+def test_loader_workers_do_not_change_the_run(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every sample's randomness is keyed by (seed, epoch, index): worker processes give the same batches."""
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+    runs = {}
+    for workers in (0, 2):
+        settings = {"steps": 4, "num_workers": workers, "checkpoint_every": 0}
+        params = small_params(world["frames"], {"train": settings})
+        Trainer(params, world["pairs"], tmp_path / f"w{workers}", corpus_root=world["corpus"]).train(
+            progress=False, track=False)
+        runs[workers] = load_pretrained(tmp_path / f"w{workers}")[0].state_dict()
+    assert all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+    assert (tmp_path / "w0" / "losses.csv").read_bytes() == (tmp_path / "w2" / "losses.csv").read_bytes()

@@ -266,12 +266,17 @@ class Study:
             for dataset in self.datasets
         ]
 
-    def released_notes(self, root: str | Path = ".") -> list[str]:
-        """One line per released model that is not evaluated, and why (for protocol.md and the log)."""
+    def released_notes(self, root: str | Path = ".", configured_only: bool = False) -> list[str]:
+        """One line per released model that is not evaluated, and why (for protocol.md and the log).
+
+        `configured_only`: only the models whose weights path is set (a misconfiguration to report
+        at once, rather than the default of not using released weights at all).
+        """
+        configured = {n for n, path in self._released_config()[1].items() if path}
         return [
             f"{self.released_label(name)} rows skipped: {why}"
             for name, (path, why) in self._released_status(root).items()
-            if path is None
+            if path is None and (name in configured or not configured_only)
         ]
 
     def ablation_table(self, name: str) -> str:

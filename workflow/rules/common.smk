@@ -54,6 +54,7 @@ def paper_inputs():
         "ablations": [STUDY.ablation_table(a) for a in STUDY.ablations],
         "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/losses.csv" for e in main}),
         "pairs": f"{PAIRS}/stats.json",
+        "released": paths(STUDY.released_entries()),
     }
 
 

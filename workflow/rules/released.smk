@@ -11,9 +11,8 @@ from hecvl.study import RELEASED_EVAL, RELEASED_SPACE
 RELEASED_WEIGHTS = STUDY.released_weights()
 RELEASED_PATTERN = f"{RELEASED_EVAL}/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}"
 
-for _note in STUDY.released_notes():
-    if "not set" not in _note:  # configured but unusable: say so now, not only in protocol.md
-        print(f"hecvl: {_note}", file=sys.stderr)
+for _note in STUDY.released_notes(configured_only=True):  # configured but unusable: say so now
+    print(f"hecvl: {_note}", file=sys.stderr)
 
 # The synthetic world must be generated first; local datasets are read where they are (no corpus needed).
 RELEASED_DATA = [ancient("data/acquired.json")] if P["data"].get("source", "synthetic") == "synthetic" else []
@@ -32,8 +31,9 @@ rule evaluate_released:
         main=MAIN,
         bert_dir=lambda wc, input: os.path.dirname(input.vocab),
         out=lambda wc, output: os.path.dirname(output.metrics),
-        frames=P["frames"],
-        eval=P["eval"],
+        # what changes these results besides the inputs (not frames.transform: they use their own)
+        decoding={k: P["frames"].get(k) for k in ("fps", "backend")},
+        prompt_file=P["eval"].get("prompt_file"),
     log:
         f"{LOGS}/evaluate/released/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}.log",
     benchmark:

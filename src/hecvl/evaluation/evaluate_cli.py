@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,9 @@ from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.io import write_json, write_parquet
 from hecvl.params import load_params, resolve_variant
 from hecvl.study import RELEASED_SPACE
+
+if TYPE_CHECKING:
+    from hecvl.evaluation.released_eval import ReleasedSource
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +195,7 @@ def evaluate(
     seed: int | None = None,
     linear_probe: bool = False,
     variant: str | None = None,
-    released: Any = None,
+    released: ReleasedSource | None = None,
 ) -> dict[str, Any]:
     """Run one evaluation and write its outputs; returns the metrics dict written to metrics.json.
 

@@ -66,7 +66,10 @@ class HecVLModel(nn.Module):
 
     # --- features ----------------------------------------------------------------------------
     def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 RGB (..., H, W, 3) -> normalised float (..., 3, S, S) for the configured image size."""
+        """uint8 RGB (..., H, W, 3) -> normalised float (..., 3, S, S) for the configured image size.
+
+        No resize when frames are already S x S (only normalisation); the result is a channels-last
+        view (see `preprocess_frames`)."""
         v = self.config.visual
         return preprocess_frames(frames, v.image_size, v.mean, v.std)
 

@@ -100,7 +100,8 @@ def preprocess_frames(
     centre-cropped. Why it is written this way (evaluation throughput, where this runs per frame):
     - the resize runs on the uint8 frames (torch's uint8 antialiased kernel on CPU, several times
       faster than on floats) and only the S x S crop is converted to float; the result differs from
-      resizing floats by at most one grey level (the uint8 kernel rounds), i.e. <= 1/(255 * std);
+      resizing floats by under one grey level (the uint8 kernel rounds its output), i.e. by under
+      1/(255 * std) after normalisation;
     - normalisation is one fused multiply-add in the frames' own (H, W, 3) layout, and the result is
       returned as a channels-last view (strides of NHWC, shape (..., 3, S, S)): no transposing copy,
       and CPU convolutions run ~1.4x faster on it. Numbers are those of NCHW up to float rounding;
@@ -114,7 +115,7 @@ def preprocess_frames(
     x = x.reshape(-1, *x.shape[-3:])  # (N, H, W, 3)
     h, w = x.shape[1:3]
     if (h, w) != (image_size, image_size):
-        x = _resize_crop(x, image_size)
+        x = _resize_crop(x, image_size, in_uint8=x.device.type == "cpu")
     std_t = torch.tensor(std, dtype=torch.float32, device=x.device)
     scale = 1.0 / (255.0 * std_t)
     shift = -torch.tensor(mean, dtype=torch.float32, device=x.device) / std_t
@@ -122,17 +123,18 @@ def preprocess_frames(
     return x.permute(0, 3, 1, 2).reshape(*lead, 3, image_size, image_size)
 
 
-def _resize_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+def _resize_crop(x: torch.Tensor, size: int, in_uint8: bool) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, S, S, 3): shorter side to S (bilinear, antialiased), centre crop.
 
-    On CPU the resize stays uint8 (torch's vectorised kernel for channels-last uint8 images); other
-    devices resize in float (0..255), for which their kernels exist.
+    `in_uint8`: resize the uint8 values (torch's vectorised CPU kernel for channels-last uint8
+    images; output rounded to integers), else float 0..255 values (exact; the only kind other
+    devices' antialiased kernels take).
     """
     h, w = x.shape[1:3]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     nchw = x.permute(0, 3, 1, 2)  # a channels-last view, the layout the uint8 kernel wants
-    if x.device.type != "cpu":
+    if not in_uint8:
         nchw = nchw.float()
     out = F.interpolate(nchw, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
     top, left = (nh - size) // 2, (nw - size) // 2
