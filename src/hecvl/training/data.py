@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
 from hecvl.pairing.rules import PairingRules
-from hecvl.training.distributed import DistEnv, barrier, per_rank_batch
+from hecvl.training.distributed import DistEnv, barrier, per_rank_batch, shard
 from hecvl.training.schedules import LEVELS
 from hecvl.video import FrameCache, VideoInfo, frame_indices, probe, sample_times
 
@@ -128,9 +128,8 @@ class KeyBatches(Sampler):
         self.per_rank = per_rank_batch(data.batch_size, env.world_size, f"{data.level} batch")
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        lo = self.env.rank * self.per_rank
         for k in range(self.start, self.stop):
-            yield self.data.keys(self.seed, k)[lo : lo + self.per_rank]
+            yield shard(self.data.keys(self.seed, k), self.env.rank, self.env.world_size)
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)

@@ -142,14 +142,6 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     return box[0]
 
 
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Mean over ranks (for logging, e.g. throughput); the value itself on one process."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    out = value.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / dist.get_world_size()
-
 
 class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks; the gradient of every rank's input is the sum of the output gradients."""
