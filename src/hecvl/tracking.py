@@ -34,6 +34,13 @@ def project_root(start: str | Path | None = None) -> Path:
     return here
 
 
+def experiment_name(params: Mapping[str, Any]) -> str:
+    """The study's MLflow experiment: `study.name` in params.yaml (one experiment per study)."""
+    study = params.get("study")
+    name = study.get("name") if isinstance(study, Mapping) else study
+    return str(name or "hecvl")
+
+
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI`, or the study's SQLite database at the project root."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"

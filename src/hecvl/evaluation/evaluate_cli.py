@@ -369,13 +369,13 @@ def _truncated(model: Any, texts: list[str]) -> list[tuple[str, int]]:
 
 def _track(params: dict[str, Any], out: Path, metrics: dict[str, Any]) -> None:
     """One MLflow run with the run's settings, headline and per-phase metrics, and all outputs."""
-    from hecvl.tracking import mlflow_run
+    from hecvl.tracking import experiment_name, mlflow_run
 
     run = metrics["run"]
     label = run["method"] if run["method"] != "zeroshot" else run["variant"]
-    experiment = (params.get("study") or {}).get("name", "hecvl")
+    experiment = experiment_name(params)
     tags = {k: run[k] for k in ("dataset", "split", "method", "space", "variant", "model_key") if k in run}
-    tags["stage"] = "evaluate"
+    tags["stage"] = tags["rule"] = "evaluate"
     logged = {k: v for k, v in run.items() if k not in ("videos", "train_videos")}
     with mlflow_run(
         experiment=experiment,

@@ -45,7 +45,9 @@ def save_pretrained(model: HecVLModel, cfg: Mapping[str, Any] | None, out_dir: s
     out_dir = Path(out_dir)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "hecvl_version": __version__})
+        # One metadata key: safetensors stores metadata in a hash map whose order varies between
+        # processes, and identical training runs must give identical bytes (DVC, reproducibility).
+        save_file(state, str(tmp), metadata={"format": "pt"})
     params[EXPORT_KEY] = {"weights": WEIGHTS, "sha256": sha256_file(out_dir / WEIGHTS),
                           "hecvl_version": __version__}
     write_json(out_dir / CONFIG, params)

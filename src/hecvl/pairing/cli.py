@@ -60,16 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _track(params: dict, rules: PairingRules, stats: dict, out: Path) -> None:
     """One MLflow child run with the rules, the counts and the stats files."""
-    from hecvl.tracking import mlflow_run
+    from hecvl.tracking import experiment_name, mlflow_run
 
     metrics = {f"pairs_{lv}": stats["levels"][lv]["pairs"] for lv in LEVELS}
     metrics.update({f"dropped_{lv}": sum(stats["levels"][lv]["dropped"].values()) for lv in LEVELS})
     metrics["lectures_excluded"] = len(stats["lectures"]["excluded"])
-    study = params.get("study")
-    experiment = study.get("name") if isinstance(study, dict) else study
     tags = {"stage": "pair", "rule": "pair"}
     with mlflow_run(
-        experiment=str(experiment or "hecvl"), run_name="pair", tags=tags, params={"pairing": rules.to_dict()}
+        experiment=experiment_name(params), run_name="pair", tags=tags, params={"pairing": rules.to_dict()}
     ) as run:
         run.log_metrics(metrics)
         run.log_artifact(out / "stats.json")

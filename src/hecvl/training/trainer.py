@@ -512,15 +512,13 @@ def _log_outputs(run: Any, out_dir: Path, steps_per_s: float, seconds: float) ->
 
 
 def _tracker(trainer: Trainer, start: int) -> contextlib.AbstractContextManager:
-    from hecvl.tracking import mlflow_run
+    from hecvl.tracking import experiment_name, mlflow_run
 
-    study = trainer.params.get("study")
-    experiment = study.get("name") if isinstance(study, Mapping) else study
-    tags = {"stage": "pretrain", "variant": trainer.variant, "seed": trainer.seed,
+    tags = {"stage": "pretrain", "rule": "pretrain", "variant": trainer.variant, "seed": trainer.seed,
             "schedule": trainer.schedule.name, "world_size": trainer.env.world_size,
             "device": str(trainer.device), "resumed_from_step": start}
     return mlflow_run(
-        experiment=str(experiment or "hecvl"),
+        experiment=experiment_name(trainer.params),
         run_name=f"pretrain/{trainer.variant}/seed{trainer.seed}",
         tags=tags,
         params={**trainer.params, "train": trainer.settings.to_dict()},
