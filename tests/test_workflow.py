@@ -202,3 +202,9 @@ def test_pinned_reproduction_of_an_ablation(study: Path):
     for path, metrics in reproduced.items():
         assert metrics["per_video"] == original[path]["per_video"], path
         assert metrics["accuracy_mean"] == original[path]["accuracy_mean"], path
+
+
+def test_report_builds_with_the_figures(study: Path):
+    _run([str(BIN / "snakemake"), "--report", "results/report.html"], study)
+    html = (study / "results" / "report.html").read_text(errors="replace")
+    assert "accuracy_f1.png" in html and "training_curves.png" in html

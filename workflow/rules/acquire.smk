@@ -12,7 +12,7 @@ rule acquire:
         f"{LOGS}/acquire.log",
     benchmark:
         f"{LOGS}/benchmarks/acquire.tsv"
-    threads: workflow.cores
+    threads: 2
     conda:
         ENV
     shell:

@@ -13,7 +13,7 @@ rule noise_world:
         out=lambda wc, output: os.path.dirname(output.manifest),
     log:
         f"{LOGS}/noise/rel{{rel}}/world.log",
-    threads: workflow.cores
+    threads: 2
     conda:
         ENV
     shell:
