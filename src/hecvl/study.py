@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +33,14 @@ REFERENCES = ("untrained", "linear_probe")
 RELEASED_MODELS = {"surgvlp": "SurgVLP", "hecvl": "HecVL", "peskavlp": "PeskaVLP"}
 RELEASED_EVAL = f"{EVAL}/released"
 RELEASED_SPACE = "joint"  # the released models have one embedding space for every level of text
+
+
+def expose_cli() -> None:
+    """Put this interpreter's scripts folder first on PATH, so that the workflow's rules run the
+    `hecvl` installed beside the running Snakemake (`.venv/bin/snakemake` works without activating)."""
+    scripts = os.path.dirname(sys.executable)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != scripts:
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@
 import os
 
 from hecvl.params import resolve_variant, with_preset
-from hecvl.study import ABLATIONS, EVAL, FRAMES, MODELS, NOISE, NOISE_DATA, PAIRS, PAPER, Study
+from hecvl.study import ABLATIONS, expose_cli, EVAL, FRAMES, MODELS, NOISE, NOISE_DATA, PAIRS, PAPER, Study
 
 
 validate(config, "../schemas/params.schema.yaml")
+expose_cli()  # rules call the `hecvl` installed beside this Snakemake
 
 P = with_preset(config)  # the active preset (smoke for tests, default for the study) applied
 STUDY = Study(P)
