@@ -51,18 +51,3 @@ def test_errors_name_the_problem(tmp_path):
     assert get({"a": {"b": 2}}, "a.b") == 2
     assert deep_merge({"a": {"b": 1}}, {"a": 3}) == {"a": 3}
 
-
-def test_workflow_rules_find_the_cli_beside_snakemake(monkeypatch):
-    import os
-    import sys
-    from pathlib import Path
-
-    from hecvl.study import expose_cli
-
-    monkeypatch.setenv("PATH", "/usr/bin")
-    expose_cli()
-    scripts = os.environ["PATH"].split(os.pathsep)[0]
-    assert scripts == os.path.dirname(sys.executable)
-    assert (Path(scripts) / "hecvl").exists()
-    expose_cli()  # idempotent
-    assert os.environ["PATH"].count(scripts) == 1

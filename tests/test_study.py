@@ -1,0 +1,69 @@
+"""The study design: which runs exist, which are shared, where their results land."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from hecvl.errors import HecvlError
+from hecvl.params import load_params
+from hecvl.study import Study, expose_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def params():
+    p = load_params(ROOT / "params.yaml")
+    p["variants"]["hecvl_again"] = {}  # same pretraining settings as hecvl, another name
+    return p
+
+
+def test_identical_variants_share_one_pretraining_run(params):
+    study = Study(params)
+    assert study.canonical("hecvl_again") == "hecvl"
+    assert study.model_dir("hecvl_again", 1) == study.model_dir("hecvl", 1) == "results/models/hecvl/seed1"
+    assert study.canonical("shared_heads") == "shared_heads"
+
+
+def test_main_and_ablation_entries(params):
+    study = Study(params)
+    main = study.main_entries()
+    assert len(main) == 2 * len(study.seeds) * len(study.datasets)
+    space = study.ablation_entries("space")
+    assert {e.space for e in space} == {"clip", "phase", "video", "ensemble"}
+    assert all(e.path.endswith(f"{e.space}-decomposed/metrics.json") for e in space)
+    refs = study.ablation_entries("references")
+    assert {e.variant for e in refs} == {"untrained", "linear_probe"}
+    assert refs[0].path.startswith("results/eval/untrained/seed0/")
+    with pytest.raises(HecvlError, match="unknown ablation"):
+        study.ablation_entries("nope")
+
+
+def test_a_preset_runs_a_subset_of_ablations(params):
+    params["study"]["ablations"] = ["heads"]
+    assert list(Study(params).ablations) == ["heads"]
+    params["study"]["ablations"] = ["heads", "missing"]
+    with pytest.raises(HecvlError, match="undefined ablation"):
+        Study(params)
+
+
+def test_noise_sweep_entries(params):
+    study = Study(params)
+    entries = study.noise_entries()
+    n = len(study.noise["relevance"]) * len(study.noise["variants"]) * len(study.noise["seeds"])
+    assert len(entries) == n * len(study.datasets)
+    assert all(e.path.startswith(f"results/noise/rel{rel:g}/eval/") for rel, e in entries)
+
+
+def test_workflow_rules_find_the_cli_beside_snakemake(monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin")
+    expose_cli()
+    scripts = os.environ["PATH"].split(os.pathsep)[0]
+    assert scripts == os.path.dirname(sys.executable)
+    assert (Path(scripts) / "hecvl").exists()
+    expose_cli()  # idempotent
+    assert os.environ["PATH"].count(scripts) == 1
