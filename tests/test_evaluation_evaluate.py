@@ -199,6 +199,49 @@ def test_saved_weights_equal_the_same_seeded_model_and_probe_finds_the_phases(wo
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)  # probabilities over all 7 classes
 
 
+def test_one_call_evaluates_several_datasets_and_settings_as_single_calls_do(world: dict) -> None:
+    """The workflow's batch form: one model load, every (dataset, space, prompts), the same numbers."""
+    cfg = {**world["cfg"], "data": {"targets": {**world["cfg"]["data"]["targets"]}}}
+    cfg["data"]["targets"]["twin"] = cfg["data"]["targets"]["tiny"]  # a second dataset name, same files
+    params = world["root"] / "two-datasets.yaml"
+    params.write_text(yaml.safe_dump(cfg))
+    template = world["root"] / "batch" / "{dataset}" / "{space}-{prompts}"
+    settings = ["--setting", "clip-class_name", "--setting", "ensemble-decomposed"]
+    args = ["evaluate", "--params", str(params), "--untrained", "--dataset", "tiny", "twin"]
+    assert main([*args, *settings, "--out", str(template)]) == 0
+    single = _evaluate(world, world["root"] / "single-clip", "--untrained", "--space", "clip",
+                       "--prompts", "class_name")
+    for dataset in ("tiny", "twin"):
+        for space, prompts in (("clip", "class_name"), ("ensemble", "decomposed")):
+            out = world["root"] / "batch" / dataset / f"{space}-{prompts}"
+            m = json.loads((out / "metrics.json").read_text())
+            assert (m["run"]["dataset"], m["run"]["space"], m["run"]["prompts"]) == (dataset, space, prompts)
+            assert (out / "predictions.parquet").is_file() and (out / "confusion.png").is_file()
+            if space == "clip":
+                assert m["per_video"] == single["per_video"]
+                assert m["accuracy_mean"] == single["accuracy_mean"]
+    ensemble = json.loads((world["root"] / "batch/tiny/ensemble-decomposed/metrics.json").read_text())
+    alone = _evaluate(world, world["root"] / "single-ensemble", "--untrained")
+    assert ensemble["per_video"] == alone["per_video"]
+
+
+def test_several_evaluations_need_an_out_template(world: dict, capsys: pytest.CaptureFixture) -> None:
+    base = ["evaluate", "--params", str(world["params"]), "--untrained", "--dataset", "tiny"]
+    plain = world["root"] / "plain"
+    two = ["--setting", "clip-decomposed", "--setting", "phase-decomposed"]
+    assert main([*base, *two, "--out", str(plain)]) == 2
+    assert "several settings need an --out template with {space} or {prompts}" in capsys.readouterr().err
+    assert main([*base, "--setting", "clip", "--out", str(plain)]) == 2
+    assert "expected SPACE-PROMPTS" in capsys.readouterr().err
+    assert main([*base, "--setting", "clip-decomposed", "--space", "clip", "--out", str(plain)]) == 2
+    assert "--setting replaces --space and --prompts" in capsys.readouterr().err
+    only_space = str(world["root"] / "t" / "{space}")
+    twice = ["--setting", "clip-decomposed", "--setting", "clip-class_name"]
+    assert main([*base, *twice, "--out", only_space]) == 2
+    assert "gives two evaluations the same folder" in capsys.readouterr().err
+    assert not plain.exists() and not (world["root"] / "t").exists()
+
+
 def test_bad_requests_are_one_line_errors(world: dict, capsys: pytest.CaptureFixture) -> None:
     base = ["evaluate", "--params", str(world["params"]), "--untrained", "--out", str(world["root"] / "x")]
     assert main([*base, "--dataset", "nope"]) == 2

@@ -43,6 +43,32 @@ def test_main_and_ablation_entries(params):
         study.ablation_entries("nope")
 
 
+def test_evaluation_jobs_cover_every_entry_once_one_process_per_model(params):
+    study = Study(params)
+    jobs = study.evaluation_jobs()
+    produced = [m for job in jobs for m in job.metrics]
+    assert len(produced) == len(set(produced))  # no two jobs write the same file
+    assert set(produced) == {e.path for e in study.all_entries()}
+    assert len({job.name for job in jobs}) == len(jobs)
+    by_name = {job.name: job for job in jobs}
+    # hecvl seed 0 answers the main table and the space and prompts ablations in one process
+    hecvl = by_name["evaluate_hecvl_seed0"]
+    assert set(hecvl.settings) >= {"ensemble-decomposed", "clip-decomposed", "ensemble-class_name"}
+    assert hecvl.datasets == tuple(study.datasets)
+    # the variant sharing hecvl's pretraining has no job of its own
+    assert "evaluate_hecvl_again_seed0" not in by_name
+    for job in jobs:  # the --out template expands to exactly the job's metrics folders
+        expanded = {
+            job.out_template.replace("{dataset}", d).replace("{space}-{prompts}", s) + "/metrics.json"
+            for d in job.datasets
+            for s in (job.settings or ("",))
+        }
+        assert expanded == set(job.metrics), job.name
+    probe = by_name["evaluate_linear_probe_seed0"]
+    assert probe.reference and probe.settings == ()
+    assert probe.metrics[0] == f"results/eval/linear_probe/seed0/{study.datasets[0]}/metrics.json"
+
+
 def test_a_preset_runs_a_subset_of_ablations(params):
     params["study"]["ablations"] = ["heads"]
     assert list(Study(params).ablations) == ["heads"]

@@ -56,6 +56,37 @@ class Entry:
     path: str
 
 
+@dataclass(frozen=True)
+class EvalJob:
+    """What one evaluation process does: one model on every dataset and test-time setting asked of it.
+
+    `model` is a canonical variant (a trained model of `seed`) or a reference (untrained,
+    linear_probe); `settings` are "space-prompts" pairs (empty for references, whose folders have
+    none). Grouping per model matters on a CPU: starting Python, torch and MLflow costs ten times
+    scoring one table cell, and the frame embeddings are shared by every setting.
+    """
+
+    model: str
+    seed: int
+    datasets: tuple[str, ...]
+    settings: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"evaluate_{self.model}_seed{self.seed}"
+
+    @property
+    def reference(self) -> bool:
+        return self.model in REFERENCES
+
+    @property
+    def out_template(self) -> str:
+        """The `hecvl evaluate --out` template whose expansions are exactly `metrics`' folders."""
+        tail = "/{space}-{prompts}" if self.settings else ""
+        return f"{EVAL}/{self.model}/seed{self.seed}/{{dataset}}{tail}"
+
+
 class Study:
     """The design of a study: datasets, seeds, variants (deduplicated) and ablations."""
 
@@ -291,6 +322,29 @@ class Study:
 
     def ablation_table(self, name: str) -> str:
         return f"{ABLATIONS}/{name}.csv"
+
+    def evaluation_jobs(self) -> list[EvalJob]:
+        """The study's evaluations grouped per model (and seed): one process each in the workflow.
+
+        A job runs every dataset x setting of its model; the study asks for all of them (an ablation
+        covers every study dataset), so the job's outputs are exactly the table cells that need it.
+        """
+        groups: dict[tuple[str, int], list[Entry]] = {}
+        for e in self.all_entries():
+            model = e.variant if e.variant in REFERENCES else self.canonical(e.variant)
+            groups.setdefault((model, e.seed), []).append(e)
+        jobs = []
+        for (model, seed), entries in sorted(groups.items()):
+            datasets = tuple(d for d in self.datasets if any(e.dataset == d for e in entries))
+            reference = model in REFERENCES
+            settings = () if reference else tuple(sorted({f"{e.space}-{e.prompts}" for e in entries}))
+            metrics = tuple(
+                self.metrics_path(model, seed, d, *(s.split("-", 1) if s else ()))
+                for d in datasets
+                for s in (settings or ("",))
+            )
+            jobs.append(EvalJob(model, seed, datasets, settings, metrics))
+        return jobs
 
     def all_entries(self) -> list[Entry]:
         seen: dict[str, Entry] = {}

@@ -1,66 +1,59 @@
 # Evaluate: zero-shot phase recognition of every (variant, seed) on every target dataset, and the
 # reference points (untrained model, linear probe on frozen embeddings), through the same metrics.
+#
+# One job per model (STUDY.evaluation_jobs): it loads the model once, embeds each dataset's frames
+# once and writes every (dataset, space, prompts) cell the study asks of that model, each in its own
+# folder with its own MLflow run. A job per cell would spend ~90% of its time starting Python, torch
+# and MLflow. Rule names: evaluate_<variant>_seed<N>, evaluate_untrained_seed<N>, evaluate_linear_probe_seed<N>.
+
+import shlex
 
 
-rule evaluate:
-    input:
-        weights=lambda wc: f"{STUDY.model_dir(wc.variant, wc.seed)}/model.safetensors",
-        frames=f"{FRAMES}/{{dataset}}.json",
-    output:
-        metrics=f"{EVAL}/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}/metrics.json",
-        predictions=f"{EVAL}/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}/predictions.parquet",
-    params:
-        file=PARAMS_FILE,
-        weights=lambda wc, input: os.path.dirname(input.weights),
-        out=lambda wc, output: os.path.dirname(output.metrics),
-        eval=P["eval"],
-    log:
-        f"{LOGS}/evaluate/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/evaluate/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}.tsv"
-    conda:
-        ENV
-    shell:
-        "hecvl evaluate --params {params.file} --weights {params.weights} --dataset {wildcards.dataset} "
-        "--split test --space {wildcards.space} --prompts {wildcards.prompts} "
-        "--variant {wildcards.variant} --out {params.out} > {log} 2>&1"
+def evaluate_arguments(job):
+    """The `hecvl evaluate` arguments of one evaluation job (everything but --params)."""
+    if job.model == "untrained":
+        who = f"--untrained --seed {job.seed} --variant {MAIN}"
+    elif job.model == "linear_probe":
+        who = f"--weights {STUDY.model_dir(MAIN, job.seed)} --linear-probe --seed {job.seed} --variant {MAIN}"
+    else:
+        who = f"--weights {STUDY.model_dir(job.model, job.seed)} --variant {job.model}"
+    settings = " ".join(f"--setting {s}" for s in job.settings)
+    return (
+        f"{who} --dataset {' '.join(job.datasets)} --split test {settings} "
+        f"--out {shlex.quote(job.out_template)}"
+    )
 
 
-rule evaluate_untrained:
-    input:
-        frames=f"{FRAMES}/{{dataset}}.json",
-    output:
-        metrics=f"{EVAL}/untrained/seed{{seed}}/{{dataset}}/metrics.json",
-        predictions=f"{EVAL}/untrained/seed{{seed}}/{{dataset}}/predictions.parquet",
-    params:
-        file=PARAMS_FILE,
-        main=MAIN,
-        out=lambda wc, output: os.path.dirname(output.metrics),
-    log:
-        f"{LOGS}/evaluate/untrained/seed{{seed}}/{{dataset}}.log",
-    conda:
-        ENV
-    shell:
-        "hecvl evaluate --params {params.file} --untrained --seed {wildcards.seed} --variant {params.main} "
-        "--dataset {wildcards.dataset} --split test --out {params.out} > {log} 2>&1"
+def evaluate_weights(job):
+    if job.model == "untrained":
+        return []
+    model = MAIN if job.model == "linear_probe" else job.model
+    return [f"{STUDY.model_dir(model, job.seed)}/model.safetensors"]
 
 
-rule linear_probe:
-    input:
-        weights=lambda wc: f"{STUDY.model_dir(MAIN, wc.seed)}/model.safetensors",
-        frames=f"{FRAMES}/{{dataset}}.json",
-    output:
-        metrics=f"{EVAL}/linear_probe/seed{{seed}}/{{dataset}}/metrics.json",
-        predictions=f"{EVAL}/linear_probe/seed{{seed}}/{{dataset}}/predictions.parquet",
-    params:
-        file=PARAMS_FILE,
-        main=MAIN,
-        weights=lambda wc, input: os.path.dirname(input.weights),
-        out=lambda wc, output: os.path.dirname(output.metrics),
-    log:
-        f"{LOGS}/evaluate/linear_probe/seed{{seed}}/{{dataset}}.log",
-    conda:
-        ENV
-    shell:
-        "hecvl evaluate --params {params.file} --weights {params.weights} --linear-probe "
-        "--variant {params.main} --dataset {wildcards.dataset} --split test --out {params.out} > {log} 2>&1"
+for _job in STUDY.evaluation_jobs():
+
+    rule:
+        name:
+            _job.name
+        input:
+            weights=evaluate_weights(_job),
+            frames=[f"{FRAMES}/{d}.json" for d in _job.datasets],
+        output:
+            metrics=list(_job.metrics),
+            predictions=[m.replace("metrics.json", "predictions.parquet") for m in _job.metrics],
+        params:
+            file=PARAMS_FILE,
+            # a function: the --out template's {dataset} is for hecvl, not a wildcard
+            arguments=lambda wc, job=_job: evaluate_arguments(job),
+            eval=P["eval"],
+        log:
+            f"{LOGS}/evaluate/{_job.model}/seed{_job.seed}.log",
+        benchmark:
+            f"{LOGS}/benchmarks/evaluate/{_job.model}/seed{_job.seed}.tsv"
+        resources:
+            gpu=1,
+        conda:
+            ENV
+        shell:
+            "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"

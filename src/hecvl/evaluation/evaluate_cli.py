@@ -1,4 +1,4 @@
-"""`hecvl evaluate`: zero-shot phase recognition of one model on one target dataset split.
+"""`hecvl evaluate`: zero-shot phase recognition of one model on target dataset splits.
 
 Pipeline (docs/protocol.md §5-7): the split's videos at 1 fps from the frame cache (decoded once,
 with the evaluation transform), frame embeddings from the model (cached per model, dataset,
@@ -13,17 +13,23 @@ The authors' released SurgVLP / HecVL / PeskaVLP checkpoints go through the same
 `--format surgvlp --weights FILE.pth --bert-dir DIR` (released_eval.py: their own frame transform and
 forward pass; everything else as for our models).
 
-Outputs in --out: predictions.parquet (one row per second of every video: `video, frame_sec,
+One process can run many evaluations of the same model: several `--dataset`s and several
+`--setting SPACE-PROMPTS`, with `--out` a template holding `{dataset}`, `{space}` and `{prompts}`.
+The model is loaded and every frame embedded once; each further (space, prompts) pair costs only its
+text side and metrics. This is how the workflow evaluates a model: starting Python, torch and
+MLflow for every table cell cost ten times the evaluation itself.
+
+Outputs in each --out folder: predictions.parquet (one row per second of every video: `video, frame_sec,
 phase_id` (predicted), `gt_phase_id` (null where unlabelled), `score_<id>`), metrics.json,
-confusion.png, prompts.json (zero-shot), and one MLflow run with all of them.
+confusion.png, prompts.json (zero-shot), and one MLflow run with all of them (one per evaluation).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +40,7 @@ import torch
 from hecvl.errors import HecvlError
 from hecvl.evaluation.confusion_plot import plot_confusion
 from hecvl.evaluation.embed import (
+    SPACES,
     EmbeddingCache,
     levels_for,
     model_key,
@@ -88,9 +95,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, help="seed of the untrained model and the probe (default: params seed)"
     )
-    parser.add_argument("--dataset", required=True, help="target dataset name under data.targets")
+    parser.add_argument(
+        "--dataset", nargs="+", required=True, help="target dataset name(s) under data.targets"
+    )
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="output folder; with several datasets or settings a template with {dataset}, {space} "
+        "and {prompts} (e.g. results/eval/hecvl/seed0/{dataset}/{space}-{prompts})",
+    )
     parser.add_argument(
         "--space",
         choices=("clip", "phase", "video", "ensemble"),
@@ -98,38 +112,104 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompts", choices=STYLES, help="prompt style (default: eval.prompts)")
     parser.add_argument(
+        "--setting",
+        action="append",
+        metavar="SPACE-PROMPTS",
+        help="one (space, prompts) pair to evaluate, e.g. clip-class_name; repeat for several "
+        "(instead of --space/--prompts)",
+    )
+    parser.add_argument(
         "--linear-probe", action="store_true", help="logistic regression on frozen embeddings (train split)"
     )
     parser.add_argument("--device", help="auto | cpu | cuda (default: eval.device)")
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a batch: a dataset, its settings and the folder its outputs go to."""
+
+    dataset: str
+    settings: EvalSettings
+    out: Path
+
+
 def run(args: argparse.Namespace) -> int:
     check_format_arguments(args)
     params = resolve_variant(load_params(args.params), args.variant)
-    settings = EvalSettings.from_params(params, space=args.space, prompts=args.prompts, device=args.device)
+    plan = evaluation_plan(params, args)
     released = None
     if args.format == "surgvlp":
         from hecvl.evaluation.released_eval import released_source
 
         released = released_source(params, args.weights, args.bert_dir, args.name)
-    metrics = evaluate(
+    results = evaluate_many(
         params,
-        dataset=args.dataset,
+        plan,
         split=args.split,
-        out=args.out,
-        settings=settings,
         weights=args.weights,
         seed=args.seed,
         linear_probe=args.linear_probe,
         variant=args.variant,
         released=released,
     )
-    print(
-        f"{metrics['run']['method']} {args.dataset}/{args.split}: {metrics['num_videos']} videos, "
-        f"accuracy {metrics['accuracy_mean']:.2f} ± {metrics['accuracy_std']:.2f}, "
-        f"F1 {metrics['f1_mean']:.2f} ± {metrics['f1_std']:.2f} (%) -> {args.out}"
-    )
+    for item, metrics in zip(plan, results, strict=True):
+        print(
+            f"{metrics['run']['method']} {item.dataset}/{args.split} ({metrics['run']['space']}"
+            f"{', ' + metrics['run']['prompts'] if 'prompts' in metrics['run'] else ''}): "
+            f"{metrics['num_videos']} videos, accuracy {metrics['accuracy_mean']:.2f} "
+            f"± {metrics['accuracy_std']:.2f}, F1 {metrics['f1_mean']:.2f} ± {metrics['f1_std']:.2f} (%) "
+            f"-> {item.out}"
+        )
     return 0
+
+
+def parse_setting(text: str) -> tuple[str, str]:
+    """'SPACE-PROMPTS' -> (space, prompts), both checked against the known names."""
+    space, sep, prompts = text.partition("-")
+    if not sep or space not in SPACES or prompts not in STYLES:
+        raise HecvlError(
+            f"--setting {text!r}: expected SPACE-PROMPTS with SPACE in {', '.join(SPACES)} and "
+            f"PROMPTS in {', '.join(STYLES)}"
+        )
+    return space, prompts
+
+
+def evaluation_plan(params: dict[str, Any], args: argparse.Namespace) -> list[Evaluation]:
+    """Every (dataset, setting) the command asks for, with its own output folder.
+
+    Several evaluations need a --out template that tells them apart; a plain folder would make them
+    overwrite one another.
+    """
+    if args.setting and (args.space or args.prompts):
+        raise HecvlError("--setting replaces --space and --prompts: give one or the other")
+    pairs = [parse_setting(s) for s in args.setting] if args.setting else [(args.space, args.prompts)]
+    if args.format == "surgvlp" and any(space is not None for space, _ in pairs):
+        raise HecvlError(
+            "--setting gives a space, which does not apply to --format surgvlp: use --prompts"
+        )
+    datasets = list(dict.fromkeys(args.dataset))
+    template = str(args.out)
+    needed = [name for name, many in (("dataset", len(datasets)), ("setting", len(pairs))) if many > 1]
+    fields = {"dataset": ("{dataset}",), "setting": ("{space}", "{prompts}")}
+    for name in needed:
+        if not any(f in template for f in fields[name]):
+            raise HecvlError(
+                f"several {name}s need an --out template with {' or '.join(fields[name])}, "
+                f"or every evaluation would write to {template}"
+            )
+    plan = []
+    for dataset in datasets:
+        for space, prompts in pairs:
+            settings = EvalSettings.from_params(params, space=space, prompts=prompts, device=args.device)
+            space_name = RELEASED_SPACE if args.format == "surgvlp" else settings.space
+            out = template
+            for key, value in (("dataset", dataset), ("space", space_name), ("prompts", settings.prompts)):
+                out = out.replace("{" + key + "}", value)
+            plan.append(Evaluation(dataset, settings, Path(out)))
+    outs = [e.out for e in plan]
+    if len(set(outs)) < len(outs):
+        raise HecvlError(f"--out {template} gives two evaluations the same folder")
+    return plan
 
 
 def check_format_arguments(args: argparse.Namespace) -> None:
@@ -197,94 +277,156 @@ def evaluate(
     variant: str | None = None,
     released: ReleasedSource | None = None,
 ) -> dict[str, Any]:
-    """Run one evaluation and write its outputs; returns the metrics dict written to metrics.json.
+    """Run one evaluation and write its outputs; returns the metrics dict written to metrics.json."""
+    plan = [Evaluation(dataset, settings, Path(out))]
+    return evaluate_many(params, plan, split, weights, seed, linear_probe, variant, released)[0]
 
-    `released` (a released_eval.ReleasedSource) evaluates the authors' released weights instead of
-    `weights`: its model, frame transform and single embedding space replace ours.
+
+def evaluate_many(
+    params: dict[str, Any],
+    plan: Sequence[Evaluation],
+    split: str = "test",
+    weights: Path | None = None,
+    seed: int | None = None,
+    linear_probe: bool = False,
+    variant: str | None = None,
+    released: ReleasedSource | None = None,
+) -> list[dict[str, Any]]:
+    """Run every evaluation of `plan` with one model, in order; returns their metrics dicts.
+
+    The model is loaded once and each dataset's frames embedded once, in every level any of its
+    settings needs. Each evaluation writes its outputs (atomically) and its MLflow run as soon as it
+    is scored, so a failure later in the plan loses nothing already done. `released` (a
+    released_eval.ReleasedSource) evaluates the authors' released weights instead of `weights`: its
+    model, frame transform and single embedding space replace ours.
     """
+    from tqdm.auto import tqdm
+
     from hecvl.datasets.registry import TargetDataset
 
+    if not plan:
+        return []
     seed = int(params.get("seed", 0) if seed is None else seed)
-    ds = TargetDataset.from_params(dataset, params)
-    videos = ds.split(split)
-    if not videos:
-        raise HecvlError(f"split {split!r} of {dataset} has no videos")
-    labels = ds.labels(split)
     frame_cache, transform = frame_source(params)
-    device = pick_device(settings.device)
-    space = settings.space
+    first = plan[0].settings
+    device = pick_device(first.device)
     if released is not None:
         model, key, model_desc = released.load(device)
-        transform, space, levels = released.transform, released.space, [released.space]
+        transform = released.transform
     else:
         model, key, model_desc = load_model(params, weights, seed, device)
-        levels = levels_for(space)
-    emb_cache = EmbeddingCache(Path(settings.cache), key, dataset, transform.key())
+    results: list[dict[str, Any]] = []
+    datasets = list(dict.fromkeys(item.dataset for item in plan))
+    progress = tqdm(total=len(plan), desc="evaluate", unit="eval", disable=None)
+    for dataset in datasets:
+        items = [item for item in plan if item.dataset == dataset]
+        ds = TargetDataset.from_params(dataset, params)
+        videos = ds.split(split)
+        if not videos:
+            raise HecvlError(f"split {split!r} of {dataset} has no videos")
+        labels = ds.labels(split)
+        if released is not None:
+            levels = [released.space]
+        else:
+            levels = list(dict.fromkeys(lv for item in items for lv in levels_for(item.settings.space)))
+        emb_cache = EmbeddingCache(Path(first.cache), key, dataset, transform.key())
 
-    def embed(ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
-        paths = {v: ds.video_path(v) for v in ids}
-        return video_embeddings(
-            model,
-            paths,
-            lambda p: frame_cache.get(p, transform, fps=1.0),
-            identify=frame_cache.video_hash,
-            cache=emb_cache,
-            levels=levels,
-            batch_size=settings.batch_size,
-            device=device,
-        )
+        def embed(ids: list[str], ds: Any = ds, levels: list[str] = levels, cache: Any = emb_cache):
+            paths = {v: ds.video_path(v) for v in ids}
+            return video_embeddings(
+                model,
+                paths,
+                lambda p: frame_cache.get(p, transform, fps=1.0),
+                identify=frame_cache.video_hash,
+                cache=cache,
+                levels=levels,
+                batch_size=first.batch_size,
+                device=device,
+            )
 
-    test_emb = embed(videos)
-    k = len(ds.classes)
-    run_info: dict[str, Any] = {
-        "dataset": dataset,
-        "split": split,
-        "space": space,
-        "model": model_desc,
-        "model_key": key,
-        "variant": released.variant if released is not None else (variant or "main"),
-        "seed": seed,
-        "transform": transform.key(),
-        "videos": videos,
-    }
-    if released is not None:
-        run_info.update(format="surgvlp", weights=str(released.weights), bert_dir=str(released.bert_dir))
-    prompts_used = None
+        test_emb = embed(videos)
+        for item in items:
+            settings = item.settings
+            space = released.space if released is not None else settings.space
+            run_info: dict[str, Any] = {
+                "dataset": dataset,
+                "split": split,
+                "space": space,
+                "model": model_desc,
+                "model_key": key,
+                "variant": released.variant if released is not None else (variant or "main"),
+                "seed": seed,
+                "transform": transform.key(),
+                "videos": videos,
+            }
+            if released is not None:
+                run_info.update(
+                    format="surgvlp", weights=str(released.weights), bert_dir=str(released.bert_dir)
+                )
+            scorer, prompts_used = _scorer(
+                model, ds, embed, levels_of(space, released), settings, seed, linear_probe,
+                untrained=weights is None and released is None, run_info=run_info,
+            )
+            predictions = prediction_table(test_emb, scorer, labels, len(ds.classes))
+            frames, info = align(labels, predictions, pred_source="predictions")
+            metrics = score_predictions(frames, class_names=ds.classes)
+            metrics.update(info)
+            metrics["run"] = run_info
+            write_outputs(item.out, predictions, metrics, prompts_used, ds.classes)
+            _track(params, item.out, metrics)
+            results.append(metrics)
+            progress.update()
+    progress.close()
+    return results
+
+
+def levels_of(space: str, released: ReleasedSource | None) -> list[str]:
+    """The embedding levels a space scores with (a released model has its one space)."""
+    return [space] if released is not None else levels_for(space)
+
+
+def _scorer(
+    model: Any,
+    ds: Any,
+    embed: Callable[[list[str]], dict[str, dict[str, np.ndarray]]],
+    levels: list[str],
+    settings: EvalSettings,
+    seed: int,
+    linear_probe: bool,
+    untrained: bool,
+    run_info: dict[str, Any],
+) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], dict[str, Any] | None]:
+    """The scoring function of one evaluation (probe or prompts) and the prompts it used.
+
+    Records the method and its settings in `run_info`.
+    """
     if linear_probe:
         run_info["method"] = "linear_probe"
         run_info["probe"] = asdict(settings.probe)
-        scorer = _probe_scorer(ds, embed, levels, k, settings, seed)
         run_info["train_videos"] = ds.split("train")
-    else:
-        run_info["method"] = "untrained" if weights is None and released is None else "zeroshot"
-        prompt_set = prompts_for(ds, settings.prompts, settings.prompt_file)
-        truncated = _truncated(model, prompt_set.flat())
-        class_emb = class_embeddings(model, prompt_set, levels)
-        run_info.update(
-            prompts=settings.prompts,
-            prompt_file=str(prompt_set.source),
-            prompt_sha256=prompt_set.sha256,
-            prompt_version=prompt_set.version,
-            truncated_prompts=len(truncated),
-        )
-        prompts_used = {
-            "style": prompt_set.style,
-            "file": str(prompt_set.source),
-            "sha256": prompt_set.sha256,
-            "classes": {name: texts for name, texts in zip(ds.classes, prompt_set.texts, strict=True)},
-        }
+        return _probe_scorer(ds, embed, levels, len(ds.classes), settings, seed), None
+    run_info["method"] = "untrained" if untrained else "zeroshot"
+    prompt_set = prompts_for(ds, settings.prompts, settings.prompt_file)
+    truncated = _truncated(model, prompt_set.flat())
+    class_emb = class_embeddings(model, prompt_set, levels)
+    run_info.update(
+        prompts=settings.prompts,
+        prompt_file=str(prompt_set.source),
+        prompt_sha256=prompt_set.sha256,
+        prompt_version=prompt_set.version,
+        truncated_prompts=len(truncated),
+    )
+    prompts_used = {
+        "style": prompt_set.style,
+        "file": str(prompt_set.source),
+        "sha256": prompt_set.sha256,
+        "classes": {name: texts for name, texts in zip(ds.classes, prompt_set.texts, strict=True)},
+    }
 
-        def scorer(emb: dict[str, np.ndarray]) -> np.ndarray:
-            return zero_shot_scores(emb, class_emb, levels)
+    def scorer(emb: dict[str, np.ndarray]) -> np.ndarray:
+        return zero_shot_scores(emb, class_emb, levels)
 
-    predictions = prediction_table(test_emb, scorer, labels, k)
-    frames, info = align(labels, predictions, pred_source="predictions")
-    metrics = score_predictions(frames, class_names=ds.classes)
-    metrics.update(info)
-    metrics["run"] = run_info
-    write_outputs(Path(out), predictions, metrics, prompts_used, ds.classes)
-    _track(params, Path(out), metrics)
-    return metrics
+    return scorer, prompts_used
 
 
 def _probe_scorer(
