@@ -93,3 +93,16 @@ def test_workflow_rules_find_the_cli_beside_snakemake(monkeypatch):
     assert (Path(scripts) / "hecvl").exists()
     expose_cli()  # idempotent
     assert os.environ["PATH"].count(scripts) == 1
+
+
+def test_noise_sweep_jobs_cover_its_entries_one_process_per_model(params):
+    study = Study(params)
+    jobs = study.noise_jobs()
+    produced = [m for _rel, job in jobs for m in job.metrics]
+    assert sorted(produced) == sorted(e.path for _rel, e in study.noise_entries())
+    n = len(study.noise["relevance"]) * len(study.noise["variants"]) * len(study.noise["seeds"])
+    assert len(jobs) == n and len({job.name for _r, job in jobs}) == n
+    rel, job = jobs[0]
+    assert job.name == f"noise_rel{rel:g}_{job.model}_seed{job.seed}".replace(".", "p", 1)
+    assert job.metrics[0].startswith(f"results/noise/rel{rel:g}/eval/{job.model}/seed{job.seed}/")
+

@@ -7,6 +7,7 @@ Paths are relative to the project root.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -71,10 +72,12 @@ class EvalJob:
     datasets: tuple[str, ...]
     settings: tuple[str, ...]
     metrics: tuple[str, ...]
+    root: str = EVAL  # the results tree (the narration-noise sweep has one per relevance level)
+    prefix: str = "evaluate"  # of the rule name
 
     @property
     def name(self) -> str:
-        return f"evaluate_{self.model}_seed{self.seed}"
+        return f"{self.prefix}_{self.model}_seed{self.seed}"
 
     @property
     def reference(self) -> bool:
@@ -84,7 +87,7 @@ class EvalJob:
     def out_template(self) -> str:
         """The `hecvl evaluate --out` template whose expansions are exactly `metrics`' folders."""
         tail = "/{space}-{prompts}" if self.settings else ""
-        return f"{EVAL}/{self.model}/seed{self.seed}/{{dataset}}{tail}"
+        return f"{self.root}/{self.model}/seed{self.seed}/{{dataset}}{tail}"
 
 
 class Study:
@@ -329,21 +332,34 @@ class Study:
         A job runs every dataset x setting of its model; the study asks for all of them (an ablation
         covers every study dataset), so the job's outputs are exactly the table cells that need it.
         """
+        return self._group(self.all_entries(), EVAL, "evaluate")
+
+    def noise_jobs(self) -> list[tuple[float, EvalJob]]:
+        """The narration-noise sweep's evaluations, one job per (relevance, model, seed)."""
+        out = []
+        for rel in dict.fromkeys(r for r, _e in self.noise_entries()):
+            entries = [e for r, e in self.noise_entries() if r == rel]
+            tag = f"{rel:g}".replace(".", "p")
+            out += [(rel, job) for job in self._group(entries, f"{NOISE}/rel{rel:g}/eval", f"noise_rel{tag}")]
+        return out
+
+    def _group(self, entries: list[Entry], root: str, prefix: str) -> list[EvalJob]:
         groups: dict[tuple[str, int], list[Entry]] = {}
-        for e in self.all_entries():
+        for e in entries:
             model = e.variant if e.variant in REFERENCES else self.canonical(e.variant)
             groups.setdefault((model, e.seed), []).append(e)
         jobs = []
-        for (model, seed), entries in sorted(groups.items()):
-            datasets = tuple(d for d in self.datasets if any(e.dataset == d for e in entries))
+        for (model, seed), group in sorted(groups.items()):
+            datasets = tuple(d for d in self.datasets if any(e.dataset == d for e in group))
             reference = model in REFERENCES
-            settings = () if reference else tuple(sorted({f"{e.space}-{e.prompts}" for e in entries}))
+            settings = () if reference else tuple(sorted({f"{e.space}-{e.prompts}" for e in group}))
+            job = EvalJob(model, seed, datasets, settings, (), root, prefix)
             metrics = tuple(
-                self.metrics_path(model, seed, d, *(s.split("-", 1) if s else ()))
+                job.out_template.replace("{dataset}", d).replace("{space}-{prompts}", s) + "/metrics.json"
                 for d in datasets
                 for s in (settings or ("",))
             )
-            jobs.append(EvalJob(model, seed, datasets, settings, metrics))
+            jobs.append(dataclasses.replace(job, metrics=metrics))
         return jobs
 
     def all_entries(self) -> list[Entry]:

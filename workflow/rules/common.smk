@@ -2,6 +2,7 @@
 # Functions only; the rules live in one file per stage.
 
 import os
+import shlex
 
 from hecvl.params import resolve_variant, with_preset
 from hecvl.study import ABLATIONS, expose_cli, EVAL, FRAMES, MODELS, NOISE, NOISE_DATA, PAIRS, PAPER, Study
@@ -57,6 +58,40 @@ def paper_inputs():
         "pairs": f"{PAIRS}/stats.json",
         "released": paths(STUDY.released_entries()),
     }
+
+
+# --- evaluation jobs (evaluate.smk, noise.smk): one `hecvl evaluate` process per model ---------
+def evaluate_arguments(job, model_dir=STUDY.model_dir):
+    """The `hecvl evaluate` arguments of one evaluation job (everything but --params).
+
+    `model_dir(variant, seed)`: where the job's trained weights are (the noise sweep has its own).
+    """
+    if job.model == "untrained":
+        who = f"--untrained --seed {job.seed} --variant {MAIN}"
+    elif job.model == "linear_probe":
+        who = f"--weights {model_dir(MAIN, job.seed)} --linear-probe --seed {job.seed} --variant {MAIN}"
+    else:
+        who = f"--weights {model_dir(job.model, job.seed)} --variant {job.model}"
+    settings = " ".join(f"--setting {s}" for s in job.settings)
+    return (
+        f"{who} --dataset {' '.join(job.datasets)} --split test {settings} "
+        f"--out {shlex.quote(job.out_template)}"
+    )
+
+
+def evaluate_weights(job, model_dir=STUDY.model_dir):
+    if job.model == "untrained":
+        return []
+    model = MAIN if job.model == "linear_probe" else job.model
+    return [f"{model_dir(model, job.seed)}/model.safetensors"]
+
+
+def evaluate_predictions(job):
+    return [m.replace("metrics.json", "predictions.parquet") for m in job.metrics]
+
+
+def noise_model_dir(rel):
+    return lambda variant, seed: f"{NOISE}/rel{rel:g}/models/{STUDY.canonical(variant)}/seed{seed}"
 
 
 PAPER_TABLES = [

@@ -6,31 +6,6 @@
 # folder with its own MLflow run. A job per cell would spend ~90% of its time starting Python, torch
 # and MLflow. Rule names: evaluate_<variant>_seed<N>, evaluate_untrained_seed<N>, evaluate_linear_probe_seed<N>.
 
-import shlex
-
-
-def evaluate_arguments(job):
-    """The `hecvl evaluate` arguments of one evaluation job (everything but --params)."""
-    if job.model == "untrained":
-        who = f"--untrained --seed {job.seed} --variant {MAIN}"
-    elif job.model == "linear_probe":
-        who = f"--weights {STUDY.model_dir(MAIN, job.seed)} --linear-probe --seed {job.seed} --variant {MAIN}"
-    else:
-        who = f"--weights {STUDY.model_dir(job.model, job.seed)} --variant {job.model}"
-    settings = " ".join(f"--setting {s}" for s in job.settings)
-    return (
-        f"{who} --dataset {' '.join(job.datasets)} --split test {settings} "
-        f"--out {shlex.quote(job.out_template)}"
-    )
-
-
-def evaluate_weights(job):
-    if job.model == "untrained":
-        return []
-    model = MAIN if job.model == "linear_probe" else job.model
-    return [f"{STUDY.model_dir(model, job.seed)}/model.safetensors"]
-
-
 for _job in STUDY.evaluation_jobs():
 
     rule:
@@ -41,7 +16,7 @@ for _job in STUDY.evaluation_jobs():
             frames=[f"{FRAMES}/{d}.json" for d in _job.datasets],
         output:
             metrics=list(_job.metrics),
-            predictions=[m.replace("metrics.json", "predictions.parquet") for m in _job.metrics],
+            predictions=evaluate_predictions(_job),
         params:
             file=PARAMS_FILE,
             # a function: the --out template's {dataset} is for hecvl, not a wildcard

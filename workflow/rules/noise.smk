@@ -64,24 +64,30 @@ rule noise_pretrain:
         "--pairs {params.pairs} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
 
-rule noise_evaluate:
-    input:
-        weights=f"{NOISE}/rel{{rel}}/models/{{variant}}/seed{{seed}}/model.safetensors",
-        frames=f"{FRAMES}/{{dataset}}.json",
-    output:
-        metrics=f"{NOISE}/rel{{rel}}/eval/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}/metrics.json",
-    params:
-        file=PARAMS_FILE,
-        weights=lambda wc, input: os.path.dirname(input.weights),
-        out=lambda wc, output: os.path.dirname(output.metrics),
-    log:
-        f"{LOGS}/noise/rel{{rel}}/evaluate/{{variant}}/seed{{seed}}/{{dataset}}/{{space}}-{{prompts}}.log",
-    conda:
-        ENV
-    shell:
-        "hecvl evaluate --params {params.file} --weights {params.weights} --dataset {wildcards.dataset} "
-        "--split test --space {wildcards.space} --prompts {wildcards.prompts} "
-        "--variant {wildcards.variant} --out {params.out} > {log} 2>&1"
+# One evaluation job per (relevance, model, seed) over every dataset, as in evaluate.smk;
+# rule names noise_rel<r>_<variant>_seed<N> (0.25 -> 0p25).
+for _rel, _job in STUDY.noise_jobs():
+
+    rule:
+        name:
+            _job.name
+        input:
+            weights=evaluate_weights(_job, noise_model_dir(_rel)),
+            frames=[f"{FRAMES}/{d}.json" for d in _job.datasets],
+        output:
+            metrics=list(_job.metrics),
+        params:
+            file=PARAMS_FILE,
+            arguments=lambda wc, job=_job, rel=_rel: evaluate_arguments(job, noise_model_dir(rel)),
+            eval=P["eval"],
+        log:
+            f"{LOGS}/noise/rel{_rel:g}/evaluate/{_job.model}/seed{_job.seed}.log",
+        resources:
+            gpu=1,
+        conda:
+            ENV
+        shell:
+            "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"
 
 
 rule narration_noise:
