@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the real-format files in ../shared/fixtures, skipped cleanly without them."""
+"""Shared test fixtures: paths to the real-format files in ../shared/fixtures, skipped cleanly without."""
 
 from __future__ import annotations
 

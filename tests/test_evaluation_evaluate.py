@@ -9,31 +9,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from evaluation_helpers import PHASES, write_cholec80
 
 from hecvl.cli import main
 from hecvl.evaluation.embed import EmbeddingCache
 from hecvl.evaluation.metrics import align, score_predictions
 from hecvl.evaluation.prompts import load_prompts
 
-PHASES = [
-    "Preparation",
-    "CalotTriangleDissection",
-    "ClippingCutting",
-    "GallbladderDissection",
-    "GallbladderPackaging",
-    "CleaningCoagulation",
-    "GallbladderRetraction",
-]
 COLOURS = np.array(
     [[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40], [200, 40, 200], [40, 200, 200], [120] * 3],
     np.uint8,
 )
-FPS = 5
 VIDEOS = ["video01", "video02", "video03", "video04"]
 
 
@@ -42,49 +32,22 @@ def _phases(i: int) -> list[int]:
     return [0] * 2 + [1] * 3 + [2] * 2 + [3] * 3 + [4 + (i % 3)] * 2 + ([5] if i == 3 else [])
 
 
-def _write_video(path: Path, phases: list[int], seed: int, h: int = 48, w: int = 64) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"g": str(FPS), "crf": "18"}
-        for p in phases:
-            for _ in range(FPS):
-                img = np.clip(COLOURS[p].astype(int) + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(
-                    np.uint8
-                )
-                for pkt in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    container.mux(pkt)
-        for pkt in stream.encode():
-            container.mux(pkt)
+def _colour(p: int, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """The phase's colour plus noise: a linear probe can read it, a random model cannot name it."""
+    return np.clip(COLOURS[p].astype(int) + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("eval")
-    ds = root / "tiny"
-    for i, video in enumerate(VIDEOS):
-        phases = _phases(i)
-        _write_video(ds / "videos" / f"{video}.mp4", phases, seed=i)
-        lines = ["Frame\tPhase"] + [f"{k}\t{PHASES[phases[k // FPS]]}" for k in range(len(phases) * FPS)]
-        (ds / "phase_annotations").mkdir(parents=True, exist_ok=True)
-        (ds / "phase_annotations" / f"{video}-phase.txt").write_text("\n".join(lines) + "\n")
-    (ds / "splits.json").write_text(json.dumps({"train": VIDEOS[:2], "test": VIDEOS[2:]}))
+    videos = {video: _phases(i) for i, video in enumerate(VIDEOS)}
+    tiny = write_cholec80(
+        root / "tiny", videos, {"train": VIDEOS[:2], "test": VIDEOS[2:]}, _colour, h=48, w=64
+    )
     params = {
         "seed": 0,
         "study": {"name": "eval-test"},
-        "data": {
-            "targets": {
-                "tiny": {
-                    "format": "cholec80",
-                    "root": str(ds),
-                    "videos": "videos/{video}.mp4",
-                    "labels": "phase_annotations",
-                    "splits": "splits.json",
-                }
-            }
-        },
+        "data": {"targets": {"tiny": tiny}},
         "frames": {"cache": str(root / "frames"), "transform": {"size": [48, 64], "crop": 32}},
         "model": {"visual": {"preset": "small", "image_size": 32}, "heads": {"dim": 32}},
         "eval": {"cache": str(root / "emb"), "batch_size": 8},

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from evaluation_helpers import PHASES, write_cholec80
 from paper_helpers import ablation_rows, make_results_tree, run_cli, write_evaluation
 from released_helpers import shared_released
 
@@ -29,36 +29,15 @@ from hecvl.params import load_params
 from hecvl.study import RELEASED_EVAL, Study
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = [
-    "Preparation",
-    "CalotTriangleDissection",
-    "ClippingCutting",
-    "GallbladderDissection",
-    "GallbladderPackaging",
-    "CleaningCoagulation",
-    "GallbladderRetraction",
-]
-FPS = 5
 VIDEOS = {"video01": [0, 1], "video02": [2, 3]}  # phase of each second
 PIL_KEY = "360x640-pil-c224"
 
 
-def _write_video(path: Path, phases: list[int], seed: int, h: int = 120, w: int = 160) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _gradient(p: int, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Smooth gradients shifted by the phase: resampling differences between transforms show up."""
     yy, xx = np.mgrid[0:h, 0:w]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"g": str(FPS), "crf": "18"}
-        for p in phases:
-            for _ in range(FPS):
-                base = np.stack([xx * 2 + 40 * p, yy * 2, (xx + yy + 60 * p)], axis=-1)
-                img = np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
-                for pkt in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    container.mux(pkt)
-        for pkt in stream.encode():
-            container.mux(pkt)
+    base = np.stack([xx * 2 + 40 * p, yy * 2, (xx + yy + 60 * p)], axis=-1)
+    return np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -70,26 +49,11 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("released_eval")
     ds = root / "tiny"
-    for i, (video, phases) in enumerate(VIDEOS.items()):
-        _write_video(ds / "videos" / f"{video}.mp4", phases, seed=i)
-        lines = ["Frame\tPhase"] + [f"{k}\t{PHASES[phases[k // FPS]]}" for k in range(len(phases) * FPS)]
-        (ds / "phase_annotations").mkdir(parents=True, exist_ok=True)
-        (ds / "phase_annotations" / f"{video}-phase.txt").write_text("\n".join(lines) + "\n")
-    (ds / "splits.json").write_text(json.dumps({"train": [], "test": list(VIDEOS)}))
+    tiny = write_cholec80(ds, VIDEOS, {"train": [], "test": list(VIDEOS)}, _gradient, h=120, w=160)
     params = {
         "seed": 0,
         "study": {"name": "released-test"},
-        "data": {
-            "targets": {
-                "tiny": {
-                    "format": "cholec80",
-                    "root": str(ds),
-                    "videos": "videos/{video}.mp4",
-                    "labels": "phase_annotations",
-                    "splits": "splits.json",
-                }
-            }
-        },
+        "data": {"targets": {"tiny": tiny}},
         # our models' frames: the decoder's bilinear path at 64 px; the released ones must not use it
         "frames": {
             "cache": str(root / "frames"),
