@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hecvl.models.losses import LogitScale, info_nce, mil_nce, parent_child_loss
+from hecvl.models.losses import LogitScale, info_nce, mil_nce, pad_bags, parent_child_loss
 
 
 def _nll(logits: list[float], target: int) -> float:
@@ -63,6 +63,17 @@ def test_mil_nce_matches_hand_computation_with_a_set_of_positives():
     assert mil_nce(v, texts, mask, s).item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="at least one valid text"):
         mil_nce(v, texts, torch.tensor([[True, False], [False, False]]), s)
+
+
+def test_pad_bags_to_the_largest_or_a_fixed_width():
+    flat = torch.arange(1.0, 7.0).view(6, 1).expand(6, 2).clone()  # rows 1..6, two columns each
+    padded, mask = pad_bags(flat, [1, 3, 2])
+    assert padded.shape == (3, 3, 2) and mask.tolist() == [[1, 0, 0], [1, 1, 1], [1, 1, 0]]
+    assert padded[..., 0].tolist() == [[1, 0, 0], [2, 3, 4], [5, 6, 0]]
+    wide, wide_mask = pad_bags(flat, [1, 3, 2], k=5)  # DDP: every rank pads to the same K
+    assert wide.shape == (3, 5, 2) and torch.equal(wide[:, :3], padded) and not wide_mask[:, 3:].any()
+    with pytest.raises(ValueError, match="does not fit"):
+        pad_bags(flat, [1, 3, 2], k=2)
 
 
 def test_parent_child_uses_the_renormalised_mean_of_valid_children():

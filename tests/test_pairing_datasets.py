@@ -11,6 +11,7 @@ from pairing_helpers import ABSTRACT, frame_index, make_lecture, make_video, run
 
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import EpochSampler, PairCollate, PairDataset, make_loader
+from hecvl.pairing.positives import NarrationNeighbours, PositiveRule
 from hecvl.video import FrameTransform, open_video
 
 
@@ -230,3 +231,114 @@ def test_real_video_lecture(real_clip, tmp_path):
     with open_video(real_clip) as r:
         ref = r.frames_at(ds.rows[0]["frame_times"], FrameTransform(size=(90, 160), crop=64))
     assert torch.equal(s["frames"], torch.from_numpy(ref).permute(0, 3, 1, 2))
+
+
+# --- MIL-NCE bags: a clip's own narration plus the same lecture's narrations near the clip ----------
+
+
+def _brute_force_bag(rows, own, start, end, context, max_texts):
+    """The rule of hecvl.pairing.positives written the slow, obvious way (every pair compared)."""
+    near = []
+    for r in rows:
+        if r["lecture_id"] != own["lecture_id"] or r["pair_id"] == own["pair_id"]:
+            continue
+        if r["narration_start"] - context < end and r["narration_end"] + context > start:
+            gap = max(0.0, r["narration_start"] - end, start - r["narration_end"])
+            mid = abs((r["narration_start"] + r["narration_end"]) / 2 - (start + end) / 2)
+            near.append((gap, mid, r["narration_start"], r["pair_id"], r["text"]))
+    bag = [own["text"]]
+    for *_, text in sorted(near):
+        if len(bag) < max_texts and text not in bag:
+            bag.append(text)
+    return bag
+
+
+def test_positive_narrations_overlap_the_fixed_clip_within_the_context(paired):
+    corpus, out = paired
+    text = {r["pair_id"]: r["text"] for r in PairDataset(out, "clip", corpus).rows}
+
+    def bags(context, max_texts=4):
+        ds = PairDataset(out, "clip", corpus, positives=PositiveRule(context, max_texts))
+        return {ds.rows[i]["pair_id"]: ds[i]["texts"] for i in range(len(ds))}
+
+    # lec_a: narrations 0.5-4.5, 5-6 (clip widened to 4-7), 7-12 (clip 7.5-11.5), 14-19 (clip 14.5-18.5)
+    b0 = bags(0.0)
+    assert b0["lec_a:n00000"] == [text["lec_a:n00000"]]  # 5-6 starts after the clip's end
+    assert b0["lec_a:n00001"] == [text["lec_a:n00001"], text["lec_a:n00000"]]  # the widened clip reaches 4.5
+    b1 = bags(1.0)
+    assert b1["lec_a:n00000"] == [text["lec_a:n00000"], text["lec_a:n00001"]]
+    # both neighbours touch the clip 4-7: the one whose centre is nearer (2.5 vs 9.5 from 5.5) comes first
+    assert b1["lec_a:n00001"] == [text[p] for p in ("lec_a:n00001", "lec_a:n00000", "lec_a:n00002")]
+    assert bags(1.0, max_texts=2)["lec_a:n00001"] == [text["lec_a:n00001"], text["lec_a:n00000"]]
+    assert all(len(b) == 1 for b in bags(1.0, max_texts=1).values())
+    # lec_b's last clip (13-16) lies over lec_a's 14-19 narration in time: other lectures never count
+    assert b1["lec_b:n00004"] == [text["lec_b:n00004"]]
+    assert bags(1.5)["lec_b:n00004"] == [text["lec_b:n00004"], text["lec_b:n00000"]]  # 9-12 widened to 13.5
+
+
+def test_positive_bags_follow_the_drawn_clip_and_change_nothing_else(paired):
+    corpus, out = paired
+    rule = PositiveRule(1.5, 3)
+    plain = PairDataset(out, "clip", corpus, train=True, seed=4)
+    ds = PairDataset(out, "clip", corpus, train=True, seed=4, positives=rule)
+    for epoch in range(3):
+        for i, row in enumerate(ds.rows):
+            s, ref = ds[(epoch, i)], plain[(epoch, i)]
+            assert set(s) - set(ref) == {"texts"}  # off: the same samples as before, bit for bit
+            assert torch.equal(s["frames"], ref["frames"]) and torch.equal(s["times"], ref["times"])
+            _, (start, end) = ds._plan(i, np.random.default_rng([4, epoch, ds._draw_keys[i]]))
+            assert s["times"][0] >= start - 1e-9 and s["times"][-1] <= end + 1e-9
+            assert s["texts"] == _brute_force_bag(ds.rows, row, start, end, 1.5, 3)
+    # lec_a's 7-12 narration: only a clip starting before 7.5 reaches the 5-6 narration (widened: 3.5-7.5)
+    i = next(k for k, r in enumerate(ds.rows) if r["pair_id"] == "lec_a:n00002")
+    row, seen = ds.rows[i], set()
+    for epoch in range(40):
+        _, (start, end) = ds._plan(i, np.random.default_rng([4, epoch, ds._draw_keys[i]]))
+        bag = ds.neighbours.positives("lec_a", row["pair_id"], row["text"], start, end)
+        seen.add((start < 7.5, tuple(bag)))
+    assert seen == {(False, (row["text"],)), (True, (row["text"], "now the grasper holds the gallbladder"))}
+    with pytest.raises(ValueError, match="clip level only"):
+        PairDataset(out, "phase", corpus, positives=rule)
+
+
+def test_a_filtered_dataset_still_sees_the_neighbours_and_collate_keeps_the_bags(paired):
+    corpus, out = paired
+    rule = PositiveRule(1.0, 4)
+    full = PairDataset(out, "clip", corpus, positives=rule)
+    only = PairDataset(out, "clip", corpus, positives=rule, pair_ids={"lec_a:n00001"})
+    assert len(only) == 1 and len(only[0]["texts"]) == 3  # both neighbours lie outside the filter
+    i = next(k for k, r in enumerate(full.rows) if r["pair_id"] == "lec_a:n00001")
+    assert only[0]["texts"] == full[i]["texts"]
+    batch = PairCollate()([full[0], full[i], full[len(full) - 1]])
+    assert batch["texts"] == [full[0]["texts"], full[i]["texts"], full[len(full) - 1]["texts"]]
+    assert [b[0] for b in batch["texts"]] == batch["text"]  # own narration first
+    assert "texts" not in PairCollate()([PairDataset(out, "clip", corpus)[0]])
+
+
+def test_neighbour_index_matches_the_brute_force_rule_on_random_lectures():
+    rng = np.random.default_rng(0)
+    rows = []
+    for lec in ("x", "y", "z"):
+        t = 0.0
+        for n in range(60):
+            t += float(rng.uniform(-1.0, 3.0))  # some narrations overlap (`overlap: keep`), some lie apart
+            length = float(rng.uniform(0.2, 9.0))
+            text = f"{lec} sentence {int(rng.integers(0, 45))}"  # repeated texts count once in a bag
+            rows.append({"lecture_id": lec, "pair_id": f"{lec}:{n:03d}", "text": text,
+                         "narration_start": round(t, 2), "narration_end": round(t + length, 2)})
+    order = rng.permutation(len(rows))  # the index must not depend on the manifest's order
+    shuffled = [rows[k] for k in order]
+    for context, max_texts in ((0.0, 4), (2.0, 4), (5.0, 9), (1.0, 1)):
+        columns = ("lecture_id", "pair_id", "narration_start", "narration_end", "text")
+        rule = PositiveRule(context, max_texts)
+        index = NarrationNeighbours(*([r[c] for r in shuffled] for c in columns), rule)
+        for own in rows[::3]:
+            a = own["narration_start"] + float(rng.uniform(-1.0, 2.0))
+            b = a + float(rng.uniform(3.0, 5.0))
+            got = index.positives(own["lecture_id"], own["pair_id"], own["text"], a, b)
+            assert got == _brute_force_bag(rows, own, a, b, context, max_texts)
+    assert len(index) == len(rows) and sorted(index.texts()) == sorted(r["text"] for r in rows)
+    with pytest.raises(ValueError, match="max_texts"):
+        PositiveRule(2.0, 0)
+    with pytest.raises(ValueError, match="context_s"):
+        PositiveRule(-1.0, 4)

@@ -4,6 +4,7 @@ Stated tolerance: at step 1 (same weights, same global batch) the loss and gradi
 1e-5 relative (sharding, gathered embeddings, cross-rank BatchNorm and gradient averaging are exact
 up to float summation order); afterwards Adam amplifies those last-bit differences, so over 6 steps
 every loss agrees to 2% and the final weights differ by less than 5% of how far training moved them.
+The same holds for MIL-NCE (`train.mil_nce`), whose bags are padded to a fixed width on every rank.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from safetensors.torch import load_file
 from training_helpers import small_params, smoke_world, write_params
 
 from hecvl.models import build_model
+from hecvl.pairing.datasets import PairDataset
+from hecvl.pairing.positives import PositiveRule
+from hecvl.training.data import LevelData
+from hecvl.training.distributed import shard
 from hecvl.training.trainer import pretrain
 
 
@@ -70,3 +75,34 @@ def test_two_process_gloo_ddp_matches_single_process(world: dict[str, Path], tmp
     moved = (w_single - init).norm()
     assert moved > 0
     assert (w_ddp - w_single).norm() < 0.05 * moved
+
+
+@pytest.mark.slow  # a second torchrun job: about 11 s on 2 shared cores
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without Gloo")
+def test_two_process_mil_nce_matches_single_process(world: dict[str, Path], tmp_path: Path) -> None:
+    """MIL-NCE bags are padded to a fixed K = max_texts, so ranks whose bags differ in size still
+    all-gather equal shapes; the global loss is the single process's."""
+    mil = {"enabled": True, "context_s": 2.0, "max_texts": 3}
+    overrides = {"train": {"schedule": "clip_only", "steps": 2, "checkpoint_every": 0, "mil_nce": mil}}
+    params = small_params(world["frames"], overrides)
+    ds = PairDataset.from_params(world["pairs"], "clip", world["corpus"], params, train=True,
+                                 positives=PositiveRule(2.0, 3))
+    keys = LevelData("clip", ds, 8, len(ds) // 8).keys(params["seed"], 0)  # the first global batch
+    widths = [max(len(ds[k]["texts"]) for k in shard(keys, rank, 2)) for rank in (0, 1)]
+    assert widths[0] != widths[1], widths  # the case a per-rank padding width would break
+    single = pretrain(params, world["pairs"], tmp_path / "single", corpus_root=world["corpus"],
+                      track=False, progress=False)
+
+    params_file = write_params(tmp_path / "params.yaml", world["frames"], overrides)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "hecvl.cli", "pretrain", "--params", str(params_file),
+           "--pairs", str(world["pairs"]), "--corpus", str(world["corpus"]), "--out", str(tmp_path / "ddp"),
+           "--no-progress"]
+    env = {**os.environ, "HECVL_TRACKING": "off", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp, ref = pd.read_csv(tmp_path / "ddp" / "losses.csv"), single.losses
+    assert list(ddp["clip/positives"]) == list(ref["clip/positives"])  # global mean bag size
+    assert ddp["loss"].iloc[0] == pytest.approx(ref["loss"].iloc[0], rel=1e-5)
+    assert ddp["grad_norm"].iloc[0] == pytest.approx(ref["grad_norm"].iloc[0], rel=1e-5)
+    assert ddp["loss"].iloc[1] == pytest.approx(ref["loss"].iloc[1], rel=2e-2)

@@ -14,11 +14,15 @@ from training_helpers import small_params, smoke_world, write_params
 
 from hecvl import tracking
 from hecvl.cli import main
-from hecvl.models import load_pretrained
+from hecvl.errors import HecvlError
+from hecvl.models import build_model, load_pretrained
+from hecvl.models.losses import info_nce, mil_nce
 from hecvl.pairing.datasets import PairCollate, PairDataset
 from hecvl.pairing.rules import PairingRules
 from hecvl.training.data import frame_geometry
-from hecvl.training.trainer import Trainer
+from hecvl.training.settings import TrainSettings
+from hecvl.training.step import ContrastiveStep
+from hecvl.training.trainer import Trainer, _metrics
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def fixed_losses(trainer: Trainer) -> dict[str, float]:
     """Each level's total loss on a fixed batch (manifest frame plans, centre crops), on a copy of the
-    model in training mode (batch statistics), without touching the trainer's model."""
+    model in training mode (batch statistics), without touching the trainer's model. With
+    `train.mil_nce` on, the clip batch carries its bags of positives, as in training."""
     model = copy.deepcopy(trainer.model).train()
     vis = model.config.visual
     size, crop = frame_geometry(PairingRules.from_params(trainer.params), vis.image_size)
@@ -37,10 +42,11 @@ def fixed_losses(trainer: Trainer) -> dict[str, float]:
         for level in trainer.data:
             ds = PairDataset.from_params(trainer.pairs_dir, level, trainer.corpus_root, trainer.params,
                                          train=False, size=size, crop=crop, dtype="float32",
-                                         mean=vis.mean, std=vis.std)
+                                         mean=vis.mean, std=vis.std,
+                                         positives=trainer.settings.positives if level == "clip" else None)
             batch = PairCollate()([ds[i] for i in range(min(len(ds), 8))])
-            terms = type(trainer.step_module)(model).level_terms(
-                level, batch["frames"], batch["text"], batch.get("child_texts"))
+            terms = ContrastiveStep(model, max_texts=trainer.step_module.max_texts).level_terms(
+                level, batch["frames"], batch["text"], batch.get("child_texts"), bags=batch.get("texts"))
             out[level] = float(terms[f"{level}/total"])
     return out
 
@@ -184,3 +190,76 @@ def test_loader_workers_do_not_change_the_run(
         runs[workers] = load_pretrained(tmp_path / f"w{workers}")[0].state_dict()
     assert all(torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
     assert (tmp_path / "w0" / "losses.csv").read_bytes() == (tmp_path / "w2" / "losses.csv").read_bytes()
+
+
+# --- MIL-NCE over each clip's nearby narrations (train.mil_nce) ------------------------------------
+
+
+def test_mil_nce_settings_are_validated() -> None:
+    assert TrainSettings.from_params({}).positives is None  # off by default: the paper's InfoNCE
+    on = TrainSettings.from_params({"train": {"mil_nce": {"enabled": True, "context_s": 1}}})
+    assert (on.positives.context_s, on.positives.max_texts) == (1.0, 4)
+    for bad, message in [
+        ({"enabled": "yes"}, "train.mil_nce.enabled has the wrong type"),
+        ({"context_s": -0.5}, "train.mil_nce.context_s must be a finite number >= 0"),
+        ({"max_texts": 0}, "train.mil_nce.max_texts must be >= 1"),
+        ({"max_texts": 2.5}, "train.mil_nce.max_texts has the wrong type"),
+        ({"max_text": 3}, "unknown key.*max_text in train.mil_nce"),
+    ]:
+        with pytest.raises(HecvlError, match=message):
+            TrainSettings.from_params({"train": {"mil_nce": bad}})
+
+
+def test_contrastive_step_with_bags_is_mil_nce(world: dict[str, Path]) -> None:
+    params = small_params(world["frames"])
+    model = build_model(params["model"], seed=0).eval()
+    frames = torch.randn(3, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    texts = ["the hook opens the peritoneum", "a clip on the cystic duct", "scissors divide the duct"]
+    bags = [[texts[0], "the grasper holds the gallbladder"], [texts[1]],
+            [texts[2], "the clip applier fires", "bleeding is controlled"]]
+    step = ContrastiveStep(model, max_texts=4)
+    with torch.no_grad():
+        terms = step.level_terms("clip", frames, texts, bags=bags)
+        video = model.embed_video(frames, "clip")
+        padded = torch.zeros(3, 4, video.shape[1])
+        mask = torch.zeros(3, 4, dtype=torch.bool)
+        for i, bag in enumerate(bags):
+            padded[i, : len(bag)] = model.embed_text(bag, "clip")
+            mask[i, : len(bag)] = True
+        expected = mil_nce(video, padded, mask, model.logit_scale())
+        torch.testing.assert_close(terms["clip/video_text"], expected)
+        assert terms["clip/total"] is terms["clip/video_text"] and float(terms["clip/positives"]) == 2.0
+        # one text per bag: exactly the InfoNCE the step computes without bags
+        single = step.level_terms("clip", frames, texts, bags=[[t] for t in texts])["clip/video_text"]
+        plain = step.level_terms("clip", frames, texts)["clip/video_text"]
+        torch.testing.assert_close(single, plain)
+        by_hand = info_nce(video, model.embed_text(texts, "clip"), model.logit_scale())
+        torch.testing.assert_close(plain, by_hand)
+    with pytest.raises(ValueError, match="exceeds max_texts"):
+        ContrastiveStep(model, max_texts=2).level_terms("clip", frames, texts, bags=bags)
+    assert _metrics({"clip/positives": 2.5, "clip/total": 1.0, "loss": 1.0, "lr": 0.1, "grad_norm": 1.0},
+                    1.0, 1.0)["batch/clip/positives"] == 2.5  # a statistic, not logged as a loss
+
+
+def test_mil_nce_pretraining_trains_and_is_deterministic(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+    overrides = {"train": {"schedule": "clip_only", "steps": 10, "checkpoint_every": 0,
+                           "mil_nce": {"enabled": True, "context_s": 2.0, "max_texts": 3}}}
+    params = small_params(world["frames"], overrides)
+    first = Trainer(params, world["pairs"], tmp_path / "a", corpus_root=world["corpus"], variant="mil_nce")
+    assert first.step_module.max_texts == 3 and first.data["clip"].dataset.neighbours is not None
+    before = fixed_losses(first)["clip"]
+    result = first.train(progress=False, track=False)
+    after = fixed_losses(first)["clip"]
+    assert after < before - 0.05, (before, after)
+    bags = result.losses["clip/positives"]
+    assert bags.between(1.0, 3.0).all() and bags.mean() > 1.2  # most smoke clips have a neighbour
+    assert result.losses["clip/video_text"].map(math.isfinite).all()
+    Trainer(params, world["pairs"], tmp_path / "b", corpus_root=world["corpus"], variant="mil_nce").train(
+        progress=False, track=False)
+    for name in ("losses.csv", "model.safetensors"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    config = json.loads((tmp_path / "a" / "train_config.json").read_text())
+    assert config["train"]["mil_nce"] == {"enabled": True, "context_s": 2.0, "max_texts": 3}

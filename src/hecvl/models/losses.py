@@ -73,6 +73,21 @@ def mil_nce(
     return (video_to_text.mean() + text_to_video.mean()) / 2
 
 
+def pad_bags(
+    flat: torch.Tensor, counts: list[int], k: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split (sum(counts), E) rows into a zero-padded (B, K, E) tensor and its (B, K) validity mask.
+
+    K is the largest count unless given: a fixed K gives every DDP rank the same shape to all-gather.
+    """
+    width = max(counts) if k is None else int(k)
+    if max(counts) > width:
+        raise ValueError(f"a bag of {max(counts)} entries does not fit K = {width}")
+    mask = torch.tensor([[i < c for i in range(width)] for c in counts], device=flat.device)
+    padded = flat.new_zeros(len(counts), width, flat.shape[-1]).masked_scatter(mask.unsqueeze(-1), flat)
+    return padded, mask
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over dim 1 of (B, K, E) using the (B, K) mask of valid entries."""
     m = mask.to(x.dtype).unsqueeze(-1)

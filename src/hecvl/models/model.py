@@ -29,7 +29,7 @@ from torch import nn
 
 from hecvl.errors import HecvlError
 from hecvl.models.config import LEVELS, ModelConfig
-from hecvl.models.losses import LogitScale, info_nce, masked_mean, mil_nce, parent_child_loss
+from hecvl.models.losses import LogitScale, info_nce, masked_mean, mil_nce, pad_bags, parent_child_loss
 from hecvl.models.text_encoder import TextEncoder
 from hecvl.models.visual_encoder import VisualEncoder, preprocess_frames
 
@@ -159,13 +159,13 @@ class HecVLModel(nn.Module):
         n = sum(len(b) for b in bags)
         out: dict[str, torch.Tensor] = {}
         if multi:
-            padded, mask = _pad(text_all[:n], [len(b) for b in bags])
+            padded, mask = pad_bags(text_all[:n], [len(b) for b in bags])
             out[f"{level}/video_text"] = mil_nce(video, padded, mask, scale)
         else:
             out[f"{level}/video_text"] = info_nce(video, text_all[:n], scale)
         total = out[f"{level}/video_text"]
         if children is not None:
-            padded, mask = _pad(text_all[n:], [len(c) for c in children])
+            padded, mask = pad_bags(text_all[n:], [len(c) for c in children])
             out[f"{level}/parent_child"] = parent_child_loss(text_all[:n], padded, mask, scale)
             total = total + self.config.loss.parent_child_weight * out[f"{level}/parent_child"]
         out[f"{level}/total"] = total
@@ -181,14 +181,6 @@ def _as_bags(texts: TextBatch) -> list[list[str]]:
         if not bag or not all(isinstance(t, str) for t in bag):
             raise ValueError("every sample needs at least one text, and texts must be strings")
     return bags
-
-
-def _pad(flat: torch.Tensor, counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split (sum(counts), E) rows into a zero-padded (B, K, E) tensor and its (B, K) validity mask."""
-    k = max(counts)
-    mask = torch.tensor([[i < c for i in range(k)] for c in counts], device=flat.device)
-    padded = flat.new_zeros(len(counts), k, flat.shape[-1]).masked_scatter(mask.unsqueeze(-1), flat)
-    return padded, mask
 
 
 def build_model(

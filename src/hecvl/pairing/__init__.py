@@ -3,7 +3,8 @@
 HecVL's three levels of text (protocol.md §1-3): an ASR narration for a 3-5 s clip, a keystep title or
 summary for a whole phase, the abstract for a whole video. `hecvl pair` writes one Parquet manifest per
 level (`manifest.py`), built by `clips.py`, `phases.py` and `videos.py` under the rules of `rules.py`;
-`datasets.py` turns the manifests into PyTorch datasets that decode the planned frames.
+`datasets.py` turns the manifests into PyTorch datasets that decode the planned frames;
+`positives.py` finds a clip's nearby narrations for the optional MIL-NCE training (`train.mil_nce`).
 """
 
 from hecvl.pairing.rules import PairingRules

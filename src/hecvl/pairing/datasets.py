@@ -4,6 +4,10 @@ Training draws a fresh frame plan per sample (a random 3-5 s clip inside the nar
 random frame in each run of its 2 fps grid; a random time in each segment for phases and videos; one
 random square crop per sample); validation uses the manifest's fixed frame times and a centre crop.
 
+MIL-NCE (opt-in, `positives=PositiveRule(...)`, clip level): a sample also carries `texts`, its own
+narration followed by the narrations of the same lecture near the clip span actually drawn (training)
+or the manifest's fixed clip (validation); see `hecvl.pairing.positives`. Off, samples are unchanged.
+
 Determinism: a sample's randomness comes from its own generator seeded with (seed, epoch, pair id), never
 from a worker's global state, so the same seed gives the same batches with 0, 1 or 2 workers, with
 or without persistent workers. `EpochSampler` yields (epoch, index) keys for that; `set_epoch` on the
@@ -29,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hecvl.errors import HecvlError
 from hecvl.pairing.manifest import read_manifest
+from hecvl.pairing.positives import NarrationNeighbours, PositiveRule
 from hecvl.pairing.rules import PairingRules
 from hecvl.pairing.sampling import clamp_times, clip_span, clip_times, segment_times
 from hecvl.video import FrameTransform, open_video
@@ -44,7 +49,8 @@ class PairDataset(Dataset):
 
     Each sample is a dict: `frames` (T, 3, H, W) uint8, or float32 in [0, 1] (normalised by `mean`/`std`
     when given); `times` (T,) float64 the frame times in seconds; `text`; `pair_id`; `lecture_id`; `index`;
-    for phase and video pairs `child_texts` (the texts of the clip / phase pairs inside).
+    for phase and video pairs `child_texts` (the texts of the clip / phase pairs inside); with
+    `positives` (clip level) `texts`, the sample's bag of positive narrations (own text first).
     `size` = (H, W) to decode to (None: the video's size), `crop` = square crop (None: no crop).
     `lectures` / `pair_ids` keep only those pairs (e.g. a split by lecture). Subclasses may override
     `_reader(row)` to serve frames from elsewhere (anything with `info`, `frames_at`, `close`).
@@ -68,7 +74,10 @@ class PairDataset(Dataset):
         pair_ids: Collection[str] | None = None,
         backend: str = "auto",
         max_open_videos: int = 4,
+        positives: PositiveRule | None = None,
     ) -> None:
+        if positives is not None and level != "clip":
+            raise ValueError(f"positives (MIL-NCE bags) are defined for the clip level only, not {level!r}")
         self.level = level
         self.corpus_root = Path(corpus_root)
         self.train = train
@@ -87,6 +96,10 @@ class PairDataset(Dataset):
 
         table = read_manifest(pairs_dir, level)
         rows = table.to_pylist()
+        # neighbours come from the whole manifest: a pair filter must not hide a clip's neighbours
+        self.neighbours = (
+            None if positives is None else NarrationNeighbours.from_table(table, positives, lectures)
+        )
         if lectures is not None:
             wanted = set(lectures)
             rows = [r for r in rows if r["lecture_id"] in wanted]
@@ -136,14 +149,20 @@ class PairDataset(Dataset):
 
     def frame_times(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """The sample's frame plan: the manifest's fixed times (rng None) or a random training draw."""
+        return self._plan(index, rng)[0]
+
+    def _plan(
+        self, index: int, rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        """Frame times and the span they were drawn from (the clip span for MIL-NCE positives)."""
         row = self.rows[index]
         if rng is None:
-            return np.asarray(row["frame_times"], dtype=np.float64)
+            return np.asarray(row["frame_times"], dtype=np.float64), (row["start"], row["end"])
         if self.level == "clip":
             cfg = self.rules.clip
             start, end = clip_span(row["window_start"], row["window_end"], cfg.min_s, cfg.max_s, rng)
-            return clip_times(start, end, row["fps"], row["frames"], rng)
-        return segment_times(row["start"], row["end"], row["frames"], rng)
+            return clip_times(start, end, row["fps"], row["frames"], rng), (start, end)
+        return segment_times(row["start"], row["end"], row["frames"], rng), (row["start"], row["end"])
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple | list) else (self.epoch, int(key))
@@ -151,7 +170,8 @@ class PairDataset(Dataset):
         rng = np.random.default_rng([self.seed, epoch, self._draw_keys[index]]) if self.train else None
         reader = self._reader(row)
         info = reader.info
-        times = clamp_times(self.frame_times(index, rng), (info.num_frames - 1) / info.fps)
+        planned, span = self._plan(index, rng)
+        times = clamp_times(planned, (info.num_frames - 1) / info.fps)
         try:
             frames = reader.frames_at(times, self.transform)
         except HecvlError as exc:
@@ -169,6 +189,10 @@ class PairDataset(Dataset):
         }
         if self.level in _CHILD_LEVEL:
             sample["child_texts"] = list(self.child_texts[index])
+        if self.neighbours is not None:
+            sample["texts"] = self.neighbours.positives(
+                row["lecture_id"], row["pair_id"], row["text"], span[0], span[1]
+            )
         return sample
 
     # -- internals ---------------------------------------------------------------------------------
@@ -253,7 +277,8 @@ class EpochSampler(Sampler):
 
 
 class PairCollate:
-    """Stack frames and times, list the texts and ids; `tokenizer(texts)` (optional) adds `tokens`.
+    """Stack frames and times, list the texts and ids (and `child_texts` / `texts` bags, as lists of
+    lists); `tokenizer(text)` (optional) adds `tokens` of the one text per sample.
 
     A class, not a closure, so it pickles into worker processes with its tokenizer.
     """
@@ -274,6 +299,8 @@ class PairCollate:
         }
         if "child_texts" in batch[0]:
             out["child_texts"] = [b["child_texts"] for b in batch]
+        if "texts" in batch[0]:
+            out["texts"] = [list(b["texts"]) for b in batch]
         if self.tokenizer is not None:
             out["tokens"] = self.tokenizer(out["text"])
         return out

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
+from hecvl.pairing.positives import PositiveRule
 from hecvl.pairing.rules import PairingRules
 from hecvl.training.distributed import DistEnv, barrier, per_rank_batch, shard
 from hecvl.training.schedules import LEVELS
@@ -164,13 +165,15 @@ def build_level_data(
     frame_cache: FrameCache | None = None,
     frame_cache_fps: float = 0.0,
     frame_cache_max_gb: float = 8.0,
+    positives: PositiveRule | None = None,
 ) -> dict[str, LevelData]:
     """Training datasets of `levels` (normalised float frames at `image_size`), batch sizes checked.
 
     A level with fewer pairs than its batch size trains on batches of all its pairs (rounded down to a
     multiple of the world size), with a warning; a level with fewer than 2 pairs is an error (no
     contrastive negatives). With `frame_cache`, frames come from its entries (the main rank builds
-    missing ones first, the others then find them).
+    missing ones first, the others then find them). `positives` (MIL-NCE): clip samples also carry
+    their bag of positive narrations (`texts`).
     """
     rules = PairingRules.from_params(params)
     size, crop = frame_geometry(rules, image_size)
@@ -179,6 +182,7 @@ def build_level_data(
         ds = CachedPairDataset.from_params(
             pairs_dir, level, corpus_root, params,
             train=True, size=size, crop=crop, dtype="float32", mean=mean, std=std,
+            positives=positives if level == "clip" else None,
         )
         if frame_cache is not None:
             if env.is_main:

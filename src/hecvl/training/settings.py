@@ -2,16 +2,23 @@
 
 Unknown keys and wrongly typed values are errors (a typo such as `grad_clp: 0` must not silently
 train with the default), and every value the trainer uses is read here, once.
+
+`mil_nce` (off by default: HecVL's clip level is InfoNCE with one narration per clip): MIL-NCE
+(Miech et al., CVPR 2020) over each clip's bag of nearby narrations, `enabled`, `context_s` (seconds
+a narration may lie outside the drawn clip and still count) and `max_texts` (bag size cap, also the
+fixed padding width under DDP); see `hecvl.pairing.positives` and `hecvl.training.step`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hecvl.errors import HecvlError
+from hecvl.pairing.positives import PositiveRule
 from hecvl.training.schedules import LEVELS, SCHEDULES
 
 
@@ -51,6 +58,9 @@ class TrainSettings:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 1
+    mil_nce: dict[str, Any] = field(
+        default_factory=lambda: {"enabled": False, "context_s": 2.0, "max_texts": 4}
+    )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], steps: int | None = None) -> TrainSettings:
@@ -96,6 +106,18 @@ class TrainSettings:
             )
         if self.grad_clip < 0:
             raise HecvlError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        context, width = self.mil_nce["context_s"], self.mil_nce["max_texts"]
+        if not (math.isfinite(context) and context >= 0):
+            raise HecvlError(f"train.mil_nce.context_s must be a finite number >= 0, got {context}")
+        if width < 1:
+            raise HecvlError(f"train.mil_nce.max_texts must be >= 1, got {width}")
+
+    @property
+    def positives(self) -> PositiveRule | None:
+        """The MIL-NCE bag rule of the clip level, or None when `mil_nce.enabled` is false (InfoNCE)."""
+        if not self.mil_nce["enabled"]:
+            return None
+        return PositiveRule(float(self.mil_nce["context_s"]), int(self.mil_nce["max_texts"]))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

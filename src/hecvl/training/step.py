@@ -13,6 +13,14 @@ Parent-child term: each parent text is aligned with the re-normalised mean of it
 embeddings (`parent_child_loss`); the mean is taken on the rank that holds the sample, so ranks never
 exchange ragged child lists. Parents without any child (a keystep with no narration inside) take no
 part in that term; it is skipped when fewer than two parents in the global batch have children.
+
+MIL-NCE (`train.mil_nce`): when a clip batch carries `texts` (each sample's bag of positive
+narrations, `hecvl.pairing.positives`), the video-text term is `mil_nce` instead of `info_nce`, under
+the same name `clip/video_text`. All bag texts go through the text encoder in one pass, each bag is
+zero-padded to a FIXED K = `max_texts` (every rank then all-gathers the same (B_local, K, E) shape
+and its (B_local, K) mask, whatever its own bags' sizes), and padding never counts (masked out of
+numerators and denominators). `clip/positives` reports the global batch's mean bag size: a statistic,
+not a loss (see `STATISTICS`), never part of `total`.
 """
 
 from __future__ import annotations
@@ -23,23 +31,35 @@ from typing import Any
 import torch
 from torch import nn
 
-from hecvl.models.losses import info_nce, parent_child_loss
+from hecvl.models.losses import info_nce, mil_nce, pad_bags, parent_child_loss
 from hecvl.training.distributed import gather
+
+# terms of the step's output that describe the batch rather than measure a loss (logged apart)
+STATISTICS = ("positives",)
 
 
 class ContrastiveStep(nn.Module):
-    """Wraps the model; `forward({level: batch})` returns every loss term and the weighted `total`."""
+    """Wraps the model; `forward({level: batch})` returns every loss term and the weighted `total`.
 
-    def __init__(self, model: nn.Module, level_weights: Mapping[str, float] | None = None) -> None:
+    `max_texts`: the fixed bag width K for MIL-NCE batches (required under DDP, where ranks must
+    all-gather equal shapes; None pads to the batch's largest bag, fine in one process).
+    """
+
+    def __init__(
+        self, model: nn.Module, level_weights: Mapping[str, float] | None = None, max_texts: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.level_weights = dict(level_weights or {})
+        self.max_texts = max_texts
 
     def forward(self, batches: Mapping[str, Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         total = None
         for level, batch in batches.items():
-            terms = self.level_terms(level, batch["frames"], batch["text"], batch.get("child_texts"))
+            terms = self.level_terms(
+                level, batch["frames"], batch["text"], batch.get("child_texts"), bags=batch.get("texts")
+            )
             out.update(terms)
             weighted = self.level_weights.get(level, 1.0) * terms[f"{level}/total"]
             total = weighted if total is None else total + weighted
@@ -53,7 +73,12 @@ class ContrastiveStep(nn.Module):
         frames: torch.Tensor,
         texts: Sequence[str],
         child_texts: Sequence[Sequence[str]] | None = None,
+        bags: Sequence[Sequence[str]] | None = None,
     ) -> dict[str, torch.Tensor]:
+        """One level's terms on the global batch. `bags` (clip level): each sample's positive texts,
+        own text first, for MIL-NCE; without them InfoNCE on `texts`."""
+        if bags is not None:
+            return self._bag_terms(level, frames, bags)
         model = self.model
         weight = float(model.config.loss.parent_child_weight)
         use_children = child_texts is not None and level != "clip" and weight > 0
@@ -77,6 +102,24 @@ class ContrastiveStep(nn.Module):
                 total = total + weight * term
         out[f"{level}/total"] = total
         return out
+
+    def _bag_terms(
+        self, level: str, frames: torch.Tensor, bags: Sequence[Sequence[str]]
+    ) -> dict[str, torch.Tensor]:
+        if len(bags) != len(frames) or not all(len(b) for b in bags):
+            raise ValueError(f"{len(frames)} videos need as many non-empty text bags, got {len(bags)}")
+        model = self.model
+        counts = [len(b) for b in bags]
+        if self.max_texts is not None and max(counts) > self.max_texts:
+            raise ValueError(f"a bag of {max(counts)} texts exceeds max_texts {self.max_texts}")
+        scale = model.logit_scale()
+        video = gather(model.embed_video(frames, level))
+        flat = model.embed_text([t for b in bags for t in b], level)  # one text-encoder pass
+        padded, mask = pad_bags(flat, counts, self.max_texts)
+        texts, valid = gather(padded), gather(mask.float()).bool()  # a float mask: every backend gathers it
+        term = mil_nce(video, texts, valid, scale)
+        positives = valid.sum(1).float().mean().detach()
+        return {f"{level}/video_text": term, f"{level}/positives": positives, f"{level}/total": term}
 
 
 def _child_means(

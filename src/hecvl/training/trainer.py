@@ -53,7 +53,7 @@ from hecvl.training.distributed import DistEnv, broadcast_object, init_distribut
 from hecvl.training.optim import build_optimizer
 from hecvl.training.schedules import Schedule, build_schedule
 from hecvl.training.settings import TrainSettings
-from hecvl.training.step import ContrastiveStep
+from hecvl.training.step import STATISTICS, ContrastiveStep
 from hecvl.video import FrameCache
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ def config_fingerprint(params: Mapping[str, Any], settings: TrainSettings, pairs
     operational ones) and the bytes of the pair manifests. A checkpoint resumes only a run with the
     same fingerprint; evaluation settings, study lists and the like may change in between."""
     train = {k: v for k, v in settings.to_dict().items() if k not in _OPERATIONAL}
+    if not settings.mil_nce["enabled"]:  # an option that is off changes nothing (older checkpoints resume)
+        train.pop("mil_nce")
     manifests = {p.name: sha256_file(p) for p in sorted(Path(pairs_dir).glob("*.parquet"))}
     blob = json.dumps(
         {"seed": params.get("seed"), "model": params.get("model"), "pairing": params.get("pairing"),
@@ -140,12 +142,14 @@ class Trainer:
         self.data: dict[str, LevelData] = build_level_data(
             self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
             vis.image_size, tuple(vis.mean), tuple(vis.std), self._frame_cache(), s.frame_cache_fps,
-            s.frame_cache_max_gb,
+            s.frame_cache_max_gb, s.positives,
         )
         per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
         self.schedule: Schedule = build_schedule(s.to_dict(), s.steps, per_epoch)
         self.data = {lvl: d for lvl, d in self.data.items() if lvl in self.schedule.levels}
-        self.step_module = ContrastiveStep(self.model, self.schedule.weights)
+        rule = s.positives
+        self.step_module = ContrastiveStep(self.model, self.schedule.weights,
+                                           max_texts=rule.max_texts if rule is not None else None)
         self.optimizer, self.scheduler = build_optimizer(self.model, s.to_dict(), s.steps)
         self.fingerprint = config_fingerprint(self.params, s, self.pairs_dir)
 
@@ -181,6 +185,8 @@ class Trainer:
                 texts[row["text"]] = None
             for children in d.dataset.child_texts:
                 texts.update(dict.fromkeys(children))
+            if d.dataset.neighbours is not None:  # MIL-NCE bags: narrations outside the dataset's rows
+                texts.update(dict.fromkeys(d.dataset.neighbours.texts()))
         text.encode(list(texts), batch_size=256, progress=bool(progress) and self.env.is_main)
         return len(texts)
 
@@ -494,7 +500,8 @@ def _postfix(row: Mapping[str, Any], rate: float) -> dict[str, str]:
 
 
 def _metrics(row: Mapping[str, Any], rate: float, seconds: float) -> dict[str, float]:
-    out = {f"loss/{k}": float(v) for k, v in row.items() if "/" in k}
+    out = {f"{'batch' if k.split('/')[-1] in STATISTICS else 'loss'}/{k}": float(v)
+           for k, v in row.items() if "/" in k}
     out.update({"loss/total": row["loss"], "lr": row["lr"], "grad_norm": row["grad_norm"],
                 "throughput/samples_per_s": rate, "throughput/step_s": seconds})
     return out
