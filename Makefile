@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 study: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report results/paper/report.html
 
 test: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

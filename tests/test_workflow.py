@@ -209,6 +209,6 @@ def test_pinned_reproduction_of_an_ablation(study: Path):
 
 
 def test_report_builds_with_the_figures(study: Path):
-    _run([str(BIN / "snakemake"), "--report", "results/report.html"], study)
-    html = (study / "results" / "report.html").read_text(errors="replace")
+    _run([str(BIN / "snakemake"), "--report", "results/paper/report.html"], study)  # as `make study` does
+    html = (study / "results" / "paper" / "report.html").read_text(errors="replace")
     assert "accuracy_f1.png" in html and "training_curves.png" in html
