@@ -48,7 +48,9 @@ def test_evaluation_jobs_cover_every_entry_once_one_process_per_model(params):
     jobs = study.evaluation_jobs()
     produced = [m for job in jobs for m in job.metrics]
     assert len(produced) == len(set(produced))  # no two jobs write the same file
-    assert set(produced) == {e.path for e in study.all_entries()}
+    assert set(produced) == {e.path for e in study.all_entries(defined=True)}
+    assert {e.path for e in study.all_entries()} < set(produced)  # on-demand ablations have jobs too
+    assert "evaluate_mil_nce_seed0" in {job.name for job in jobs}
     assert len({job.name for job in jobs}) == len(jobs)
     by_name = {job.name: job for job in jobs}
     # hecvl seed 0 answers the main table and the space and prompts ablations in one process
@@ -71,7 +73,11 @@ def test_evaluation_jobs_cover_every_entry_once_one_process_per_model(params):
 
 def test_a_preset_runs_a_subset_of_ablations(params):
     params["study"]["ablations"] = ["heads"]
-    assert list(Study(params).ablations) == ["heads"]
+    study = Study(params)
+    assert list(study.ablations) == ["heads"]
+    # the others stay targets of their own, built on demand
+    assert "clip_loss" in study.defined_ablations and "levels" in study.defined_ablations
+    assert {e.variant for e in study.ablation_entries("levels")} == {"clip_only", "clip_phase", "hecvl"}
     params["study"]["ablations"] = ["heads", "missing"]
     with pytest.raises(HecvlError, match="undefined ablation"):
         Study(params)

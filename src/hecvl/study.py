@@ -111,6 +111,9 @@ class Study:
         unknown = sorted(set(active or []) - set(defined))
         if unknown:
             raise HecvlError(f"params.yaml: study.ablations names undefined ablation(s) {', '.join(unknown)}")
+        # every defined ablation is a target of its own (`snakemake ablation_<name>`); the active ones
+        # (study.ablations, default: all) are also built by `rule all` and fill the paper's ablation table
+        self.defined_ablations = defined
         self.ablations = {n: defined[n] for n in active} if active is not None else defined
         for name in (self.main, self.baseline):
             if name not in self.variants:
@@ -120,10 +123,18 @@ class Study:
     def resolved(self, variant: str) -> dict[str, Any]:
         return resolve_variant(self.params, variant)
 
+    def training_settings(self, variant: str) -> dict[str, Any]:
+        """The resolved settings that decide a pretraining run (model, train, pairing, seed).
+
+        The workflow reruns a pretraining job when these change and only then: adding an ablation or a
+        dataset to the study must not retrain every model.
+        """
+        cfg = self.resolved(variant)
+        return {k: cfg.get(k) for k in ("model", "train", "pairing", "seed")}
+
     def train_key(self, variant: str) -> str:
         """A hash of what decides a pretraining run; equal keys train identical models."""
-        cfg = self.resolved(variant)
-        relevant = {k: cfg.get(k) for k in ("model", "train", "pairing", "seed")}
+        relevant = self.training_settings(variant)
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
     @cached_property
@@ -179,10 +190,10 @@ class Study:
 
     def ablation_entries(self, name: str) -> list[Entry]:
         """The rows of one ablation: its variants x its test-time options (space, prompts) x references."""
-        if name not in self.ablations:
-            known = ", ".join(sorted(self.ablations)) or "none"
+        if name not in self.defined_ablations:
+            known = ", ".join(sorted(self.defined_ablations)) or "none"
             raise HecvlError(f"params.yaml: unknown ablation {name!r} (known: {known})")
-        spec = self.ablations[name] or {}
+        spec = self.defined_ablations[name] or {}
         seeds = [int(s) for s in spec.get("seeds", self.ablation_seeds)]
         out: list[Entry] = []
         for variant in spec.get("variants", []):
@@ -331,8 +342,9 @@ class Study:
 
         A job runs every dataset x setting of its model; the study asks for all of them (an ablation
         covers every study dataset), so the job's outputs are exactly the table cells that need it.
+        Ablations outside study.ablations count too: their targets must be buildable on demand.
         """
-        return self._group(self.all_entries(), EVAL, "evaluate")
+        return self._group(self.all_entries(defined=True), EVAL, "evaluate")
 
     def noise_jobs(self) -> list[tuple[float, EvalJob]]:
         """The narration-noise sweep's evaluations, one job per (relevance, model, seed)."""
@@ -362,8 +374,10 @@ class Study:
             jobs.append(dataclasses.replace(job, metrics=metrics))
         return jobs
 
-    def all_entries(self) -> list[Entry]:
+    def all_entries(self, defined: bool = False) -> list[Entry]:
+        """The main table's and the active ablations' entries (`defined`: every defined ablation's)."""
+        ablations = self.defined_ablations if defined else self.ablations
         seen: dict[str, Entry] = {}
-        for e in self.main_entries() + [e for a in self.ablations for e in self.ablation_entries(a)]:
+        for e in self.main_entries() + [e for a in ablations for e in self.ablation_entries(a)]:
             seen.setdefault(e.path, e)
         return list(seen.values())

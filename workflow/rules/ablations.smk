@@ -19,7 +19,7 @@ rule ablation:
         "{params.rows} > {log} 2>&1"
 
 
-for _name in STUDY.ablations:
+for _name in STUDY.defined_ablations:  # each a target; rule all builds the active ones
 
     rule:
         name:

@@ -14,7 +14,8 @@ rule pretrain:
     params:
         file=PARAMS_FILE,
         pairs=lambda wc, input: os.path.dirname(input.clip),
-        variant=lambda wc: resolve_variant(P, wc.variant),
+        # what decides the run (a change reruns it); study lists, eval and paper settings do not
+        settings=lambda wc: STUDY.training_settings(wc.variant),
         out=lambda wc, output: os.path.dirname(output.weights),
         launcher=lambda wc: launcher(wc.variant),
     log:
