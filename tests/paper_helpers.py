@@ -41,6 +41,7 @@ def study_params() -> dict[str, Any]:
         "space": {"variants": ["hecvl"], "spaces": ["clip", "ensemble"]},
         "references": {"references": ["untrained", "linear_probe"]},
     }
+    params["study"]["ablations"] = list(params["ablations"])
     params["train"]["steps"] = STEPS
     return params
 
