@@ -80,6 +80,15 @@ def test_truncation_warns_once_naming_the_text(frozen, caplog):
     assert "truncated" in warnings[0] and "to 16 tokens" in warnings[0] and "grasper retracts" in warnings[0]
 
 
+def test_a_batch_of_long_texts_is_one_warning_line(frozen, caplog):
+    """A corpus of long abstracts must not flood the log: one line per batch, counting them."""
+    with caplog.at_level(logging.WARNING, logger="hecvl.models.text_encoder"):
+        frozen.clear_cache()
+        frozen([f"{LONG} variant {i}" for i in range(5)])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("5 text(s) truncated to 16 tokens")
+
+
 def test_frozen_cache_encodes_each_text_once_and_ignores_batch_companions(frozen):
     frozen.clear_cache()
     calls = []

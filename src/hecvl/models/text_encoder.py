@@ -101,7 +101,8 @@ class TextEncoder(nn.Module):
         return self
 
     def tokenize(self, texts: Sequence[str], padding: bool = True) -> Mapping[str, Any]:
-        """Tokenise to at most `max_length` tokens, warning once per text that gets truncated.
+        """Tokenise to at most `max_length` tokens, warning once per text that gets truncated (one
+        warning line per call, naming the first such text; every text at debug level).
 
         Padded: tensors (N, L) for a batch; unpadded: one list of ids per text.
         """
@@ -114,6 +115,7 @@ class TextEncoder(nn.Module):
         mask = enc["attention_mask"]
         lengths = mask.sum(1).tolist() if padding else [len(m) for m in mask]
         full = [i for i, n in enumerate(lengths) if n >= self.cfg.max_length]
+        cut: list[tuple[int, str]] = []
         for i in full:  # only rows that filled the budget can have been cut
             text = texts[i]
             if text in self._warned:
@@ -121,7 +123,13 @@ class TextEncoder(nn.Module):
             n = len(self.tokenizer(text, truncation=False)["input_ids"])
             if n > self.cfg.max_length:
                 self._warned.add(text)
-                log.warning("text truncated from %d to %d tokens: %r", n, self.cfg.max_length, text)
+                cut.append((n, text))
+                log.debug("text truncated from %d to %d tokens: %r", n, self.cfg.max_length, text)
+        if cut:
+            log.warning(
+                "%d text(s) truncated to %d tokens (the longest had %d), e.g. %r",
+                len(cut), self.cfg.max_length, max(n for n, _ in cut), cut[0][1],
+            )
         return enc
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
