@@ -266,6 +266,10 @@ def test_unreadable_and_non_state_dict_files_are_refused(tmp_path: Path) -> None
     junk.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
     with pytest.raises(HecvlError, match="not a readable PyTorch checkpoint"):
         read_released_checkpoint(junk)
+    (tmp_path / "text.pth").write_bytes(b"not a checkpoint at all")  # not a zip: the raw-pickle path
+    with pytest.raises(HecvlError, match="not a readable PyTorch checkpoint") as err:
+        read_released_checkpoint(tmp_path / "text.pth")
+    assert "pickled Python objects" not in str(err.value)
     torch.save([torch.zeros(3)], tmp_path / "list.pth")
     with pytest.raises(HecvlError, match="found list"):
         read_released_checkpoint(tmp_path / "list.pth")

@@ -19,7 +19,7 @@ from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, sha256_file, write_json
 from hecvl.models.config import ModelConfig
 from hecvl.models.model import HecVLModel, build_model
-from hecvl.models.state_dicts import check_state_dict
+from hecvl.models.state_dicts import check_state_dict, read_state_dict
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -62,9 +62,6 @@ def load_pretrained(
     Refuses, with a HecvlError naming the file, a missing or corrupt file, a checksum mismatch, and
     weights whose keys or shapes do not match the configured architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     out_dir = Path(out_dir)
     config_path, weights_path = out_dir / CONFIG, out_dir / WEIGHTS
     if not config_path.is_file():
@@ -82,10 +79,7 @@ def load_pretrained(
     if expected_sha and sha256_file(weights_path) != expected_sha:
         msg = "weights file is corrupt or was replaced (its SHA-256 differs from the one in config.json)"
         raise HecvlError(msg, weights_path)
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise HecvlError(f"corrupt safetensors file ({exc})", weights_path) from None
+    state = read_state_dict(weights_path)
     model = build_model(params["model"], pretrained=False)
     check_state_dict(state, model.state_dict(), weights_path, what="saved weights")
     model.load_state_dict(state)

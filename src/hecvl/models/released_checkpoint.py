@@ -10,14 +10,13 @@ evaluating it would give a number that looks real and is not. Layout and toleran
 
 from __future__ import annotations
 
-import pickle
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from hecvl.errors import HecvlError
+from hecvl.models.state_dicts import load_torch_file, unwrap_state_dict
 
 IMG_PREFIX = "backbone_img.model."
 EMBEDDER_PREFIX = "backbone_img.global_embedder."
@@ -106,45 +105,6 @@ def released_layout() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _torch_load(path: Path) -> object:
-    """`torch.load` restricted to tensors and plain containers; anything else becomes a HecvlError."""
-    if not path.is_file():
-        raise HecvlError("checkpoint file not found", path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported [^\n]*?(?= was not|\n|$)", str(exc))
-        detail = f" ({found.group(0).strip()})" if found else ""
-        raise HecvlError(
-            "refused: the file contains pickled Python objects, not only tensors"
-            f"{detail}; only plain tensor state dicts are loaded (torch.load weights_only=True), "
-            "because unpickling arbitrary objects can run code",
-            path,
-        ) from exc
-    except Exception as exc:  # zip/format/EOF errors: report what torch said, on one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise HecvlError(f"not a readable PyTorch checkpoint ({type(exc).__name__}: {first})", path) from exc
-
-
-def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    """Accept a flat state dict, or a training checkpoint `{'state_dict': ...}`; strip a `module.` prefix."""
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise HecvlError(f"expected a state dict (a dict of tensors), found {type(obj).__name__}", path)
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        shown = sorted(bad)[:_SHOW]
-        raise HecvlError(f"expected a state dict of tensors; {len(bad)} entries are not: {shown}", path)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        name = key[len("module.") :] if key.startswith("module.") else key
-        if name in out:
-            raise HecvlError(f"key {name!r} appears both with and without the 'module.' prefix", path)
-        out[name] = value
-    return out
-
-
 def _describe(kind: str, items: list[str]) -> str:
     shown = ", ".join(items[:_SHOW])
     more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""
@@ -188,6 +148,6 @@ def read_released_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     transformers >= 4.31, where it is no longer part of the state dict.
     """
     path = Path(path)
-    state = _unwrap(_torch_load(path), path)
+    state = unwrap_state_dict(load_torch_file(path), path, wrappers=("state_dict",))
     check_layout(state, path)
     return state

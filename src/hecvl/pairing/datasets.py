@@ -53,7 +53,7 @@ class PairDataset(Dataset):
     `positives` (clip level) `texts`, the sample's bag of positive narrations (own text first).
     `size` = (H, W) to decode to (None: the video's size), `crop` = square crop (None: no crop).
     `lectures` / `pair_ids` keep only those pairs (e.g. a split by lecture). Subclasses may override
-    `_reader(row)` to serve frames from elsewhere (anything with `info`, `frames_at`, `close`).
+    `reader(row)` to serve frames from elsewhere (anything with `info`, `frames_at`, `close`).
     """
 
     def __init__(
@@ -168,7 +168,7 @@ class PairDataset(Dataset):
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple | list) else (self.epoch, int(key))
         row = self.rows[index]
         rng = np.random.default_rng([self.seed, epoch, self._draw_keys[index]]) if self.train else None
-        reader = self._reader(row)
+        reader = self.reader(row)
         info = reader.info
         planned, span = self._plan(index, rng)
         times = clamp_times(planned, (info.num_frames - 1) / info.fps)
@@ -196,7 +196,7 @@ class PairDataset(Dataset):
         return sample
 
     # -- internals ---------------------------------------------------------------------------------
-    def _reader(self, row: Mapping[str, Any]) -> Any:
+    def reader(self, row: Mapping[str, Any]) -> Any:
         """A reader for the row's video, opened in this process and kept in a small LRU."""
         if os.getpid() != self._pid:  # a forked worker: the parent's readers are not ours to use
             # ... nor to free: their destructors would join decoder threads that do not exist in this

@@ -89,10 +89,10 @@ class CachedPairDataset(PairDataset):
             total += len(arr)
         return total
 
-    def _reader(self, row: Mapping[str, Any]) -> Any:
+    def reader(self, row: Mapping[str, Any]) -> Any:
         entry = getattr(self, "_entries", {}).get(row["video"])
         if entry is None:
-            return super()._reader(row)
+            return super().reader(row)
         path, info, rate = entry
         frames = self._maps.get(path)
         if frames is None:  # opened lazily in each process (a worker never inherits a parent's map)
