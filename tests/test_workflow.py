@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -212,3 +213,20 @@ def test_report_builds_with_the_figures(study: Path):
     _run([str(BIN / "snakemake"), "--report", "results/paper/report.html"], study)  # as `make study` does
     html = (study / "results" / "paper" / "report.html").read_text(errors="replace")
     assert "accuracy_f1.png" in html and "training_curves.png" in html
+
+
+def test_narration_noise_sweep_runs_on_its_own_worlds(study: Path):
+    """`snakemake narration_noise`: its own worlds, pairs, models and evaluations; the study's untouched."""
+    planned = _planned_jobs(_snakemake(study, "narration_noise", dry=True).stdout)
+    assert {"noise_world", "noise_pair", "noise_pretrain", "narration_noise"} <= set(planned), planned
+    assert not {"acquire", "pair", "pretrain", "frames"} & set(planned), planned  # shared frames reused
+    assert planned["noise_world"] == 2 and planned["noise_pretrain"] == 4  # smoke: 2 levels x 2 variants
+    _snakemake(study, "narration_noise")
+    table = pd.read_csv(study / "results" / "noise" / "narration_noise.csv")
+    assert sorted(table["relevance"].unique()) == [0.25, 0.8]
+    assert set(table["method"]) == {"clip_only", "hecvl"} and len(table) == 2 * 2 * 2  # x 2 datasets
+    assert table[["accuracy", "f1"]].notna().all().all()
+    png = study / "results" / "paper" / "narration_noise.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = _snakemake(study, dry=True)  # the sweep changed nothing the study depends on
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
