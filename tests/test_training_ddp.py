@@ -41,13 +41,10 @@ def _trainable(state: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([state[k].flatten().float() for k in keys])
 
 
-@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without Gloo")
-def test_two_process_gloo_ddp_matches_single_process(world: dict[str, Path], tmp_path: Path) -> None:
-    overrides = {"train": {"steps": 6, "checkpoint_every": 0}}
-    params = small_params(world["frames"], overrides)
-    single = pretrain(params, world["pairs"], tmp_path / "single", corpus_root=world["corpus"],
-                      track=False, progress=False)
-
+def _torchrun_pretrain(
+    world: dict[str, Path], tmp_path: Path, overrides: dict
+) -> subprocess.CompletedProcess:
+    """`hecvl pretrain` under torchrun with 2 Gloo processes, into tmp_path/ddp."""
     params_file = write_params(tmp_path / "params.yaml", world["frames"], overrides)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "hecvl.cli", "pretrain", "--params", str(params_file),
@@ -56,6 +53,17 @@ def test_two_process_gloo_ddp_matches_single_process(world: dict[str, Path], tmp
     env = {**os.environ, "HECVL_TRACKING": "off", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without Gloo")
+def test_two_process_gloo_ddp_matches_single_process(world: dict[str, Path], tmp_path: Path) -> None:
+    overrides = {"train": {"steps": 6, "checkpoint_every": 0}}
+    params = small_params(world["frames"], overrides)
+    single = pretrain(params, world["pairs"], tmp_path / "single", corpus_root=world["corpus"],
+                      track=False, progress=False)
+
+    proc = _torchrun_pretrain(world, tmp_path, overrides)
     config = json.loads((tmp_path / "ddp" / "train_config.json").read_text())
     assert config["world_size"] == 2 and config["batch_size"] == {"clip": 8, "phase": 8, "video": 2}
     assert proc.stdout.count("pretrained 6 steps") == 1  # only rank 0 reports (and writes)
@@ -93,14 +101,7 @@ def test_two_process_mil_nce_matches_single_process(world: dict[str, Path], tmp_
     single = pretrain(params, world["pairs"], tmp_path / "single", corpus_root=world["corpus"],
                       track=False, progress=False)
 
-    params_file = write_params(tmp_path / "params.yaml", world["frames"], overrides)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "hecvl.cli", "pretrain", "--params", str(params_file),
-           "--pairs", str(world["pairs"]), "--corpus", str(world["corpus"]), "--out", str(tmp_path / "ddp"),
-           "--no-progress"]
-    env = {**os.environ, "HECVL_TRACKING": "off", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _torchrun_pretrain(world, tmp_path, overrides)
     ddp, ref = pd.read_csv(tmp_path / "ddp" / "losses.csv"), single.losses
     assert list(ddp["clip/positives"]) == list(ref["clip/positives"])  # global mean bag size
     assert ddp["loss"].iloc[0] == pytest.approx(ref["loss"].iloc[0], rel=1e-5)
