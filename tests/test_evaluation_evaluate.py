@@ -229,11 +229,12 @@ def test_mlflow_run_holds_metrics_and_outputs(world: dict, monkeypatch: pytest.M
     m = _evaluate(world, world["root"] / "tracked", "--untrained", "--space", "video")
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["eval-test"], output_format="list")
-    assert len(runs) == 1 and runs[0].info.run_name == "evaluate/tiny/untrained"
+    assert len(runs) == 1 and runs[0].info.run_name == "evaluate/tiny/untrained/video-decomposed"
     run = runs[0]
     assert run.data.metrics["accuracy_mean"] == pytest.approx(m["accuracy_mean"])
     assert run.data.metrics["f1_std"] == pytest.approx(m["f1_std"])
     assert run.data.params["eval.space"] == "video" and run.data.tags["dataset"] == "tiny"
+    assert run.data.tags["prompts"] == "decomposed" and run.data.tags["space"] == "video"
     assert run.data.params["eval.prompt_sha256"] == m["run"]["prompt_sha256"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert artifacts == {"metrics.json", "predictions.parquet", "confusion.png", "prompts.json"}

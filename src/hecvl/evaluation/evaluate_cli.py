@@ -515,8 +515,11 @@ def _track(params: dict[str, Any], out: Path, metrics: dict[str, Any]) -> None:
 
     run = metrics["run"]
     label = run["method"] if run["method"] != "zeroshot" else run["variant"]
+    if "prompts" in run:  # several runs of one model differ only in these: say which in the name
+        label += f"/{run['space']}-{run['prompts']}"
     experiment = experiment_name(params)
-    tags = {k: run[k] for k in ("dataset", "split", "method", "space", "variant", "model_key") if k in run}
+    keys = ("dataset", "split", "method", "space", "prompts", "variant", "model_key")
+    tags = {k: run[k] for k in keys if k in run}
     tags["stage"] = tags["rule"] = "evaluate"
     logged = {k: v for k, v in run.items() if k not in ("videos", "train_videos")}
     with mlflow_run(
