@@ -147,3 +147,37 @@ def test_bad_settings_are_clear_errors(tmp_path):
         load_text_encoder({"pool": "mean"})
     with pytest.raises(HecvlError, match="pooling must be mean or sum_last4"):
         load_text_encoder({"pooling": "cls"})
+
+
+def test_feature_store_serves_the_same_bits_and_survives_a_bad_file(frozen, tmp_path, caplog):
+    store = tmp_path / "text"
+    frozen.clear_cache()
+    expected = frozen.encode(TEXTS)
+    frozen.clear_cache()
+    assert frozen.warm(TEXTS, store) is False  # encoded, then stored
+    files = list(store.glob("*.safetensors"))
+    assert len(files) == 1
+    frozen.clear_cache()
+    calls = []
+    hook = frozen.model.register_forward_hook(lambda _m, inp, _o: calls.append(1))
+    try:
+        assert frozen.warm(TEXTS, store) is True and not calls  # read, nothing encoded
+        assert torch.equal(frozen(TEXTS), expected)  # the very bits encode() gives
+    finally:
+        hook.remove()
+    frozen.clear_cache()
+    assert frozen.warm(TEXTS[:2], store) is False  # other texts, another file
+    assert len(list(store.glob("*.safetensors"))) == 2
+    files[0].write_bytes(b"not safetensors")
+    frozen.clear_cache()
+    with caplog.at_level(logging.WARNING, logger="hecvl.models.text_encoder"):
+        assert frozen.warm(TEXTS, store) is False
+    assert "unreadable feature store" in caplog.text
+    frozen.clear_cache()
+    assert frozen.warm(TEXTS, store) is True  # replaced by a good one
+    assert torch.equal(frozen(TEXTS), expected)
+
+
+def test_feature_store_needs_a_frozen_encoder(trainable, tmp_path):
+    with pytest.raises(HecvlError, match="frozen"):
+        trainable.warm(TEXTS, tmp_path)

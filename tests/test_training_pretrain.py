@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -263,3 +264,30 @@ def test_mil_nce_pretraining_trains_and_is_deterministic(
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     config = json.loads((tmp_path / "a" / "train_config.json").read_text())
     assert config["train"]["mil_nce"] == {"enabled": True, "context_s": 2.0, "max_texts": 3}
+
+
+def test_text_feature_store_is_shared_by_runs_and_changes_nothing(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """train.text_cache: the first run encodes and stores the corpus texts, a later run (another seed)
+    reads them; the results are those of runs without the store."""
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+    cache = tmp_path / "cache"  # the frame cache root: the store lives in its text/ folder
+    base = {"train": {"steps": 4, "checkpoint_every": 0, "frame_cache_root": str(cache)}}
+    stored = small_params(world["frames"], {**base, "train": {**base["train"], "text_cache": True}})
+    plain = small_params(world["frames"], {**base, "train": {**base["train"], "text_cache": False}})
+
+    def run(params: dict, out: str, seed: int) -> bytes:
+        p = {**params, "seed": seed}
+        trainer = Trainer(p, world["pairs"], tmp_path / out, corpus_root=world["corpus"])
+        trainer.train(progress=False, track=False)
+        return (tmp_path / out / "model.safetensors").read_bytes()
+
+    with caplog.at_level(logging.INFO, logger="hecvl.training.trainer"):
+        a = run(stored, "a", 0)
+        assert "encoded" in caplog.text and len(list((cache / "text").glob("*.safetensors"))) == 1
+        caplog.clear()
+        b = run(stored, "b", 1)
+        assert "read from the store" in caplog.text
+    assert run(plain, "a0", 0) == a and run(plain, "b0", 1) == b
+    assert len(list((cache / "text").glob("*.safetensors"))) == 1  # the runs without it wrote nothing

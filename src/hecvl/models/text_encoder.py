@@ -174,6 +174,63 @@ class TextEncoder(nn.Module):
                 out[idx] = self._encode(batch)
         return out
 
+    def warm(self, texts: Sequence[str], store: str | Path | None = None, progress: bool = False) -> bool:
+        """Fill the frozen encoder's feature cache with `texts`, through a file in `store` when given.
+
+        The file is keyed by everything that decides the features (settings, weights, device type,
+        the texts), so every run of a study with the same corpus reads what the first one encoded;
+        the features read are the bits `encode` would give. An unreadable file is encoded again and
+        replaced. Returns True when the features came from the store.
+        """
+        texts = list(dict.fromkeys(texts))
+        if not self.caching:
+            raise HecvlError("only a frozen, caching text encoder keeps features (model.text.freeze, cache)")
+        path = None if store is None else Path(store) / f"{self._store_key(texts)}.safetensors"
+        if path is not None and path.is_file():
+            feats = self._read_store(path, len(texts))
+            if feats is not None:
+                self._cache.update(zip(texts, feats.to(self.device).unbind(0), strict=True))
+                return True
+        feats = self.encode(texts, batch_size=_CHUNK, progress=progress)
+        if path is not None:
+            from safetensors.torch import save_file
+
+            from hecvl.io import atomic_path
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                save_file({"features": feats.detach().float().cpu().contiguous()}, str(tmp))
+        return False
+
+    def _store_key(self, texts: list[str]) -> str:
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True, default=str).encode())
+        h.update(self.device.type.encode())
+        h.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update("\0".join(texts).encode())
+        return h.hexdigest()[:24]
+
+    def _read_store(self, path: Path, n: int) -> torch.Tensor | None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            feats = load_file(str(path))["features"]
+        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            log.warning("re-encoding texts: unreadable feature store %s (%s)", path, exc)
+            return None
+        if tuple(feats.shape) != (n, self.dim) or feats.dtype != torch.float32:
+            shape = tuple(feats.shape)
+            log.warning("re-encoding texts: %s holds %s features, not (%d, %d)", path, shape, n, self.dim)
+            return None
+        return feats
+
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
         """(N, D) features without gradients, in eval mode (restored afterwards), in batches."""
         was_training = self.training

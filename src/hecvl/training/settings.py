@@ -55,6 +55,7 @@ class TrainSettings:
     frame_cache_fps: float = 0.0
     frame_cache_root: str = ""
     frame_cache_max_gb: float = 8.0
+    text_cache: bool = False  # keep the frozen text encoder's corpus features on disk, beside the frame cache
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 1

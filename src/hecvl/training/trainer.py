@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 # Settings that change how a run executes but not what it computes: a resume may differ in these.
 _OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "keep_checkpoints",
-                "log_every", "frame_cache_root", "frame_cache_max_gb")
+                "log_every", "frame_cache_root", "frame_cache_max_gb", "text_cache")
 
 
 @dataclass
@@ -154,13 +154,16 @@ class Trainer:
         self.fingerprint = config_fingerprint(self.params, s, self.pairs_dir)
 
     # --- setup helpers ---------------------------------------------------------------------------
+    def _cache_root(self) -> Path:
+        """Where the caches shared by every run of the study live: frame_cache_root or frames.cache."""
+        frames = (self.params.get("frames") or {}).get("cache")
+        return Path(self.settings.frame_cache_root or frames or "data/frames/cache")
+
     def _frame_cache(self) -> FrameCache | None:
         """The training frame cache (train.frame_cache), in frame_cache_root or the study's frames.cache."""
-        s = self.settings
-        if not s.frame_cache:
+        if not self.settings.frame_cache:
             return None
-        root = s.frame_cache_root or (self.params.get("frames") or {}).get("cache") or "data/frames/cache"
-        return FrameCache(root, backend=PairingRules.from_params(self.params).loader.backend)
+        return FrameCache(self._cache_root(), backend=PairingRules.from_params(self.params).loader.backend)
 
     def _autocast_dtype(self) -> torch.dtype | None:
         precision = self.settings.precision
@@ -174,7 +177,9 @@ class Trainer:
         """Encode every distinct text the run will use once, before training (frozen text encoder only).
 
         The frozen encoder caches features by text; filling the cache up front in large batches is
-        far cheaper on CPU than encoding each batch's misses as they come. Returns the number of texts.
+        far cheaper on CPU than encoding each batch's misses as they come. With train.text_cache the
+        features are kept on disk too, so the study's other runs read them (encoding the default
+        corpus costs each run about 7 CPU-s). Returns the number of texts.
         """
         text = self.model.text
         if not getattr(text, "caching", False):
@@ -187,7 +192,10 @@ class Trainer:
                 texts.update(dict.fromkeys(children))
             if d.dataset.neighbours is not None:  # MIL-NCE bags: narrations outside the dataset's rows
                 texts.update(dict.fromkeys(d.dataset.neighbours.texts()))
-        text.encode(list(texts), batch_size=256, progress=bool(progress) and self.env.is_main)
+        # every rank reads or encodes by itself: the store is written atomically, the bits are the same
+        store = self._cache_root() / "text" if self.settings.text_cache else None
+        read = text.warm(list(texts), store, progress=bool(progress) and self.env.is_main)
+        log.info("text features of %d texts %s", len(texts), "read from the store" if read else "encoded")
         return len(texts)
 
     def _wrapped(self) -> nn.Module:
