@@ -88,7 +88,19 @@ def test_noise_sweep_entries(params):
     entries = study.noise_entries()
     n = len(study.noise["relevance"]) * len(study.noise["variants"]) * len(study.noise["seeds"])
     assert len(entries) == n * len(study.datasets)
-    assert all(e.path.startswith(f"results/noise/rel{rel:g}/eval/") for rel, e in entries)
+    main = {e.path for e in study.main_entries()}
+    for rel, e in entries:
+        if rel == 0.5:  # the main world's relevance: the main study's own runs, not a second world
+            assert e.path in main, e.path
+        else:
+            assert e.path.startswith(f"results/noise/rel{rel:g}/eval/"), e.path
+    # a seed the main study does not run is swept at that relevance too, in its own tree
+    params["study"]["noise"] = {"relevance": [0.5], "seeds": [7]}
+    assert all(e.path.startswith("results/noise/rel0.5/") for _r, e in Study(params).noise_entries())
+    # so is every level when the main world has another relevance
+    params["study"].pop("noise")
+    params["data"]["synthetic"]["narration_relevance"] = 0.6
+    assert all(e.path.startswith("results/noise/") for _r, e in Study(params).noise_entries())
 
 
 def test_workflow_rules_find_the_cli_beside_snakemake(monkeypatch):
@@ -105,10 +117,24 @@ def test_noise_sweep_jobs_cover_its_entries_one_process_per_model(params):
     study = Study(params)
     jobs = study.noise_jobs()
     produced = [m for _rel, job in jobs for m in job.metrics]
-    assert sorted(produced) == sorted(e.path for _rel, e in study.noise_entries())
-    n = len(study.noise["relevance"]) * len(study.noise["variants"]) * len(study.noise["seeds"])
+    swept = [e.path for _rel, e in study.noise_entries() if e.path.startswith("results/noise/")]
+    assert sorted(produced) == sorted(swept)
+    levels = [r for r in study.noise["relevance"] if not study.is_main_world(r)]  # 0.5 is reused
+    assert levels == [0.25, 0.8]
+    n = len(levels) * len(study.noise["variants"]) * len(study.noise["seeds"])
     assert len(jobs) == n and len({job.name for _r, job in jobs}) == n
     rel, job = jobs[0]
     assert job.name == f"noise_rel{rel:g}_{job.model}_seed{job.seed}".replace(".", "p", 1)
     assert job.metrics[0].startswith(f"results/noise/rel{rel:g}/eval/{job.model}/seed{job.seed}/")
+
+
+def test_only_what_decides_a_run_reruns_it(params):
+    """The pretrain rule's params: execution details and study lists leave them unchanged."""
+    before = Study(params).training_settings("hecvl")
+    params["train"].update(threads=2, text_cache=False, checkpoint_every=7, num_workers=2)
+    params["study"]["ablations"] = ["heads"]
+    params["eval"]["batch_size"] = 7
+    assert Study(params).training_settings("hecvl") == before
+    params["train"]["lr"] = 5.0e-4
+    assert Study(params).training_settings("hecvl") != before
 

@@ -127,10 +127,15 @@ class Study:
         """The resolved settings that decide a pretraining run (model, train, pairing, seed).
 
         The workflow reruns a pretraining job when these change and only then: adding an ablation or a
-        dataset to the study must not retrain every model.
+        dataset to the study, or changing how a run executes (threads, caches, checkpoint interval),
+        must not retrain every model.
         """
+        from hecvl.training.settings import OPERATIONAL
+
         cfg = self.resolved(variant)
-        return {k: cfg.get(k) for k in ("model", "train", "pairing", "seed")}
+        out = {k: cfg.get(k) for k in ("model", "train", "pairing", "seed")}
+        out["train"] = {k: v for k, v in (out["train"] or {}).items() if k not in OPERATIONAL}
+        return out
 
     def train_key(self, variant: str) -> str:
         """A hash of what decides a pretraining run; equal keys train identical models."""
@@ -224,7 +229,12 @@ class Study:
         return f"{NOISE_DATA}/rel{relevance:g}"
 
     def noise_entries(self) -> list[tuple[float, Entry]]:
-        """(relevance, entry) per run of the sweep; entry paths live under results/noise/rel<r>/."""
+        """(relevance, entry) per run of the sweep; entry paths live under results/noise/rel<r>/.
+
+        At the main world's own relevance the sweep's world IS the main world (same generator
+        settings, same bytes), so a run the main study already makes is reused, not redone.
+        """
+        main_paths = {e.path for e in self.all_entries(defined=True)}
         out = []
         for rel in self.noise["relevance"]:
             for variant in self.noise["variants"]:
@@ -235,9 +245,19 @@ class Study:
                             f"{NOISE}/rel{float(rel):g}/eval/{self.canonical(variant)}/seed{seed}/"
                             f"{dataset}/{space}-{prompts}/metrics.json"
                         )
+                        main = self.metrics_path(variant, int(seed), dataset)
+                        if self.is_main_world(float(rel)) and main in main_paths:
+                            path = main
                         entry = Entry(variant, variant, int(seed), dataset, space, prompts, path)
                         out.append((float(rel), entry))
         return out
+
+    def is_main_world(self, relevance: float) -> bool:
+        """Whether the synthetic world at this narration relevance is the one the main study uses."""
+        data = self.params.get("data") or {}
+        synthetic = data.get("synthetic") or {}
+        main = float(synthetic.get("narration_relevance", 0.5))
+        return data.get("source", "synthetic") == "synthetic" and abs(relevance - main) < 1e-9
 
     # --- the authors' released weights (params.yaml `released:`) ---------------------------------
     def _released_config(self) -> tuple[str | None, dict[str, str | None]]:
@@ -349,8 +369,9 @@ class Study:
     def noise_jobs(self) -> list[tuple[float, EvalJob]]:
         """The narration-noise sweep's evaluations, one job per (relevance, model, seed)."""
         out = []
-        for rel in dict.fromkeys(r for r, _e in self.noise_entries()):
-            entries = [e for r, e in self.noise_entries() if r == rel]
+        sweep = [(r, e) for r, e in self.noise_entries() if e.path.startswith(f"{NOISE}/")]  # not reused
+        for rel in dict.fromkeys(r for r, _e in sweep):
+            entries = [e for r, e in sweep if r == rel]
             tag = f"{rel:g}".replace(".", "p")
             out += [(rel, job) for job in self._group(entries, f"{NOISE}/rel{rel:g}/eval", f"noise_rel{tag}")]
         return out

@@ -21,6 +21,11 @@ from hecvl.errors import HecvlError
 from hecvl.pairing.positives import PositiveRule
 from hecvl.training.schedules import LEVELS, SCHEDULES
 
+# Settings that change how a run executes but not what it computes: a resume may differ in these,
+# and the workflow does not retrain a model when only they change.
+OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "keep_checkpoints",
+               "log_every", "frame_cache_root", "frame_cache_max_gb", "text_cache")
+
 
 def _per_level(**values: Any) -> dict[str, Any]:
     return dict(values)

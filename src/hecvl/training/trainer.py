@@ -52,15 +52,12 @@ from hecvl.training.data import LevelData, build_level_data, make_loader
 from hecvl.training.distributed import DistEnv, broadcast_object, init_distributed, shutdown, sync_batchnorm
 from hecvl.training.optim import build_optimizer
 from hecvl.training.schedules import Schedule, build_schedule
-from hecvl.training.settings import TrainSettings
+from hecvl.training.settings import OPERATIONAL, TrainSettings
 from hecvl.training.step import STATISTICS, ContrastiveStep
 from hecvl.video import FrameCache
 
 log = logging.getLogger(__name__)
 
-# Settings that change how a run executes but not what it computes: a resume may differ in these.
-_OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "keep_checkpoints",
-                "log_every", "frame_cache_root", "frame_cache_max_gb", "text_cache")
 
 
 @dataclass
@@ -84,7 +81,7 @@ def config_fingerprint(params: Mapping[str, Any], settings: TrainSettings, pairs
     """Hash of what determines the weights: seed, model, pairing and training settings (not the
     operational ones) and the bytes of the pair manifests. A checkpoint resumes only a run with the
     same fingerprint; evaluation settings, study lists and the like may change in between."""
-    train = {k: v for k, v in settings.to_dict().items() if k not in _OPERATIONAL}
+    train = {k: v for k, v in settings.to_dict().items() if k not in OPERATIONAL}
     if not settings.mil_nce["enabled"]:  # an option that is off changes nothing (older checkpoints resume)
         train.pop("mil_nce")
     manifests = {p.name: sha256_file(p) for p in sorted(Path(pairs_dir).glob("*.parquet"))}
