@@ -39,7 +39,7 @@ class PositiveRule:
         if not (math.isfinite(self.context_s) and self.context_s >= 0):
             raise ValueError(f"context_s must be a finite number >= 0, got {self.context_s!r}")
         if isinstance(self.max_texts, bool) or not isinstance(self.max_texts, int) or self.max_texts < 1:
-            raise ValueError(f"max_texts must be an integer >= 1, got {self.max_texts!r}")
+            raise ValueError(f"max_texts must be >= 1 (an integer), got {self.max_texts!r}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ fixed padding width under DDP); see `hecvl.pairing.positives` and `hecvl.trainin
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,18 +111,18 @@ class TrainSettings:
             )
         if self.grad_clip < 0:
             raise HecvlError(f"train.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
-        context, width = self.mil_nce["context_s"], self.mil_nce["max_texts"]
-        if not (math.isfinite(context) and context >= 0):
-            raise HecvlError(f"train.mil_nce.context_s must be a finite number >= 0, got {context}")
-        if width < 1:
-            raise HecvlError(f"train.mil_nce.max_texts must be >= 1, got {width}")
+        try:  # the rule checks its own values, enabled or not (a typo must not wait for the day it is)
+            self._positive_rule()
+        except ValueError as exc:
+            raise HecvlError(f"train.mil_nce.{exc}") from None
+
+    def _positive_rule(self) -> PositiveRule:
+        return PositiveRule(float(self.mil_nce["context_s"]), int(self.mil_nce["max_texts"]))
 
     @property
     def positives(self) -> PositiveRule | None:
         """The MIL-NCE bag rule of the clip level, or None when `mil_nce.enabled` is false (InfoNCE)."""
-        if not self.mil_nce["enabled"]:
-            return None
-        return PositiveRule(float(self.mil_nce["context_s"]), int(self.mil_nce["max_texts"]))
+        return self._positive_rule() if self.mil_nce["enabled"] else None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
