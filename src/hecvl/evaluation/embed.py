@@ -25,6 +25,7 @@ import torch
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, write_json
 from hecvl.models.config import LEVELS
+from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,7 @@ def model_key(model: Any) -> str:
     config = getattr(model, "config", None)
     cfg = config.to_dict() if hasattr(config, "to_dict") else repr(config)
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    hash_state_dict(h, model.state_dict())
     return h.hexdigest()[:16]
 
 

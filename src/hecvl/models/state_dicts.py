@@ -12,6 +12,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -88,6 +89,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise HecvlError(f"not a readable safetensors file ({type(exc).__name__}: {exc})", path) from None
+
+
+def hash_state_dict(h: Any, state: Mapping[str, torch.Tensor]) -> None:
+    """Feed every tensor of `state` (name, dtype, shape, bytes; sorted by name) into the hashlib `h`:
+    the identity of loaded weights, whatever file or seed they came from."""
+    for name, tensor in sorted(state.items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
 def check_state_dict(

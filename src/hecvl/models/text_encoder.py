@@ -14,19 +14,26 @@ same bits whatever else was in the batch, which keeps a resumed run identical to
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from hecvl.errors import HecvlError
+from hecvl.io import atomic_path
 from hecvl.models.config import ModelConfig, TextConfig
+from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -193,33 +200,20 @@ class TextEncoder(nn.Module):
                 return True
         feats = self.encode(texts, batch_size=_CHUNK, progress=progress)
         if path is not None:
-            from safetensors.torch import save_file
-
-            from hecvl.io import atomic_path
-
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
                 save_file({"features": feats.detach().float().cpu().contiguous()}, str(tmp))
         return False
 
     def _store_key(self, texts: list[str]) -> str:
-        import hashlib
-        import json
-        from dataclasses import asdict
-
         h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True, default=str).encode())
         h.update(self.device.type.encode())
         h.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
-        for name, t in sorted(self.model.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        hash_state_dict(h, self.model.state_dict())
         h.update("\0".join(texts).encode())
         return h.hexdigest()[:24]
 
     def _read_store(self, path: Path, n: int) -> torch.Tensor | None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             feats = load_file(str(path))["features"]
         except (SafetensorError, OSError, KeyError, ValueError) as exc:
