@@ -348,6 +348,7 @@ def evaluate_many(
         for item in items:
             settings = item.settings
             space = released.space if released is not None else settings.space
+            space_levels = [space] if released is not None else levels_for(space)
             run_info: dict[str, Any] = {
                 "dataset": dataset,
                 "split": split,
@@ -364,7 +365,7 @@ def evaluate_many(
                     format="surgvlp", weights=str(released.weights), bert_dir=str(released.bert_dir)
                 )
             scorer, prompts_used = _scorer(
-                model, ds, embed, levels_of(space, released), settings, seed, linear_probe,
+                model, ds, embed, space_levels, settings, seed, linear_probe,
                 untrained=weights is None and released is None, run_info=run_info,
             )
             predictions = prediction_table(test_emb, scorer, labels, len(ds.classes))
@@ -378,11 +379,6 @@ def evaluate_many(
             progress.update()
     progress.close()
     return results
-
-
-def levels_of(space: str, released: ReleasedSource | None) -> list[str]:
-    """The embedding levels a space scores with (a released model has its one space)."""
-    return [space] if released is not None else levels_for(space)
 
 
 def _scorer(
