@@ -1,14 +1,15 @@
 # The HecVL study: one `snakemake` reruns it end to end (see README.md).
 #
 # Stages (one file each in workflow/rules/): acquire -> frames -> pair -> pretrain -> evaluate -> paper.
-# Every setting lives in params.yaml; ablations are named overrides in it (`variants:`, `ablations:`).
+# Settings: defined once in src/hecvl/config/ (type, default, range, reason); params.yaml holds this
+# study's choices (design, data, variants, ablations, presets); --config / --configfile override both.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "params.yaml"
+configfile: "params.yaml"  # resolved with its preset and the command line in workflow/rules/common.smk
 
 
 include: "workflow/rules/common.smk"

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from hecvl.errors import HecvlError
 from hecvl.io import sha256_file, write_json
-from hecvl.params import load_params
+from hecvl.config import Params, load_params
 
 log = logging.getLogger(__name__)
 CHECKSUMS = "SHA256SUMS"
@@ -53,7 +53,7 @@ def verify_checksums(root: Path) -> int:
     return len(expected)
 
 
-def register_dataset(name: str, params: dict[str, Any]) -> dict[str, Any]:
+def register_dataset(name: str, params: Params) -> dict[str, Any]:
     """Check one target dataset end to end and describe it for the inventory."""
     from hecvl.datasets.registry import TargetDataset
 
@@ -93,29 +93,26 @@ def register_corpus(corpus: Path) -> dict[str, Any]:
     return {"root": str(corpus), "lectures": n, "warnings": len(problems)}
 
 
-def acquire(params: dict[str, Any], workers: int = 1) -> dict[str, Any]:
+def acquire(params: Params, workers: int = 1) -> dict[str, Any]:
     """Generate (synthetic) or locate (local) the data, then verify it; returns the inventory."""
-    data = params["data"]
-    source = data.get("source", "synthetic")
-    if source == "synthetic":
+    data = params.data
+    if data.source == "synthetic":
         from hecvl.synth.api import ensure_world
 
-        syn = data.get("synthetic") or {}
+        syn = data.synthetic
         ensure_world(
-            Path(data["root"]),
-            preset=str(syn.get("preset", "default")),
-            seed=int(syn.get("seed", 0)),
-            scale=float(syn.get("scale", 1)),
-            narration_relevance=syn.get("narration_relevance"),
+            Path(data.root),
+            preset=syn.preset,
+            seed=syn.seed,
+            scale=syn.scale,
+            narration_relevance=syn.narration_relevance,
             workers=workers,
         )
-    elif source != "local":
-        raise HecvlError(f"data.source must be 'synthetic' or 'local', got {source!r}")
-    datasets = (params.get("study") or {}).get("datasets") or list(data["targets"])
+    datasets = params.study.datasets
     return {
-        "source": source,
-        "synthetic": data.get("synthetic") if source == "synthetic" else None,
-        "corpus": register_corpus(Path(data["corpus"])),
+        "source": data.source,
+        "synthetic": data.synthetic.to_dict() if data.source == "synthetic" else None,
+        "corpus": register_corpus(Path(data.corpus)),
         "datasets": {name: register_dataset(name, params) for name in datasets},
     }
 

@@ -17,6 +17,7 @@ from hecvl.errors import HecvlError
 
 # name -> (module, one-line help). Add a stage here and in its module; nothing else.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "params": ("hecvl.config.params_cli", "show the resolved configuration, or write its schema"),
     "synth": ("hecvl.synth.cli", "generate the synthetic world, or print its sanity figures (--check)"),
     "acquire": ("hecvl.acquire", "generate the synthetic world or register local datasets, and verify them"),
     "labels": ("hecvl.datasets.labels_cli", "convert published phase labels to the 1 fps label table"),

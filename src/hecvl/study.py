@@ -1,40 +1,22 @@
-"""The study's design, read from params.yaml: which runs exist and where their results land.
+"""The study's design, read from the configuration: which runs exist and where their results land.
 
 The Snakefile asks this module which outputs to build; `hecvl paper` asks it which results to
 gather. One definition serves both, so a table can never list a run the DAG did not make.
-Paths are relative to the project root.
+Paths come from `hecvl.layout`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
+from hecvl import layout
+from hecvl.config import REFERENCES, Params, coerce_params, run_key, training_settings
 from hecvl.errors import HecvlError
-from hecvl.params import resolve_variant
-
-PAIRS = "data/pairs"
-FRAMES = "data/frames"
-MODELS = "results/models"
-EVAL = "results/eval"
-ABLATIONS = "results/ablations"
-PAPER = "results/paper"
-NOISE = "results/noise"
-NOISE_DATA = "data/noise"
-REFERENCES = ("untrained", "linear_probe")
-# The authors' released checkpoints (params.yaml `released:`): key -> the model's published name.
-RELEASED_MODELS = {"surgvlp": "SurgVLP", "hecvl": "HecVL", "peskavlp": "PeskaVLP"}
-RELEASED_EVAL = f"{EVAL}/released"
-RELEASED_SPACE = "joint"  # the released models have one embedding space for every level of text
-
 
 def expose_cli() -> None:
     """Put this interpreter's scripts folder first on PATH, so that the workflow's rules run the
@@ -72,7 +54,7 @@ class EvalJob:
     datasets: tuple[str, ...]
     settings: tuple[str, ...]
     metrics: tuple[str, ...]
-    root: str = EVAL  # the results tree (the narration-noise sweep has one per relevance level)
+    root: str = layout.EVAL  # the results tree (the narration-noise sweep has one per relevance level)
     prefix: str = "evaluate"  # of the rule name
 
     @property
@@ -86,61 +68,45 @@ class EvalJob:
     @property
     def out_template(self) -> str:
         """The `hecvl evaluate --out` template whose expansions are exactly `metrics`' folders."""
-        tail = "/{space}-{prompts}" if self.settings else ""
-        return f"{self.root}/{self.model}/seed{self.seed}/{{dataset}}{tail}"
+        setting = "{space}-{prompts}" if self.settings else None
+        return layout.eval_dir(self.model, self.seed, "{dataset}", setting, self.root)
 
 
 class Study:
     """The design of a study: datasets, seeds, variants (deduplicated) and ablations."""
 
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        self.params = params
-        study = params.get("study") or {}
-        try:
-            self.name: str = study["name"]
-            self.datasets: list[str] = list(study["datasets"])
-            self.seeds: list[int] = [int(s) for s in study["seeds"]]
-            self.ablation_seeds: list[int] = [int(s) for s in study.get("ablation_seeds", self.seeds[:1])]
-            self.main: str = study["main_variant"]
-            self.baseline: str = study["baseline_variant"]
-        except KeyError as exc:
-            raise HecvlError(f"params.yaml: missing study.{exc.args[0]}") from None
-        self.variants: list[str] = list(params.get("variants") or {})
-        defined: dict[str, dict[str, Any]] = dict(params.get("ablations") or {})
-        active = study.get("ablations")  # a preset may run a subset (the smoke preset: two)
-        unknown = sorted(set(active or []) - set(defined))
-        if unknown:
-            raise HecvlError(f"params.yaml: study.ablations names undefined ablation(s) {', '.join(unknown)}")
-        # every defined ablation is a target of its own (`snakemake ablation_<name>`); the active ones
-        # (study.ablations, default: all) are also built by `rule all` and fill the paper's ablation table
-        self.defined_ablations = defined
-        self.ablations = {n: defined[n] for n in active} if active is not None else defined
+    def __init__(self, params: Params | Any) -> None:
+        self.params: Params = coerce_params(params)
+        study = self.params.study
+        self.name: str = study.name
+        self.datasets: list[str] = list(study.datasets)
+        self.seeds: list[int] = list(study.seeds)
+        self.ablation_seeds: list[int] = list(study.ablation_seeds)
+        self.main: str = study.main_variant
+        self.baseline: str = study.baseline_variant
+        self.variants: list[str] = list(self.params.variants)
         for name in (self.main, self.baseline):
             if name not in self.variants:
                 raise HecvlError(f"params.yaml: study variant {name!r} is not defined under variants:")
+        missing = [d for d in self.datasets if d not in self.params.data.targets]
+        if missing:
+            raise HecvlError(f"params.yaml: study.datasets names {missing[0]!r}, which is not under data.targets")
+        # every defined ablation is a target of its own (`snakemake ablation_<name>`); the active ones
+        # (study.ablations, default: all) are also built by `rule all` and fill the paper's ablation table
+        self.defined_ablations = dict(self.params.ablations)
+        active = study.ablations
+        self.ablations = {n: self.defined_ablations[n] for n in active} if active is not None else self.defined_ablations
 
     # --- pretraining runs -----------------------------------------------------------------
-    def resolved(self, variant: str) -> dict[str, Any]:
-        return resolve_variant(self.params, variant)
+    def resolved(self, variant: str) -> Params:
+        return self.params.variant(variant)
 
     def training_settings(self, variant: str) -> dict[str, Any]:
-        """The resolved settings that decide a pretraining run (model, train, pairing, seed).
-
-        The workflow reruns a pretraining job when these change and only then: adding an ablation or a
-        dataset to the study, or changing how a run executes (threads, caches, checkpoint interval),
-        must not retrain every model.
-        """
-        from hecvl.training.settings import OPERATIONAL
-
-        cfg = self.resolved(variant)
-        out = {k: cfg.get(k) for k in ("model", "train", "pairing", "seed")}
-        out["train"] = {k: v for k, v in (out["train"] or {}).items() if k not in OPERATIONAL}
-        return out
+        """What decides `variant`'s pretraining run (the workflow reruns a pretrain job when it changes)."""
+        return training_settings(self.resolved(variant))
 
     def train_key(self, variant: str) -> str:
-        """A hash of what decides a pretraining run; equal keys train identical models."""
-        relevant = self.training_settings(variant)
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+        return run_key(self.resolved(variant))
 
     @cached_property
     def _canonical(self) -> dict[str, str]:
@@ -156,23 +122,21 @@ class Study:
         return self._canonical[variant]
 
     def model_dir(self, variant: str, seed: int) -> str:
-        return f"{MODELS}/{self.canonical(variant)}/seed{seed}"
+        return layout.model_dir(self.canonical(variant), seed)
 
     # --- evaluations ----------------------------------------------------------------------
     def eval_settings(self, variant: str) -> tuple[str, str]:
-        cfg = self.resolved(variant).get("eval") or {}
-        return str(cfg.get("space", "ensemble")), str(cfg.get("prompts", "decomposed"))
+        cfg = self.resolved(variant).eval
+        return cfg.space, cfg.prompts
 
     def metrics_path(
         self, variant: str, seed: int, dataset: str, space: str | None = None, prompts: str | None = None
     ) -> str:
         if variant in REFERENCES:
-            return f"{EVAL}/{variant}/seed{seed}/{dataset}/metrics.json"
+            return layout.metrics(layout.eval_dir(variant, seed, dataset))
         d_space, d_prompts = self.eval_settings(variant)
-        return (
-            f"{EVAL}/{self.canonical(variant)}/seed{seed}/{dataset}/"
-            f"{space or d_space}-{prompts or d_prompts}/metrics.json"
-        )
+        setting = f"{space or d_space}-{prompts or d_prompts}"
+        return layout.metrics(layout.eval_dir(self.canonical(variant), seed, dataset, setting))
 
     def entry(
         self,
@@ -198,35 +162,30 @@ class Study:
         if name not in self.defined_ablations:
             known = ", ".join(sorted(self.defined_ablations)) or "none"
             raise HecvlError(f"params.yaml: unknown ablation {name!r} (known: {known})")
-        spec = self.defined_ablations[name] or {}
-        seeds = [int(s) for s in spec.get("seeds", self.ablation_seeds)]
+        spec = self.defined_ablations[name]
+        seeds = list(spec.seeds if spec.seeds is not None else self.ablation_seeds)
         out: list[Entry] = []
-        for variant in spec.get("variants", []):
-            for space in spec.get("spaces", [None]):
-                for prompts in spec.get("prompts", [None]):
+        for variant in spec.variants:
+            for space in spec.spaces or [None]:
+                for prompts in spec.prompts or [None]:
                     label = "/".join(str(x) for x in (variant, space, prompts) if x is not None)
                     out += [
                         self.entry(label, variant, s, d, space, prompts) for s in seeds for d in self.datasets
                     ]
-        for ref in spec.get("references", []):
-            if ref not in REFERENCES:
-                raise HecvlError(f"params.yaml: ablation {name!r}: unknown reference {ref!r}")
+        for ref in spec.references:
             out += [self.entry(ref, ref, s, d) for s in seeds for d in self.datasets]
         return out
 
     # --- the narration-noise sweep ---------------------------------------------------------
     @property
     def noise(self) -> dict[str, Any]:
-        """`study.noise`: relevance levels, variants and seeds of the sweep (outside `rule all`)."""
-        spec = dict((self.params.get("study") or {}).get("noise") or {})
-        spec.setdefault("relevance", [0.25, 0.5, 0.8])
-        spec.setdefault("variants", [self.baseline, self.main])
-        spec.setdefault("seeds", self.seeds)
-        return spec
-
-    @staticmethod
-    def noise_world(relevance: float) -> str:
-        return f"{NOISE_DATA}/rel{relevance:g}"
+        """`study.noise` with its defaults resolved: relevance levels, variants and seeds of the sweep."""
+        spec = self.params.study.noise
+        return {
+            "relevance": [float(r) for r in spec.relevance],
+            "variants": list(spec.variants if spec.variants is not None else [self.baseline, self.main]),
+            "seeds": list(spec.seeds if spec.seeds is not None else self.seeds),
+        }
 
     def noise_entries(self) -> list[tuple[float, Entry]]:
         """(relevance, entry) per run of the sweep; entry paths live under results/noise/rel<r>/.
@@ -241,10 +200,9 @@ class Study:
                 space, prompts = self.eval_settings(variant)
                 for seed in self.noise["seeds"]:
                     for dataset in self.datasets:
-                        path = (
-                            f"{NOISE}/rel{float(rel):g}/eval/{self.canonical(variant)}/seed{seed}/"
-                            f"{dataset}/{space}-{prompts}/metrics.json"
-                        )
+                        folder = layout.eval_dir(self.canonical(variant), seed, dataset,
+                                                 f"{space}-{prompts}", layout.noise_eval(rel))
+                        path = layout.metrics(folder)
                         main = self.metrics_path(variant, int(seed), dataset)
                         if self.is_main_world(float(rel)) and main in main_paths:
                             path = main
@@ -254,108 +212,12 @@ class Study:
 
     def is_main_world(self, relevance: float) -> bool:
         """Whether the synthetic world at this narration relevance is the one the main study uses."""
-        data = self.params.get("data") or {}
-        synthetic = data.get("synthetic") or {}
-        main = float(synthetic.get("narration_relevance", 0.5))
-        return data.get("source", "synthetic") == "synthetic" and abs(relevance - main) < 1e-9
-
-    # --- the authors' released weights (params.yaml `released:`) ---------------------------------
-    def _released_config(self) -> tuple[str | None, dict[str, str | None]]:
-        cfg = self.params.get("released") or {}
-        if not isinstance(cfg, Mapping):
-            raise HecvlError("params.yaml: released: must be a mapping (bert_dir, weights)")
-        unknown = sorted(set(cfg) - {"bert_dir", "weights"})
-        if unknown:
-            raise HecvlError(f"params.yaml: unknown setting(s) released.{', released.'.join(unknown)}")
-        weights = cfg.get("weights") or {}
-        if not isinstance(weights, Mapping):
-            raise HecvlError("params.yaml: released.weights must map model names to .pth files")
-        bad = sorted(set(weights) - set(RELEASED_MODELS))
-        if bad:
-            known = ", ".join(RELEASED_MODELS)
-            raise HecvlError(f"params.yaml: released.weights.{bad[0]}: unknown model (known: {known})")
-        bert_dir = cfg.get("bert_dir")
-        return (str(bert_dir) if bert_dir else None), {k: (str(v) if v else None) for k, v in weights.items()}
-
-    def _released_status(self, root: str | Path) -> dict[str, tuple[str | None, str | None]]:
-        """name -> (weights path if usable, else None; why not). Relative paths are under `root`."""
-        bert_dir, weights = self._released_config()
-
-        def exists(path: str, folder: bool = False) -> bool:
-            p = Path(path) if Path(path).is_absolute() else Path(root) / path
-            return p.is_dir() if folder else p.is_file()
-
-        bert_problem = None
-        if bert_dir is None:
-            bert_problem = "released.bert_dir is not set (a local Bio_ClinicalBERT folder with its vocab.txt)"
-        elif not exists(f"{bert_dir}/vocab.txt"):
-            bert_problem = f"released.bert_dir {bert_dir} has no vocab.txt"
-        out: dict[str, tuple[str | None, str | None]] = {}
-        for name in RELEASED_MODELS:
-            path = weights.get(name)
-            if path is None:
-                out[name] = (None, f"released.weights.{name} is not set")
-            elif not exists(path):
-                out[name] = (None, f"released.weights.{name} = {path} not found")
-            elif bert_problem:
-                out[name] = (None, bert_problem)
-            else:
-                out[name] = (path, None)
-        return out
-
-    def released_weights(self, root: str | Path = ".") -> dict[str, str]:
-        """{model: .pth path as configured} of the released models that are configured and on disk."""
-        return {n: path for n, (path, _why) in self._released_status(root).items() if path is not None}
-
-    @property
-    def released_bert_dir(self) -> str | None:
-        """released.bert_dir as configured (the Bio_ClinicalBERT folder whose vocab.txt is needed)."""
-        return self._released_config()[0]
+        data = self.params.data
+        return data.source == "synthetic" and abs(relevance - data.synthetic.narration_relevance) < 1e-9
 
     @staticmethod
-    def released_label(name: str) -> str:
-        return f"{RELEASED_MODELS[name]} (released weights)"
-
-    def released_path(self, name: str, dataset: str) -> str:
-        _space, prompts = self.eval_settings(self.main)
-        return f"{RELEASED_EVAL}/{name}/{dataset}/{RELEASED_SPACE}-{prompts}/metrics.json"
-
-    def released_entries(self, root: str | Path = ".") -> list[Entry]:
-        """One row per (released model on disk, study dataset), with the main variant's prompts.
-
-        Only what params.yaml names and what exists is listed, so an absent file never becomes a
-        DAG target; `released_notes` says what was skipped. The runs are deterministic: seed 0.
-        """
-        _space, prompts = self.eval_settings(self.main)
-        return [
-            Entry(
-                self.released_label(name),
-                f"released_{name}",
-                0,
-                dataset,
-                RELEASED_SPACE,
-                prompts,
-                self.released_path(name, dataset),
-            )
-            for name in self.released_weights(root)
-            for dataset in self.datasets
-        ]
-
-    def released_notes(self, root: str | Path = ".", configured_only: bool = False) -> list[str]:
-        """One line per released model that is not evaluated, and why (for protocol.md and the log).
-
-        `configured_only`: only the models whose weights path is set (a misconfiguration to report
-        at once, rather than the default of not using released weights at all).
-        """
-        configured = {n for n, path in self._released_config()[1].items() if path}
-        return [
-            f"{self.released_label(name)} rows skipped: {why}"
-            for name, (path, why) in self._released_status(root).items()
-            if path is None and (name in configured or not configured_only)
-        ]
-
-    def ablation_table(self, name: str) -> str:
-        return f"{ABLATIONS}/{name}.csv"
+    def ablation_table(name: str) -> str:
+        return layout.ablation_table(name)
 
     def evaluation_jobs(self) -> list[EvalJob]:
         """The study's evaluations grouped per model (and seed): one process each in the workflow.
@@ -364,16 +226,16 @@ class Study:
         covers every study dataset), so the job's outputs are exactly the table cells that need it.
         Ablations outside study.ablations count too: their targets must be buildable on demand.
         """
-        return self._group(self.all_entries(defined=True), EVAL, "evaluate")
+        return self._group(self.all_entries(defined=True), layout.EVAL, "evaluate")
 
     def noise_jobs(self) -> list[tuple[float, EvalJob]]:
         """The narration-noise sweep's evaluations, one job per (relevance, model, seed)."""
         out = []
-        sweep = [(r, e) for r, e in self.noise_entries() if e.path.startswith(f"{NOISE}/")]  # not reused
+        sweep = [(r, e) for r, e in self.noise_entries() if e.path.startswith(f"{layout.NOISE}/")]  # not reused
         for rel in dict.fromkeys(r for r, _e in sweep):
             entries = [e for r, e in sweep if r == rel]
             tag = f"{rel:g}".replace(".", "p")
-            out += [(rel, job) for job in self._group(entries, f"{NOISE}/rel{rel:g}/eval", f"noise_rel{tag}")]
+            out += [(rel, job) for job in self._group(entries, layout.noise_eval(rel), f"noise_rel{tag}")]
         return out
 
     def _group(self, entries: list[Entry], root: str, prefix: str) -> list[EvalJob]:
@@ -388,7 +250,7 @@ class Study:
             settings = () if reference else tuple(sorted({f"{e.space}-{e.prompts}" for e in group}))
             job = EvalJob(model, seed, datasets, settings, (), root, prefix)
             metrics = tuple(
-                job.out_template.replace("{dataset}", d).replace("{space}-{prompts}", s) + "/metrics.json"
+                layout.metrics(layout.eval_dir(model, seed, d, s or None, root))
                 for d in datasets
                 for s in (settings or ("",))
             )

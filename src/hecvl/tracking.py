@@ -34,11 +34,9 @@ def project_root(start: str | Path | None = None) -> Path:
     return here
 
 
-def experiment_name(params: Mapping[str, Any]) -> str:
-    """The study's MLflow experiment: `study.name` in params.yaml (one experiment per study)."""
-    study = params.get("study")
-    name = study.get("name") if isinstance(study, Mapping) else study
-    return str(name or "hecvl")
+def experiment_name(params: Any) -> str:
+    """The study's MLflow experiment: `study.name` of the configuration (one experiment per study)."""
+    return params.study.name
 
 
 def tracking_uri() -> str:

@@ -6,9 +6,9 @@ rule ablation:
     input:
         lambda wc: paths(STUDY.ablation_entries(wc.ablation)),
     output:
-        table=f"{ABLATIONS}/{{ablation}}.csv",
+        table=layout.ablation_table("{ablation}"),
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         rows=lambda wc: rows(STUDY.ablation_entries(wc.ablation)),
     log:
         f"{LOGS}/ablations/{{ablation}}.log",

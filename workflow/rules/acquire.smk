@@ -4,10 +4,10 @@
 
 rule acquire:
     output:
-        inventory="data/acquired.json",
+        inventory=layout.ACQUIRED,
     params:
-        file=PARAMS_FILE,
-        data=P["data"],
+        file=RESOLVED,
+        data=P.data.to_dict(),
     log:
         f"{LOGS}/acquire.log",
     benchmark:

@@ -3,20 +3,33 @@
 
 import os
 import shlex
+import sys
 
-from hecvl.params import resolve_variant, with_preset
-from hecvl.study import ABLATIONS, expose_cli, EVAL, FRAMES, MODELS, NOISE, NOISE_DATA, PAIRS, PAPER, Study
+from hecvl import layout
+from hecvl.config import read_yaml, resolve, typed_command_line, write_resolved
+from hecvl.errors import HecvlError
+from hecvl.layout import FRAMES, LOGS, NOISE, PAIRS, PAPER
+from hecvl.released_runs import ReleasedRuns
+from hecvl.study import Study, expose_cli
 
-
-validate(config, "../schemas/params.schema.yaml")
 expose_cli()  # rules call the `hecvl` installed beside this Snakemake
 
-P = with_preset(config)  # the active preset (smoke for tests, default for the study) applied
-STUDY = Study(P)
+# The configuration, resolved once: params.yaml, its active preset, then --configfile / --config (which
+# beat the preset). Every job reads the file written here, so what this DAG says is what the jobs run.
 PARAMS_FILE = "params.yaml"
-CORPUS = P["data"]["corpus"]
+try:
+    _overrides = [read_yaml(f) for f in workflow.config_settings.configfiles]
+    _overrides.append(typed_command_line(workflow.config_settings.config))
+    P = resolve(read_yaml(PARAMS_FILE), PARAMS_FILE, _overrides, "--configfile/--config")
+    STUDY = Study(P)
+    RELEASED = ReleasedRuns(P)
+except HecvlError as exc:  # one line naming the file and the key, no traceback
+    sys.exit(f"hecvl: {exc}")
+RESOLVED = layout.RESOLVED
+write_resolved(P, RESOLVED, f"resolved by the DAG from {PARAMS_FILE}, preset {P.preset}, with the "
+               "command line's overrides; what every job reads")
+CORPUS = P.data.corpus
 MAIN = STUDY.main
-LOGS = "logs"
 ENV = "../envs/hecvl.yaml"
 
 
@@ -40,7 +53,7 @@ def rows(entries):
 
 def gpus(variant):
     """GPUs one pretraining job uses (train.gpus); more than one launches DDP through torchrun."""
-    return int(resolve_variant(P, variant).get("train", {}).get("gpus", 1) or 1)
+    return STUDY.resolved(variant).train.gpus
 
 
 def launcher(variant):
@@ -52,11 +65,11 @@ def paper_inputs():
     main = STUDY.main_entries()
     return {
         "main": paths(main),
-        "predictions": sorted({e.path.replace("metrics.json", "predictions.parquet") for e in main}),
-        "ablations": [STUDY.ablation_table(a) for a in STUDY.ablations],
+        "predictions": sorted({layout.predictions(e.path) for e in main}),
+        "ablations": [layout.ablation_table(a) for a in STUDY.ablations],
         "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/losses.csv" for e in main}),
         "pairs": f"{PAIRS}/stats.json",
-        "released": paths(STUDY.released_entries()),
+        "released": paths(RELEASED.entries()),
     }
 
 
@@ -87,20 +100,15 @@ def evaluate_weights(job, model_dir=STUDY.model_dir):
 
 
 def evaluate_predictions(job):
-    return [m.replace("metrics.json", "predictions.parquet") for m in job.metrics]
+    return [layout.predictions(m) for m in job.metrics]
 
 
 def noise_model_dir(rel):
-    return lambda variant, seed: f"{NOISE}/rel{rel:g}/models/{STUDY.canonical(variant)}/seed{seed}"
+    return lambda variant, seed: layout.model_dir(STUDY.canonical(variant), seed, layout.noise_models(rel))
 
 
-PAPER_TABLES = [
-    f"{PAPER}/{name}.{ext}" for name in ("main_table", "ablation_table") for ext in ("csv", "md", "tex")
-] + [f"{PAPER}/protocol.md"]
-PAPER_FIGURES = [
-    f"{PAPER}/{name}.png"
-    for name in ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "training_curves")
-]
+PAPER_TABLES = layout.PAPER_TABLES
+PAPER_FIGURES = layout.PAPER_FIGURES
 
 
 def paper_outputs():

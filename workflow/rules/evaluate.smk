@@ -18,10 +18,10 @@ for _job in STUDY.evaluation_jobs():
             metrics=list(_job.metrics),
             predictions=evaluate_predictions(_job),
         params:
-            file=PARAMS_FILE,
+            file=RESOLVED,
             # a function: the --out template's {dataset} is for hecvl, not a wildcard
             arguments=lambda wc, job=_job: evaluate_arguments(job),
-            eval=P["eval"],
+            eval=P.eval.to_dict(),
         log:
             f"{LOGS}/evaluate/{_job.model}/seed{_job.seed}.log",
         benchmark:

@@ -4,12 +4,12 @@
 
 rule frames:
     input:
-        ancient("data/acquired.json"),
+        ancient(layout.ACQUIRED),
     output:
         f"{FRAMES}/{{dataset}}.json",
     params:
-        file=PARAMS_FILE,
-        frames=P["frames"],
+        file=RESOLVED,
+        frames=P.frames.to_dict(),
     log:
         f"{LOGS}/frames/{{dataset}}.log",
     benchmark:

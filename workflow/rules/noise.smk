@@ -5,11 +5,15 @@
 # so the frame caches are shared with the main study.
 
 
+NOISE_WORLD = layout.noise_world("{rel}")
+NOISE_MODEL = layout.model_dir("{variant}", "{seed}", layout.noise_models("{rel}"))
+
+
 rule noise_world:
     output:
-        manifest=f"{NOISE_DATA}/rel{{rel}}/manifest.json",
+        manifest=f"{NOISE_WORLD}/manifest.json",
     params:
-        synthetic=P["data"]["synthetic"],
+        synthetic=P.data.synthetic.to_dict(),
         out=lambda wc, output: os.path.dirname(output.manifest),
     log:
         f"{LOGS}/noise/rel{{rel}}/world.log",
@@ -24,14 +28,14 @@ rule noise_world:
 
 rule noise_pair:
     input:
-        ancient(f"{NOISE_DATA}/rel{{rel}}/manifest.json"),
+        ancient(f"{NOISE_WORLD}/manifest.json"),
     output:
-        clip=f"{NOISE_DATA}/rel{{rel}}/pairs/clip.parquet",
-        phase=f"{NOISE_DATA}/rel{{rel}}/pairs/phase.parquet",
-        video=f"{NOISE_DATA}/rel{{rel}}/pairs/video.parquet",
-        stats=f"{NOISE_DATA}/rel{{rel}}/pairs/stats.json",
+        clip=f"{NOISE_WORLD}/pairs/clip.parquet",
+        phase=f"{NOISE_WORLD}/pairs/phase.parquet",
+        video=f"{NOISE_WORLD}/pairs/video.parquet",
+        stats=f"{NOISE_WORLD}/pairs/stats.json",
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         corpus=lambda wc, input: os.path.join(os.path.dirname(input[0]), "corpus"),
         out=lambda wc, output: os.path.dirname(output.clip),
     log:
@@ -44,11 +48,11 @@ rule noise_pair:
 
 rule noise_pretrain:
     input:
-        clip=ancient(f"{NOISE_DATA}/rel{{rel}}/pairs/clip.parquet"),
+        clip=ancient(f"{NOISE_WORLD}/pairs/clip.parquet"),
     output:
-        weights=f"{NOISE}/rel{{rel}}/models/{{variant}}/seed{{seed}}/model.safetensors",
+        weights=f"{NOISE_MODEL}/model.safetensors",
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         pairs=lambda wc, input: os.path.dirname(input.clip),
         corpus=lambda wc, input: os.path.join(os.path.dirname(os.path.dirname(input.clip)), "corpus"),
         out=lambda wc, output: os.path.dirname(output.weights),
@@ -77,9 +81,9 @@ for _rel, _job in STUDY.noise_jobs():
         output:
             metrics=list(_job.metrics),
         params:
-            file=PARAMS_FILE,
+            file=RESOLVED,
             arguments=lambda wc, job=_job, rel=_rel: evaluate_arguments(job, noise_model_dir(rel)),
-            eval=P["eval"],
+            eval=P.eval.to_dict(),
         log:
             f"{LOGS}/noise/rel{_rel:g}/evaluate/{_job.model}/seed{_job.seed}.log",
         resources:
@@ -97,7 +101,7 @@ rule narration_noise:
         table=f"{NOISE}/narration_noise.csv",
         figure=report(f"{PAPER}/narration_noise.png", caption="../report/narration_noise.rst", category="Figures"),
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         noise=STUDY.noise,
     log:
         f"{LOGS}/noise/narration_noise.log",

@@ -3,7 +3,7 @@
 
 rule pair:
     input:
-        ancient("data/acquired.json"),
+        ancient(layout.ACQUIRED),
     output:
         clip=f"{PAIRS}/clip.parquet",
         phase=f"{PAIRS}/phase.parquet",
@@ -11,10 +11,10 @@ rule pair:
         stats=f"{PAIRS}/stats.json",
         figure=report(f"{PAIRS}/stats.png", caption="../report/pairs.rst", category="Data"),
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         corpus=CORPUS,
         out=lambda wc, output: os.path.dirname(output.clip),
-        pairing=P["pairing"],
+        pairing=P.pairing.to_dict(),
     log:
         f"{LOGS}/pair.log",
     benchmark:

@@ -15,7 +15,7 @@ rule paper:
             f"{PAPER}/training_curves.png", caption="../report/training_curves.rst", category="Figures"
         ),
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         out=lambda wc, output: os.path.dirname(output.accuracy),
     log:
         f"{LOGS}/paper.log",

@@ -2,17 +2,20 @@
 # the job launches DDP through torchrun (same command, batch sizes stay global).
 
 
+MODEL = layout.model_dir("{variant}", "{seed}")
+
+
 rule pretrain:
     input:
         clip=ancient(f"{PAIRS}/clip.parquet"),
         phase=ancient(f"{PAIRS}/phase.parquet"),
         video=ancient(f"{PAIRS}/video.parquet"),
     output:
-        weights=f"{MODELS}/{{variant}}/seed{{seed}}/model.safetensors",
-        config=f"{MODELS}/{{variant}}/seed{{seed}}/config.json",
-        losses=f"{MODELS}/{{variant}}/seed{{seed}}/losses.csv",
+        weights=f"{MODEL}/model.safetensors",
+        config=f"{MODEL}/config.json",
+        losses=f"{MODEL}/losses.csv",
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         pairs=lambda wc, input: os.path.dirname(input.clip),
         # what decides the run (a change reruns it); study lists, eval and paper settings do not
         settings=lambda wc: STUDY.training_settings(wc.variant),

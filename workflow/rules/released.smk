@@ -1,39 +1,37 @@
 # Released weights: the authors' SurgVLP / HecVL / PeskaVLP checkpoints (params.yaml `released:`),
 # each evaluated on every study dataset through our zero-shot protocol with their own frame transform
 # and forward pass. Only the models whose files are configured and on disk are targets
-# (STUDY.released_entries); the others are named, with the reason, in protocol.md.
+# (ReleasedRuns.entries); the others are named, with the reason, in protocol.md.
 # `snakemake released` evaluates them alone (no corpus or pretraining needed with local data).
 
-import sys
+from hecvl.released_runs import RELEASED_SPACE
 
-from hecvl.study import RELEASED_EVAL, RELEASED_SPACE
+RELEASED_WEIGHTS = RELEASED.weights()
+RELEASED_PATTERN = layout.released_dir("{name}", "{dataset}", f"{RELEASED_SPACE}-{{prompts}}")
 
-RELEASED_WEIGHTS = STUDY.released_weights()
-RELEASED_PATTERN = f"{RELEASED_EVAL}/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}"
-
-for _note in STUDY.released_notes(configured_only=True):  # configured but unusable: say so now
+for _note in RELEASED.notes(configured_only=True):  # configured but unusable: say so now
     print(f"hecvl: {_note}", file=sys.stderr)
 
 # The synthetic world must be generated first; local datasets are read where they are (no corpus needed).
-RELEASED_DATA = [ancient("data/acquired.json")] if P["data"].get("source", "synthetic") == "synthetic" else []
+RELEASED_DATA = [ancient(layout.ACQUIRED)] if P.data.source == "synthetic" else []
 
 
 rule evaluate_released:
     input:
         data=RELEASED_DATA,
         weights=lambda wc: RELEASED_WEIGHTS[wc.name],
-        vocab=lambda wc: f"{STUDY.released_bert_dir}/vocab.txt",
+        vocab=lambda wc: f"{RELEASED.bert_dir}/vocab.txt",
     output:
         metrics=f"{RELEASED_PATTERN}/metrics.json",
         predictions=f"{RELEASED_PATTERN}/predictions.parquet",
     params:
-        file=PARAMS_FILE,
+        file=RESOLVED,
         main=MAIN,
         bert_dir=lambda wc, input: os.path.dirname(input.vocab),
         out=lambda wc, output: os.path.dirname(output.metrics),
         # what changes these results besides the inputs (not frames.transform: they use their own)
-        decoding={k: P["frames"].get(k) for k in ("fps", "backend")},
-        prompt_file=P["eval"].get("prompt_file"),
+        decoding={"fps": P.frames.fps, "backend": P.frames.backend},
+        prompt_file=P.eval.prompt_file,
     log:
         f"{LOGS}/evaluate/released/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}.log",
     benchmark:
@@ -51,5 +49,5 @@ rule evaluate_released:
 
 rule released:
     input:
-        paths(STUDY.released_entries()),
+        paths(RELEASED.entries()),
     default_target: False

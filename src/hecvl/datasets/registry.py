@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from hecvl.datasets.classes import CLASSES, check_format, multibypass_classes
+from hecvl.datasets.classes import CLASSES, multibypass_classes
 from hecvl.datasets.labels import (
     empty_label_table,
     find_label_files,
@@ -27,20 +27,19 @@ from hecvl.datasets.labels import (
     trim_to_video,
 )
 from hecvl.datasets.splits import (
-    CENTRE_PREFIX,
     check_splits,
     filter_centre,
     multibypass_official_splits,
     official_splits,
     read_splits_json,
 )
+from hecvl.config import TargetSettings, coerce_params
 from hecvl.errors import HecvlError
 
 log = logging.getLogger(__name__)
 
 # Labels may overrun the video by this many seconds before it is an error (see labels.trim_to_video).
 LABEL_OVERRUN_TOLERANCE_S = 1
-_REQUIRED = ("format", "root", "videos", "labels", "splits")
 
 
 @dataclass
@@ -58,45 +57,35 @@ class TargetDataset:
     videos: str
     labels_dir: Path
     splits_spec: str
-    centre: str | None = None
-    fold: int = 0
-    split_pickles: str = "labels/{centre}/labels_by70_splits"
-    tables: Path | None = None
+    centre: str | None
+    fold: int
+    split_pickles: str
+    tables: Path | None
     _split_cache: dict[str, list[str]] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_params(cls, name: str, params: dict[str, Any]) -> TargetDataset:
-        """Build the dataset `name` from resolved params (`params["data"]["targets"][name]`)."""
-        targets = (params.get("data") or {}).get("targets") or {}
+    def from_params(cls, name: str, params: Any) -> TargetDataset:
+        """The dataset `name` of the configuration's `data.targets` (a `Params`, or a mapping validated)."""
+        targets = coerce_params(params).data.targets
         if name not in targets:
             known = ", ".join(sorted(targets)) or "none"
             raise HecvlError(f"unknown target dataset {name!r} in data.targets (known: {known})")
-        cfg = targets[name] or {}
-        missing = [k for k in _REQUIRED if k not in cfg]
-        if missing:
-            raise HecvlError(f"data.targets.{name}: missing setting(s) {', '.join(missing)}")
-        fmt = check_format(str(cfg["format"]))
-        if "{video}" not in str(cfg["videos"]):
-            raise HecvlError(f"data.targets.{name}.videos must contain '{{video}}', got {cfg['videos']!r}")
-        centre = cfg.get("centre")
-        if centre is not None and (fmt != "multibypass140" or centre not in CENTRE_PREFIX):
-            raise HecvlError(
-                f"data.targets.{name}.centre: {centre!r} is not a MultiBypass140 centre "
-                f"({', '.join(CENTRE_PREFIX)})"
-            )
-        root = Path(cfg["root"])
-        tables = root / str(cfg.get("tables", "tables")) if fmt == "multibypass140" else None
+        return cls.from_settings(name, targets[name])
+
+    @classmethod
+    def from_settings(cls, name: str, cfg: TargetSettings) -> TargetDataset:
+        root = Path(cfg.root)
         return cls(
             name=name,
-            fmt=fmt,
+            fmt=cfg.format,
             root=root,
-            videos=str(cfg["videos"]),
-            labels_dir=root / str(cfg["labels"]),
-            splits_spec=str(cfg["splits"]),
-            centre=centre,
-            fold=int(cfg.get("fold", 0)),
-            split_pickles=str(cfg.get("split_pickles", cls.split_pickles)),
-            tables=tables,
+            videos=cfg.videos,
+            labels_dir=root / cfg.labels,
+            splits_spec=cfg.splits,
+            centre=cfg.centre,
+            fold=cfg.fold,
+            split_pickles=cfg.split_pickles,
+            tables=root / cfg.tables if cfg.format == "multibypass140" else None,
         )
 
     @cached_property

@@ -24,12 +24,11 @@ import torch
 
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, write_json
-from hecvl.models.config import LEVELS
+from hecvl.config import LEVELS, SPACES
 from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)
 
-SPACES: tuple[str, ...] = (*LEVELS, "ensemble")
 
 
 def levels_for(space: str) -> list[str]:

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hecvl.config import SPACES, STYLES, EvalSettings, Params, coerce_params, load_params
 from hecvl.errors import HecvlError
 from hecvl.evaluation.confusion_plot import plot_confusion
 from hecvl.evaluation.embed import (
-    SPACES,
     EmbeddingCache,
     levels_for,
     model_key,
@@ -49,12 +49,10 @@ from hecvl.evaluation.embed import (
 )
 from hecvl.evaluation.metrics import align, argmax_predictions, score_predictions
 from hecvl.evaluation.probe import features, fit_probe, probe_scores
-from hecvl.evaluation.prompts import STYLES, prompts_for, truncated_prompts
-from hecvl.evaluation.settings import EvalSettings
+from hecvl.evaluation.prompts import prompts_for, truncated_prompts
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.io import write_json, write_parquet
-from hecvl.params import load_params, resolve_variant
-from hecvl.study import RELEASED_SPACE
+from hecvl.released_runs import RELEASED_SPACE
 
 if TYPE_CHECKING:
     from hecvl.evaluation.released_eval import ReleasedSource
@@ -135,7 +133,7 @@ class Evaluation:
 
 def run(args: argparse.Namespace) -> int:
     check_format_arguments(args)
-    params = resolve_variant(load_params(args.params), args.variant)
+    params = load_params(args.params).variant(args.variant)
     plan = evaluation_plan(params, args)
     released = None
     if args.format == "surgvlp":
@@ -174,7 +172,7 @@ def parse_setting(text: str) -> tuple[str, str]:
     return space, prompts
 
 
-def evaluation_plan(params: dict[str, Any], args: argparse.Namespace) -> list[Evaluation]:
+def evaluation_plan(params: Params, args: argparse.Namespace) -> list[Evaluation]:
     """Every (dataset, setting) the command asks for, with its own output folder.
 
     Several evaluations need a --out template that tells them apart; a plain folder would make them
@@ -200,7 +198,8 @@ def evaluation_plan(params: dict[str, Any], args: argparse.Namespace) -> list[Ev
     plan = []
     for dataset in datasets:
         for space, prompts in pairs:
-            settings = EvalSettings.from_params(params, space=space, prompts=prompts, device=args.device)
+            changes = {"space": space, "prompts": prompts, "device": args.device}
+            settings = params.eval.replace(**{k: v for k, v in changes.items() if v is not None})
             space_name = RELEASED_SPACE if args.format == "surgvlp" else settings.space
             out = template
             for key, value in (("dataset", dataset), ("space", space_name), ("prompts", settings.prompts)):
@@ -235,21 +234,19 @@ def check_format_arguments(args: argparse.Namespace) -> None:
         )
 
 
-def frame_source(params: dict[str, Any]):  # -> tuple[FrameCache, FrameTransform]
+def frame_source(params: Params):  # -> tuple[FrameCache, FrameTransform]
     """The frame cache and the evaluation transform of the `frames:` section (what `hecvl frames` filled).
 
     The rate must be 1 fps: the labels are 1 fps and row i of a cached array is second i.
     """
-    from hecvl.video.cache import frame_settings
-
-    cache, transform, fps = frame_settings(params.get("frames"))
+    cache, transform, fps = params.frames.build()
     if fps != 1.0:
         raise HecvlError(f"evaluation runs at 1 fps (protocol.md §5), but frames.fps is {fps:g}")
     return cache, transform
 
 
 def load_model(
-    params: dict[str, Any], weights: Path | None, seed: int, device: torch.device
+    params: Params, weights: Path | None, seed: int, device: torch.device
 ) -> tuple[Any, str, str]:
     """(model in eval mode, cache key, description) of saved weights or of a seeded fresh model.
 
@@ -261,12 +258,12 @@ def load_model(
     if weights is not None:
         model, _cfg = load_pretrained(weights, device=device)
         return model.eval(), model_key(model), str(weights)
-    model = build_model(params["model"], seed=seed).to(device).eval()
+    model = build_model(params.model, seed=seed).to(device).eval()
     return model, model_key(model), f"untrained (seed {seed})"
 
 
 def evaluate(
-    params: dict[str, Any],
+    params: Params | Mapping[str, Any],
     dataset: str,
     split: str,
     out: Path,
@@ -283,7 +280,7 @@ def evaluate(
 
 
 def evaluate_many(
-    params: dict[str, Any],
+    params: Params | Mapping[str, Any],
     plan: Sequence[Evaluation],
     split: str = "test",
     weights: Path | None = None,
@@ -306,7 +303,8 @@ def evaluate_many(
 
     if not plan:
         return []
-    seed = int(params.get("seed", 0) if seed is None else seed)
+    params = coerce_params(params)
+    seed = params.seed if seed is None else seed
     frame_cache, transform = frame_source(params)
     first = plan[0].settings
     device = pick_device(first.device)
@@ -398,7 +396,7 @@ def _scorer(
     """
     if linear_probe:
         run_info["method"] = "linear_probe"
-        run_info["probe"] = asdict(settings.probe)
+        run_info["probe"] = settings.probe.to_dict()
         run_info["train_videos"] = ds.split("train")
         return _probe_scorer(ds, embed, levels, len(ds.classes), settings, seed), None
     run_info["method"] = "untrained" if untrained else "zeroshot"
@@ -505,7 +503,7 @@ def _truncated(model: Any, texts: list[str]) -> list[tuple[str, int]]:
     return truncated_prompts(texts, tokenizer, int(model.config.text.max_length))
 
 
-def _track(params: dict[str, Any], out: Path, metrics: dict[str, Any]) -> None:
+def _track(params: Params, out: Path, metrics: dict[str, Any]) -> None:
     """One MLflow run with the run's settings, headline and per-phase metrics, and all outputs."""
     from hecvl.tracking import experiment_name, mlflow_run
 

@@ -18,16 +18,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from hecvl.config.evaluation import ProbeSettings
 from hecvl.errors import HecvlError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    C: float = 1.0  # inverse L2 strength
-    max_iter: int = 1000
-    max_train_frames: int | None = 50000  # deterministic subsample above this; None = all frames
 
 
 def features(emb: Mapping[str, np.ndarray], levels: Sequence[str]) -> np.ndarray:

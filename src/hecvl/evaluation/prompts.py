@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
+from hecvl.config import STYLES
 from hecvl.errors import HecvlError
 
 log = logging.getLogger(__name__)
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
-STYLES = ("decomposed", "class_name", "ensemble")
 # dataset name or label format -> prompt file stem
 FILES = {
     "cholec80": "cholec80",

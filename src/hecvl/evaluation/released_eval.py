@@ -27,7 +27,8 @@ import torch
 from hecvl.errors import HecvlError
 from hecvl.evaluation.prompts import truncated_prompts
 from hecvl.models.released import CROP, MAX_TOKENS, RESIZE_HW, ReleasedModel, normalise_crops
-from hecvl.study import RELEASED_MODELS, RELEASED_SPACE
+from hecvl.config import RELEASED_MODELS, Params
+from hecvl.released_runs import RELEASED_SPACE
 from hecvl.video.transform import FrameTransform
 
 TRANSFORM = FrameTransform(size=RESIZE_HW, crop=CROP, resample="pil")
@@ -96,7 +97,7 @@ class ReleasedSource:
 
 
 def released_source(
-    params: dict[str, Any], weights: Path | None, bert_dir: Path | None, name: str | None
+    params: Params, weights: Path | None, bert_dir: Path | None, name: str | None
 ) -> ReleasedSource:
     """The released model a `--format surgvlp` command names; --bert-dir defaults to released.bert_dir."""
     if weights is None:
@@ -104,7 +105,7 @@ def released_source(
     if weights.is_dir():
         raise HecvlError("--format surgvlp takes the .pth file itself, not a folder", weights)
     if bert_dir is None:
-        configured = (params.get("released") or {}).get("bert_dir")
+        configured = params.released.bert_dir
         if not configured:
             raise HecvlError(
                 "--format surgvlp needs --bert-dir (or released.bert_dir in params.yaml): a local "

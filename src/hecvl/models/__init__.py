@@ -5,7 +5,7 @@
     losses = model("clip", frames, narrations)      # {"clip/video_text": ..., "clip/total": ...}
 """
 
-from hecvl.models.config import LEVELS, ModelConfig
+from hecvl.config.model import LEVELS, ModelConfig
 from hecvl.models.export import load_pretrained, save_pretrained
 from hecvl.models.model import HecVLModel, build_model
 

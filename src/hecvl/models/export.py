@@ -17,7 +17,7 @@ import torch
 from hecvl import __version__
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, sha256_file, write_json
-from hecvl.models.config import ModelConfig
+from hecvl.config.model import ModelConfig
 from hecvl.models.model import HecVLModel, build_model
 from hecvl.models.state_dicts import check_state_dict, read_state_dict
 

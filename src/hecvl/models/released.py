@@ -3,7 +3,7 @@
 Why a separate model: the authors' weights only reproduce their numbers with their exact pipeline
 (PIL resize to 360x640, centre crop 224, ResNet-50 + 2048->768 linear; Bio_ClinicalBERT, 77 lower-cased
 tokens, sum of the last 4 layers' word-merged mean), which differs from our own encoders in every step.
-Every fact here is from ../shared/docs/checkpoints.md §1-5. No network: the vocabulary comes from a local
+Every fact here is from docs/checkpoints.md §1-5. No network: the vocabulary comes from a local
 Bio_ClinicalBERT folder and the weights from a local .pth file.
 
     model = load_released("HecVL.pth", "models/Bio_ClinicalBERT")
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from transformers import BertConfig, BertModel, BertTokenizer, ResNetModel
 
 from hecvl.errors import HecvlError
-from hecvl.models.config import IMAGENET_MEAN, IMAGENET_STD, VisualConfig
+from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD, VisualConfig
 from hecvl.models.released_checkpoint import (
     BERT_FFN,
     BERT_LAYERS,

@@ -3,7 +3,7 @@
 Why a strict check: the original code loads these files with `load_state_dict(strict=True)`, so a file
 whose keys or shapes differ from the layout below is not one of the released models (or is damaged), and
 evaluating it would give a number that looks real and is not. Layout and tolerances from
-../shared/docs/checkpoints.md §1-2: a flat state dict of 520 tensors (torchvision ResNet-50 with
+docs/checkpoints.md §1-2: a flat state dict of 520 tensors (torchvision ResNet-50 with
 `num_batches_tracked`, the 2048->768 `global_embedder`, a Bio_ClinicalBERT `BertModel` with pooler and the
 `embeddings.position_ids` buffer that transformers < 4.31 saved).
 """

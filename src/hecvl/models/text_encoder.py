@@ -32,7 +32,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path
-from hecvl.models.config import ModelConfig, TextConfig
+from hecvl.config.model import ModelConfig, TextConfig
 from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)

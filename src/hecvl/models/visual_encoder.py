@@ -18,7 +18,7 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
 from hecvl.errors import HecvlError
-from hecvl.models.config import VisualConfig
+from hecvl.config.model import VisualConfig
 from hecvl.models.resnet_keys import find_resnet_prefix, torchvision_to_hf
 from hecvl.models.state_dicts import check_state_dict, read_state_dict
 

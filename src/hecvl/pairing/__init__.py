@@ -7,6 +7,6 @@ level (`manifest.py`), built by `clips.py`, `phases.py` and `videos.py` under th
 `positives.py` finds a clip's nearby narrations for the optional MIL-NCE training (`train.mil_nce`).
 """
 
-from hecvl.pairing.rules import PairingRules
+from hecvl.config.pairing import PairingRules
 
 __all__ = ["PairingRules"]

@@ -7,16 +7,14 @@ DIR/stats.png. Re-running on the same corpus and rules gives byte-identical mani
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
+from hecvl.config import Params, PairingRules, load_params
 from hecvl.errors import HecvlError
 from hecvl.pairing.build import build_pairs
 from hecvl.pairing.derive import get_summariser
 from hecvl.pairing.manifest import LEVELS, write_manifest
-from hecvl.pairing.rules import PairingRules
 from hecvl.pairing.stats import build_stats, check_accounting, write_stats
-from hecvl.params import load_params, resolve_variant
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = resolve_variant(load_params(args.params), args.variant)
-    rules = PairingRules.from_params(params)
+    params = load_params(args.params).variant(args.variant)
+    rules = params.pairing
     if args.derive:
-        rules = dataclasses.replace(rules, derive=dataclasses.replace(rules.derive, enabled=True))
+        rules = rules.model_copy(update={"derive": rules.derive.model_copy(update={"enabled": True})})
     summarise = get_summariser(rules.derive, params) if rules.derive.enabled else None
     pairset = build_pairs(args.corpus, rules, summarise, progress=not args.no_progress)
     stats = build_stats(pairset.tally, pairset.tables, rules.to_dict(), str(args.corpus))
@@ -58,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _track(params: dict, rules: PairingRules, stats: dict, out: Path) -> None:
+def _track(params: Params, rules: PairingRules, stats: dict, out: Path) -> None:
     """One MLflow child run with the rules, the counts and the stats files."""
     from hecvl.tracking import experiment_name, mlflow_run
 

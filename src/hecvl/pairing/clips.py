@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from hecvl.pairing.rules import PairingRules
+from hecvl.config.pairing import PairingRules
 from hecvl.pairing.sampling import clamp_times, clip_span, clip_times
 from hecvl.pairing.spans import clean_segments
 from hecvl.pairing.stats import Tally

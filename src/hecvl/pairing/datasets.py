@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from hecvl.errors import HecvlError
 from hecvl.pairing.manifest import read_manifest
 from hecvl.pairing.positives import NarrationNeighbours, PositiveRule
-from hecvl.pairing.rules import PairingRules
+from hecvl.config import coerce_params
+from hecvl.config.pairing import PairingRules
 from hecvl.pairing.sampling import clamp_times, clip_span, clip_times, segment_times
 from hecvl.video import FrameTransform, open_video
 from hecvl.video.transform import centre_crop_origin
@@ -124,11 +125,12 @@ class PairDataset(Dataset):
         pairs_dir: str | Path,
         level: str,
         corpus_root: str | Path,
-        params: Mapping[str, Any],
+        params: Any,
         **kwargs: Any,
     ) -> PairDataset:
         """A dataset with the `pairing:` rules and `pairing.loader` defaults; `kwargs` override them."""
-        rules = PairingRules.from_params(params)
+        params = coerce_params(params)
+        rules = params.pairing
         defaults = {
             "rules": rules,
             "size": rules.loader.size,
@@ -136,7 +138,7 @@ class PairDataset(Dataset):
             "dtype": rules.loader.dtype,
             "backend": rules.loader.backend,
             "max_open_videos": rules.loader.max_open_videos,
-            "seed": int(params.get("seed", 0)),
+            "seed": params.seed,
         }
         return cls(pairs_dir, level, corpus_root, **{**defaults, **kwargs})
 

@@ -22,10 +22,11 @@ import numpy as np
 
 from hecvl.errors import HecvlError
 from hecvl.pairing.phases import Summarise
-from hecvl.pairing.rules import DeriveRules
+from hecvl.config import Params, TextConfig
+from hecvl.config.pairing import DeriveRules
 from hecvl.pairing.text import split_sentences
 
-SummariserFactory = Callable[[DeriveRules, Mapping[str, Any]], Summarise]
+SummariserFactory = Callable[[DeriveRules, Params | None], Summarise]
 SUMMARISERS: dict[str, SummariserFactory] = {}
 
 
@@ -39,7 +40,7 @@ def register_summariser(name: str) -> Callable[[SummariserFactory], SummariserFa
     return deco
 
 
-def get_summariser(rules: DeriveRules, params: Mapping[str, Any] | None = None) -> Summarise:
+def get_summariser(rules: DeriveRules, params: Params | None = None) -> Summarise:
     """The configured summariser, built once: a registered name or "package.module:function"."""
     name = rules.summariser
     if ":" in name:
@@ -55,7 +56,7 @@ def get_summariser(rules: DeriveRules, params: Mapping[str, Any] | None = None) 
         raise HecvlError(
             f"unknown pairing.derive.summariser {name!r} (registered: {known}; or module:function)"
         )
-    return factory(rules, params or {})
+    return factory(rules, params)
 
 
 def central_indices(embeddings: np.ndarray, n: int) -> list[int]:
@@ -82,11 +83,9 @@ def candidate_sentences(texts: list[str]) -> list[str]:
 
 
 @register_summariser("centroid")
-def centroid_summariser(rules: DeriveRules, params: Mapping[str, Any]) -> Summarise:
+def centroid_summariser(rules: DeriveRules, params: Params | None) -> Summarise:
     """Extractive summary with the project's text encoder (loaded lazily, once)."""
-    text_cfg = rules.text_encoder
-    if text_cfg is None:
-        text_cfg = (params.get("model") or {}).get("text") or {}
+    text_cfg = rules.text_encoder or (params.model.text if params is not None else TextConfig())
     encoder: list[Any] = []
 
     def summarise(texts: list[str], n_sentences: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hecvl.pairing.rules import PairingRules
+from hecvl.config.pairing import PairingRules
 from hecvl.pairing.sampling import clamp_times, segment_times
 from hecvl.pairing.spans import clean_segments
 from hecvl.pairing.stats import Tally

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from hecvl.pairing.rules import TranscriptRules
+from hecvl.config.pairing import TranscriptRules
 from hecvl.pairing.stats import Tally
 
 _EPS = 1e-6

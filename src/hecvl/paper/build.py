@@ -42,7 +42,10 @@ from hecvl.paper.tables import (
     write_ablation_table,
     write_main_table,
 )
-from hecvl.study import PAIRS, REFERENCES, Study
+from hecvl.config import REFERENCES, Params
+from hecvl.layout import PAIRS
+from hecvl.released_runs import ReleasedRuns
+from hecvl.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +111,19 @@ def _notes(study: Study, published: PublishedTable, data_long: str) -> list[str]
     return notes
 
 
-def build(params: dict[str, Any], out: Path, root: Path = Path(".")) -> list[Path]:
+def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
     """Write every output of the paper into `out`; returns the paths written."""
     study = Study(params)
+    params = study.params
     published = load_published()
     data_long, data_short = data_description(params)
     out = Path(out)
 
     main_results = load_results(study.main_entries(), root)
     ref_results = _reference_results(study, root)
-    released_results = load_results(study.released_entries(root), root)
-    released_notes = study.released_notes(root)
+    released_runs = ReleasedRuns(params)
+    released_results = load_results(released_runs.entries(root), root)
+    released_notes = released_runs.notes(root)
     for note in released_notes:
         log.info("%s", note)
     released = None

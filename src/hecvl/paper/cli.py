@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hecvl.params import load_params
+from hecvl.config import load_params
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

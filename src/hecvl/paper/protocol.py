@@ -17,25 +17,24 @@ from typing import Any
 from hecvl.errors import HecvlError
 from hecvl.paper.collect import Result
 from hecvl.paper.published import PublishedTable, dataset_title
+from hecvl.config import Params
 from hecvl.study import Study
 
 
-def params_digest(params: Mapping[str, Any]) -> str:
+def params_digest(params: Params) -> str:
     """A short hash of the resolved settings: two tables with the same digest share every setting."""
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    blob = json.dumps(params.to_dict(), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def data_description(params: Mapping[str, Any]) -> tuple[str, str]:
+def data_description(params: Params) -> tuple[str, str]:
     """(long, short) description of the data our rows are on, e.g. ("synthetic world: ...", "synthetic")."""
-    data = params.get("data") or {}
-    if data.get("source", "synthetic") == "synthetic":
-        syn = data.get("synthetic") or {}
-        detail = ", ".join(
-            f"{k} {syn[k]}" for k in ("preset", "seed", "scale", "narration_relevance") if k in syn
-        )
+    data = params.data
+    if data.source == "synthetic":
+        detail = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in data.synthetic.to_dict().items())
         return f"synthetic world (hecvl synth: {detail})", "synthetic"
-    return f"local copies of the datasets ({data.get('root', '?')})", "local data"
+    return f"local copies of the datasets ({data.root})", "local data"
 
 
 def test_sets(results: Sequence[Result]) -> dict[str, dict[str, Any]]:
@@ -112,12 +111,11 @@ def _variant_lines(study: Study, variants: Sequence[str]) -> list[str]:
     lines = []
     for v in variants:
         cfg = study.resolved(v)
-        train, ev = cfg.get("train") or {}, cfg.get("eval") or {}
-        heads = (cfg.get("model") or {}).get("heads") or {}
+        train, ev = cfg.train, cfg.eval
         lines.append(
-            f"- `{v}`: schedule {train.get('schedule')}, levels {'+'.join(train.get('levels') or [])}, "
-            f"{train.get('steps')} steps, batch {train.get('batch_size')}, lr {train.get('lr')}, "
-            f"heads {heads.get('mode')}; test-time space {ev.get('space')}, prompts {ev.get('prompts')}"
+            f"- `{v}`: schedule {train.schedule}, levels {'+'.join(train.levels)}, "
+            f"{train.steps} steps, batch {train.batch_size.to_dict()}, lr {train.lr}, "
+            f"heads {cfg.model.heads.mode}; test-time space {ev.space}, prompts {ev.prompts}"
         )
     return lines
 
@@ -135,11 +133,10 @@ def protocol_markdown(
     """
     p = study.params
     long_data, _short = data_description(p)
-    frames = p.get("frames") or {}
-    transform = frames.get("transform") or {}
-    model = p.get("model") or {}
-    visual, text = model.get("visual") or {}, model.get("text") or {}
-    targets = (p.get("data") or {}).get("targets") or {}
+    frames = p.frames.to_dict()
+    transform = frames["transform"]
+    visual, text = p.model.visual.to_dict(), p.model.text.to_dict()
+    targets = {name: t.to_dict() for name, t in p.data.targets.items()}
     sets = test_sets(results)
     out = [
         "# Protocol of these tables and figures",
@@ -148,7 +145,7 @@ def protocol_markdown(
         "docs/protocol.md §8), so this note travels with every table. It is generated from params.yaml and",
         "from what each evaluation recorded.",
         "",
-        f"- study: `{study.name}`, preset `{p.get('preset', 'none')}`, settings digest `{params_digest(p)}`",
+        f"- study: `{study.name}`, preset `{p.preset or 'none'}`, settings digest `{params_digest(p)}`",
         f"- data of our rows: {long_data}",
         f"- published rows: {published.label}: {published.data}; {published.source}",
         f"- seeds: main comparison {study.seeds}; ablations {study.ablation_seeds}",

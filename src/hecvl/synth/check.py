@@ -25,6 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
+from hecvl.config import TargetSettings
 from hecvl.datasets.corpus import load_lecture
 from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
@@ -73,7 +74,7 @@ def _dataset(world: Path, name: str, manifest: dict[str, Any]) -> TargetDataset:
     }
     if spec["format"] == "multibypass140":
         cfg["centre"] = centre
-    return TargetDataset.from_params(name, {"data": {"targets": {name: cfg}}})
+    return TargetDataset.from_settings(name, TargetSettings.model_validate(cfg))
 
 
 def _split_xy(ds: TargetDataset, split: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hecvl.errors import HecvlError
 from hecvl.io import write_json
-from hecvl.params import get, load_params
+from hecvl.config import SyntheticSettings, load_params
 from hecvl.synth.vocab import presets
 
 
@@ -52,22 +52,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from hecvl.synth.api import generate_world
 
-    cfg: dict = {}
+    cfg = SyntheticSettings()
     out = args.out
     if args.params is not None:
         params = load_params(args.params)
-        cfg = get(params, "data.synthetic", {}) or {}
-        out = out or Path(get(params, "data.root"))
+        cfg = params.data.synthetic
+        out = out or Path(params.data.root)
     if out is None:
         raise HecvlError("--out DIR (or --params with data.root) is required")
     generate_world(
         out,
-        preset=args.preset or cfg.get("preset", "default"),
-        seed=args.seed if args.seed is not None else int(cfg.get("seed", 0)),
-        scale=args.scale if args.scale is not None else float(cfg.get("scale", 1)),
-        narration_relevance=args.relevance
-        if args.relevance is not None
-        else float(cfg.get("narration_relevance", 0.5)),
+        preset=args.preset or cfg.preset,
+        seed=args.seed if args.seed is not None else cfg.seed,
+        scale=args.scale if args.scale is not None else cfg.scale,
+        narration_relevance=args.relevance if args.relevance is not None else cfg.narration_relevance,
         workers=args.workers,
         progress=progress,
     )

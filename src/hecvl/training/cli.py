@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hecvl.params import load_params, resolve_variant
+from hecvl.config import load_params
 from hecvl.training.trainer import pretrain
 
 
@@ -31,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = resolve_variant(load_params(args.params), args.variant)
+    params = load_params(args.params).variant(args.variant)
     if args.seed is not None:
-        params["seed"] = args.seed
+        params = params.updated({"seed": args.seed})
     result = pretrain(
         params,
         args.pairs,

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
 from hecvl.pairing.positives import PositiveRule
-from hecvl.pairing.rules import PairingRules
+from hecvl.config.pairing import PairingRules
 from hecvl.training.distributed import DistEnv, barrier, per_rank_batch, shard
 from hecvl.training.schedules import LEVELS
 from hecvl.video import FrameCache, VideoInfo, frame_indices, probe, sample_times
@@ -175,8 +175,7 @@ def build_level_data(
     missing ones first, the others then find them). `positives` (MIL-NCE): clip samples also carry
     their bag of positive narrations (`texts`).
     """
-    rules = PairingRules.from_params(params)
-    size, crop = frame_geometry(rules, image_size)
+    size, crop = frame_geometry(params.pairing, image_size)
     out: dict[str, LevelData] = {}
     for level in levels:
         ds = CachedPairDataset.from_params(

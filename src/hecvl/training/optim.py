@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hecvl.config import TrainSettings
 from hecvl.errors import HecvlError
 
 
@@ -46,23 +47,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(
-    model: nn.Module, train_cfg: Mapping[str, Any], total_steps: int
+    model: nn.Module, train: TrainSettings, total_steps: int
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the trainable parameters and its warm-up + cosine scheduler (stepped once per step)."""
-    lr = float(train_cfg.get("lr", 5e-5))
-    wd = float(train_cfg.get("weight_decay", 0.01))
-    betas = tuple(float(b) for b in train_cfg.get("betas", (0.9, 0.999)))
-    eps = float(train_cfg.get("eps", 1e-8))
-    warmup = int(train_cfg.get("warmup_steps", 0))
-    min_ratio = float(train_cfg.get("min_lr_ratio", 0.0))
-    if lr <= 0 or wd < 0 or warmup < 0 or not 0 <= min_ratio <= 1 or len(betas) != 2:
-        raise HecvlError(
-            f"invalid optimiser settings: lr={lr}, weight_decay={wd}, warmup_steps={warmup}, "
-            f"min_lr_ratio={min_ratio}, betas={betas}"
-        )
-    opt = torch.optim.AdamW(param_groups(model, wd), lr=lr, betas=betas, eps=eps)
+    opt = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=train.betas,
+                            eps=train.eps)
 
     def factor(step: int) -> float:
-        return lr_factor(step, total_steps, warmup, min_ratio)
+        return lr_factor(step, total_steps, train.warmup_steps, train.min_lr_ratio)
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)

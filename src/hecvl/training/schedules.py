@@ -26,8 +26,9 @@ from typing import Any
 
 from hecvl.errors import HecvlError
 
-LEVELS: tuple[str, ...] = ("clip", "phase", "video")
-SCHEDULES: tuple[str, ...] = ("fine_to_coarse", "joint", "clip_only", "epoch_alternation")
+from hecvl.config import LEVELS, SCHEDULES, TrainSettings
+
+__all__ = ["LEVELS", "SCHEDULES", "Schedule", "build_schedule"]
 
 
 @dataclass(frozen=True)
@@ -60,75 +61,44 @@ class Schedule:
         return self.batches_before(len(self.plan))
 
 
-def _positive_int(value: Any, name: str, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
-        bound = ">= 0" if allow_zero else ">= 1"
-        raise HecvlError(f"train.{name} must be an integer {bound}, got {value!r}")
-    return value
-
-
 def build_schedule(
-    train_cfg: Mapping[str, Any],
+    train: TrainSettings,
     steps: int,
     batches_per_epoch: Mapping[str, int] | None = None,
 ) -> Schedule:
-    """The schedule named by `train_cfg["schedule"]`, expanded over `steps` optimizer steps.
+    """The schedule `train.schedule`, expanded over `steps` optimizer steps (the settings are validated:
+    every level of `train.levels` is known and the schedule trains at least one of them).
 
     `batches_per_epoch[level]` is needed by `epoch_alternation` only (one pass over each level).
     """
-    name = train_cfg.get("schedule", "fine_to_coarse")
-    steps = _positive_int(steps, "steps")
-    enabled = _levels(train_cfg)
-    weights = {lvl: float((train_cfg.get("level_weights") or {}).get(lvl, 1.0)) for lvl in LEVELS}
-    if name == "fine_to_coarse":
-        alt = train_cfg.get("alternation") or {}
-        block: list[tuple[str, ...]] = []
-        for lvl in LEVELS:
-            count = _positive_int(alt.get(lvl, 1), f"alternation.{lvl}", allow_zero=True)
-            block += [(lvl,)] * (count if lvl in enabled else 0)
-        if not block:
-            raise HecvlError("train.alternation gives no batches to any of train.levels")
+    if steps < 1:
+        raise HecvlError(f"a schedule needs at least 1 step, got {steps}")
+    enabled = train.levels
+    weights = {lvl: float(w) for lvl, w in train.level_weights.items()}
+    if train.schedule == "fine_to_coarse":
+        block = [(lvl,) for lvl in LEVELS if lvl in enabled for _ in range(train.alternation[lvl])]
         plan = [block[s % len(block)] for s in range(steps)]
-    elif name == "joint":
-        active = tuple(lvl for lvl in LEVELS if weights[lvl] > 0 and lvl in enabled)
-        if not active:
-            raise HecvlError("train.level_weights must give at least one of train.levels a positive weight")
-        plan = [active] * steps
-    elif name == "clip_only":
-        if "clip" not in enabled:
-            raise HecvlError("the clip_only schedule needs clip in train.levels")
+    elif train.schedule == "joint":
+        plan = [tuple(lvl for lvl in LEVELS if weights[lvl] > 0 and lvl in enabled)] * steps
+    elif train.schedule == "clip_only":
         plan = [("clip",)] * steps
-    elif name == "epoch_alternation":
-        plan = _epoch_alternation(train_cfg, steps, batches_per_epoch, enabled)
     else:
-        raise HecvlError(f"unknown train.schedule {name!r} (known: {', '.join(SCHEDULES)})")
-    return Schedule(name=name, plan=tuple(plan), weights=weights)
-
-
-def _levels(train_cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    """`train.levels`, validated, in fine-to-coarse order."""
-    levels = train_cfg.get("levels") or list(LEVELS)
-    if isinstance(levels, str) or not all(lvl in LEVELS for lvl in levels):
-        raise HecvlError(f"train.levels must be a list drawn from {', '.join(LEVELS)}, got {levels!r}")
-    return tuple(lvl for lvl in LEVELS if lvl in levels)
+        plan = _epoch_alternation(train, steps, batches_per_epoch, enabled)
+    return Schedule(name=train.schedule, plan=tuple(plan), weights=weights)
 
 
 def _epoch_alternation(
-    train_cfg: Mapping[str, Any],
+    train: TrainSettings,
     steps: int,
     batches_per_epoch: Mapping[str, int] | None,
     enabled: tuple[str, ...],
 ) -> list[tuple[str, ...]]:
     if not batches_per_epoch:
         raise HecvlError("the epoch_alternation schedule needs the number of batches per epoch of each level")
-    cfg = train_cfg.get("epoch_alternation") or {}
-    every = {
-        "clip": 1,
-        "phase": _positive_int(cfg.get("phase_every", 3), "epoch_alternation.phase_every"),
-        "video": _positive_int(cfg.get("video_every", 5), "epoch_alternation.video_every"),
-    }
+    every = {"clip": 1, "phase": train.epoch_alternation.phase_every, "video": train.epoch_alternation.video_every}
     for lvl in enabled:
-        _positive_int(batches_per_epoch.get(lvl, 0), f"batches per epoch of {lvl}")
+        if batches_per_epoch.get(lvl, 0) < 1:
+            raise HecvlError(f"the {lvl} level has no batches per epoch")
     plan: list[tuple[str, ...]] = []
     epoch = 0
     while len(plan) < steps:

@@ -25,8 +25,6 @@ What a run guarantees:
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import random
@@ -46,13 +44,12 @@ from tqdm import tqdm
 from hecvl.errors import HecvlError
 from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
-from hecvl.pairing.rules import PairingRules
 from hecvl.training import checkpoint as ckpt
 from hecvl.training.data import LevelData, build_level_data, make_loader
 from hecvl.training.distributed import DistEnv, broadcast_object, init_distributed, shutdown, sync_batchnorm
 from hecvl.training.optim import build_optimizer
 from hecvl.training.schedules import Schedule, build_schedule
-from hecvl.training.settings import OPERATIONAL, TrainSettings
+from hecvl.config import Params, TrainSettings, coerce_params, run_key
 from hecvl.training.step import STATISTICS, ContrastiveStep
 from hecvl.video import FrameCache
 
@@ -77,20 +74,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def config_fingerprint(params: Mapping[str, Any], settings: TrainSettings, pairs_dir: Path) -> str:
-    """Hash of what determines the weights: seed, model, pairing and training settings (not the
-    operational ones) and the bytes of the pair manifests. A checkpoint resumes only a run with the
-    same fingerprint; evaluation settings, study lists and the like may change in between."""
-    train = {k: v for k, v in settings.to_dict().items() if k not in OPERATIONAL}
-    if not settings.mil_nce["enabled"]:  # an option that is off changes nothing (older checkpoints resume)
-        train.pop("mil_nce")
+def config_fingerprint(params: Params, pairs_dir: Path) -> str:
+    """The run's identity (`hecvl.config.run_key`) with the bytes of its pair manifests: a checkpoint
+    resumes only a run with the same fingerprint; evaluation settings, study lists and the like may
+    change in between."""
     manifests = {p.name: sha256_file(p) for p in sorted(Path(pairs_dir).glob("*.parquet"))}
-    blob = json.dumps(
-        {"seed": params.get("seed"), "model": params.get("model"), "pairing": params.get("pairing"),
-         "train": train, "manifests": manifests},
-        sort_keys=True, default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return run_key(params, manifests)
 
 
 class Trainer:
@@ -98,7 +87,7 @@ class Trainer:
 
     def __init__(
         self,
-        params: Mapping[str, Any],
+        params: Params | Mapping[str, Any],
         pairs_dir: str | Path,
         out_dir: str | Path | None,
         *,
@@ -107,14 +96,15 @@ class Trainer:
         steps: int | None = None,
         env: DistEnv | None = None,
     ) -> None:
-        # the study's lists of variants, ablations and presets are not part of one run's configuration
-        self.params = {k: v for k, v in params.items() if k not in ("variants", "ablations", "presets")}
-        self.settings = TrainSettings.from_params(params, steps)
+        self.params: Params = coerce_params(params)
+        if steps is not None:
+            self.params = self.params.updated({"train": {"steps": steps}})
+        self.settings: TrainSettings = self.params.train
         self.variant = variant
-        self.seed = int(params.get("seed", 0))
+        self.seed = self.params.seed
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.pairs_dir = Path(pairs_dir)
-        corpus = corpus_root or (params.get("data") or {}).get("corpus")
+        corpus = corpus_root or self.params.data.corpus
         if not corpus:
             raise HecvlError("no corpus folder: pass --corpus or set data.corpus in the parameters")
         self.corpus_root = Path(corpus)
@@ -126,7 +116,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        self.model = build_model(params.get("model") or {}, seed=self.seed)
+        self.model = build_model(self.params.model, seed=self.seed)
         if self.env.distributed:
             sync_batchnorm(self.model, self.device)
         self.model.to(self.device)
@@ -142,25 +132,24 @@ class Trainer:
             s.frame_cache_max_gb, s.positives,
         )
         per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
-        self.schedule: Schedule = build_schedule(s.to_dict(), s.steps, per_epoch)
+        self.schedule: Schedule = build_schedule(s, s.steps, per_epoch)
         self.data = {lvl: d for lvl, d in self.data.items() if lvl in self.schedule.levels}
         rule = s.positives
         self.step_module = ContrastiveStep(self.model, self.schedule.weights,
                                            max_texts=rule.max_texts if rule is not None else None)
-        self.optimizer, self.scheduler = build_optimizer(self.model, s.to_dict(), s.steps)
-        self.fingerprint = config_fingerprint(self.params, s, self.pairs_dir)
+        self.optimizer, self.scheduler = build_optimizer(self.model, s, s.steps)
+        self.fingerprint = config_fingerprint(self.params, self.pairs_dir)
 
     # --- setup helpers ---------------------------------------------------------------------------
     def _cache_root(self) -> Path:
         """Where the caches shared by every run of the study live: frame_cache_root or frames.cache."""
-        frames = (self.params.get("frames") or {}).get("cache")
-        return Path(self.settings.frame_cache_root or frames or "data/frames/cache")
+        return Path(self.settings.frame_cache_root or self.params.frames.cache)
 
     def _frame_cache(self) -> FrameCache | None:
         """The training frame cache (train.frame_cache), in frame_cache_root or the study's frames.cache."""
         if not self.settings.frame_cache:
             return None
-        return FrameCache(self._cache_root(), backend=PairingRules.from_params(self.params).loader.backend)
+        return FrameCache(self._cache_root(), backend=self.params.pairing.loader.backend)
 
     def _autocast_dtype(self) -> torch.dtype | None:
         precision = self.settings.precision
@@ -385,8 +374,7 @@ class Trainer:
         self, losses: pd.DataFrame, timing: Mapping[str, Any], seconds: float, start: int, n_texts: int
     ) -> None:
         assert self.out_dir is not None
-        params = {**self.params, "model": self.model.config.to_dict()}
-        save_pretrained(self.model, params, self.out_dir)
+        save_pretrained(self.model, self.run_config(), self.out_dir)
         write_json(self.out_dir / "train_config.json", self.resolved_config())
         write_csv(self.out_dir / "losses.csv", losses)
         per_level = {  # keyed by the step's levels ("clip", or "clip+phase+video" for joint steps)
@@ -411,12 +399,16 @@ class Trainer:
                       if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))},
         })
 
+    def run_config(self) -> dict[str, Any]:
+        """The resolved params of this run, without the study's lists of variants, ablations, presets."""
+        return {k: v for k, v in self.params.to_dict().items() if k not in ("variants", "ablations", "presets")}
+
     def resolved_config(self) -> dict[str, Any]:
         """The run's full configuration: resolved params, settings, schedule, effective batches."""
         return {
             "variant": self.variant,
             "seed": self.seed,
-            "params": self.params,
+            "params": self.run_config(),
             "train": self.settings.to_dict(),
             "schedule": {"name": self.schedule.name, "levels": list(self.schedule.levels),
                          "batches": self.schedule.counts()},
@@ -533,6 +525,6 @@ def _tracker(trainer: Trainer, start: int) -> contextlib.AbstractContextManager:
         experiment=experiment_name(trainer.params),
         run_name=f"pretrain/{trainer.variant}/seed{trainer.seed}",
         tags=tags,
-        params={**trainer.params, "train": trainer.settings.to_dict()},
+        params=trainer.run_config(),
         system_metrics=True,
     )

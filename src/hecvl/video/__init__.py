@@ -5,7 +5,7 @@
 evaluation frames once, keyed by content hash and transform.
 """
 
-from hecvl.video.cache import FrameCache, frame_settings
+from hecvl.video.cache import FrameCache
 from hecvl.video.reader import VideoInfo, VideoReader, frame_indices, open_video, probe, sample_times
 from hecvl.video.transform import FrameTransform
 
@@ -15,7 +15,6 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "frame_indices",
-    "frame_settings",
     "open_video",
     "probe",
     "sample_times",

@@ -198,28 +198,3 @@ def _array_sha256(arr: np.ndarray) -> str:
     for start in range(0, flat.size, _HASH_BLOCK):
         digest.update(np.ascontiguousarray(flat[start : start + _HASH_BLOCK]).data)
     return digest.hexdigest()
-
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "fps": 1.0,
-    "transform": {"size": [360, 640], "crop": 224, "resample": "bilinear"},
-    "backend": "auto",
-    "cache": "data/frames/cache",
-}
-
-
-def frame_settings(cfg: dict[str, Any] | None) -> tuple[FrameCache, FrameTransform, float]:
-    """(cache, transform, fps) from params.yaml's `frames:` section; missing keys take the paper's values."""
-    cfg = cfg or {}
-    t = {**DEFAULT_SETTINGS["transform"], **(cfg.get("transform") or {})}
-    try:
-        transform = FrameTransform(
-            size=tuple(t["size"]) if t.get("size") else None, crop=t.get("crop"), resample=t["resample"]
-        )
-        fps = float(cfg.get("fps", DEFAULT_SETTINGS["fps"]))
-        if not fps > 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        cache = FrameCache(cfg.get("cache", DEFAULT_SETTINGS["cache"]), backend=cfg.get("backend", "auto"))
-    except (ValueError, TypeError) as exc:
-        raise HecvlError(f"invalid `frames:` settings: {exc}") from None
-    return cache, transform, fps

@@ -16,9 +16,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hecvl.config import FramesSettings, Params, load_params
 from hecvl.errors import HecvlError
 from hecvl.io import write_json
-from hecvl.video.cache import FrameCache, frame_settings
+from hecvl.video.cache import FrameCache
 from hecvl.video.reader import BACKENDS
 from hecvl.video.transform import RESAMPLE_METHODS, FrameTransform
 
@@ -39,13 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings: dict[str, Any] = {}
+    settings = FramesSettings(backend="auto")  # listed videos: only the command line decides
     videos: dict[str, Path] = {str(v): v for v in args.videos}
     if args.params is not None:
-        from hecvl.params import load_params, resolve_variant
-
-        params = resolve_variant(load_params(args.params), args.variant)
-        settings = params.get("frames") or {}
+        params = load_params(args.params).variant(args.variant)
+        settings = params.frames
         if args.dataset:
             videos.update(dataset_videos(params, args.dataset, args.split))
     elif args.dataset:
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.params is None and args.cache is None:
         raise HecvlError("give --cache DIR (or --params with a `frames:` section)")
-    cache, transform, fps = frame_settings(settings)
+    cache, transform, fps = settings.build()
     overrides = {"size": args.size, "crop": args.crop, "resample": args.resample}
     if args.params is None:  # listed videos: the transform is exactly what the command line says
         transform = _transform({"size": None, "crop": None, "resample": "bilinear"} | overrides)
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def dataset_videos(params: dict[str, Any], dataset: str, split: str) -> dict[str, Path]:
+def dataset_videos(params: Params, dataset: str, split: str) -> dict[str, Path]:
     """Video id -> file of one split of a target dataset (`all`: the union of its splits)."""
     from hecvl.datasets.registry import TargetDataset
 

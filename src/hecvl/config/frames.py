@@ -1,0 +1,54 @@
+"""`frames:` the 1 fps evaluation frames, decoded once into the frame cache (`hecvl frames`).
+
+Row i of a cached video is the frame at second i: frame round(i * video fps) (docs/protocol.md §5).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from hecvl.config.base import Section, reason
+
+if TYPE_CHECKING:
+    from hecvl.video import FrameCache, FrameTransform
+
+
+class TransformSettings(Section):
+    """Resize to exactly H x W (aspect ignored, as the paper), then a centre crop."""
+
+    size: tuple[PositiveInt, PositiveInt] | None = reason(
+        "H x W; the paper's 360x640 region scaled to the model's 64 px crop (paper, real data: [360, 640])",
+        (103, 183))
+    crop: PositiveInt | None = reason("centre crop, px (paper, real data: 224)", 64)
+    resample: Literal["bilinear", "pil"] = reason(
+        "bilinear: swscale inside the decoder (fast); pil: PIL on full-size frames, as the authors' code",
+        "bilinear")
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> TransformSettings:
+        if self.size is not None and self.crop is not None and self.crop > min(self.size):
+            raise ValueError(f"crop {self.crop} is larger than the resized frame {list(self.size)}")
+        return self
+
+    def build(self) -> FrameTransform:
+        from hecvl.video import FrameTransform
+
+        return FrameTransform(size=self.size, crop=self.crop, resample=self.resample)
+
+
+class FramesSettings(Section):
+    fps: PositiveFloat = reason("evaluation sampling rate (paper: 1)", 1.0)
+    transform: TransformSettings = Field(default_factory=TransformSettings)
+    backend: Literal["pyav", "decord", "auto"] = reason(
+        "pyav skips the B-frames nobody refers to at 1 fps: ~1.5x faster than decord (benchmarks/decode.py)",
+        "pyav")
+    cache: str = reason("keyed by the video's SHA-256 + transform + fps + backend", "data/frames/cache",
+                        min_length=1)
+
+    def build(self) -> tuple[FrameCache, FrameTransform, float]:
+        """(cache, transform, fps) as the frames and evaluation stages use them."""
+        from hecvl.video import FrameCache
+
+        return FrameCache(self.cache, backend=self.backend), self.transform.build(), self.fps

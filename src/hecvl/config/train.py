@@ -1,0 +1,113 @@
+"""`train:` pretraining (`hecvl pretrain`). Defaults: the CPU study; the paper preset has the paper's values."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic import model_validator
+
+from hecvl.config.base import LEVELS, LevelCounts, LevelSizes, LevelWeights, Section, reason
+
+if TYPE_CHECKING:
+    from hecvl.pairing.positives import PositiveRule
+
+SCHEDULES: tuple[str, ...] = ("fine_to_coarse", "joint", "clip_only", "epoch_alternation")
+
+# Settings that change how a run executes but not what it computes: a resume may differ in these, and
+# the workflow does not retrain a model when only they change (see `hecvl.config.identity`).
+OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "keep_checkpoints",
+               "log_every", "frame_cache_root", "frame_cache_max_gb", "text_cache")
+
+
+class EpochAlternation(Section):
+    """epoch_alternation schedule, as the public code: every epoch clip, phase every n-th, video every m-th."""
+
+    phase_every: PositiveInt = 3
+    video_every: PositiveInt = 5
+
+
+class MilNce(Section):
+    """Clip level: MIL-NCE (Miech et al., CVPR 2020) over nearby narrations instead of InfoNCE (paper)."""
+
+    enabled: bool = reason("true: positives = the clip's narration + its lecture's narrations near it", False)
+    context_s: NonNegativeFloat = reason("a narration counts when (start - context_s, end + context_s) "
+                                         "overlaps the clip", 2.0, allow_inf_nan=False)
+    max_texts: PositiveInt = reason("positives per clip, own first (public MIL-NCE code: 4); also the "
+                                    "fixed bag width DDP ranks all-gather", 4)
+
+
+class TrainSettings(Section):
+    schedule: Literal["fine_to_coarse", "joint", "clip_only", "epoch_alternation"] = reason(
+        "fine_to_coarse: HecVL; joint: all levels every step; clip_only: SurgVLP-style baseline",
+        "fine_to_coarse")
+    levels: tuple[Literal["clip", "phase", "video"], ...] = reason(
+        "levels the schedule may train (the clip+phase ablation drops video)", LEVELS, min_length=1)
+    steps: PositiveInt = reason("optimizer steps: a fixed count, not a time budget (bit-identical reruns)", 150)
+    alternation: LevelCounts = reason(
+        "fine_to_coarse: m clip, n phase, l video batches, repeated (not published for HecVL; the "
+        "successor used 25/15/115)", LevelCounts(clip=4, phase=2, video=1))
+    level_weights: LevelWeights = reason("joint: per-level loss weights", default_factory=LevelWeights)
+    epoch_alternation: EpochAlternation = Field(default_factory=EpochAlternation)
+    batch_size: LevelSizes = reason("GLOBAL batch per level, split over DDP ranks (paper: 120 / 80 / 25)",
+                                    LevelSizes(clip=64, phase=16, video=8))
+    grad_accum: PositiveInt = reason("micro-batches per step (negatives stay per micro-batch)", 1)
+    lr: PositiveFloat = reason("peak learning rate for a random-init CPU model (paper: 5e-5, pretrained)", 1e-3)
+    weight_decay: NonNegativeFloat = reason("decoupled, on weight matrices and kernels only", 0.01)
+    betas: tuple[float, float] = reason("AdamW betas", (0.9, 0.999))
+    eps: PositiveFloat = 1e-8
+    warmup_steps: NonNegativeInt = reason("linear warm-up, then cosine decay to min_lr_ratio * lr", 30)
+    min_lr_ratio: float = reason("floor of the cosine decay, relative to lr", 0.0, ge=0, le=1)
+    grad_clip: NonNegativeFloat = reason("max global gradient norm; 0 = off", 1.0)
+    precision: Literal["auto", "fp32", "bf16"] = reason("auto: bf16 autocast on CUDA, fp32 on CPU", "auto")
+    device: str = reason("auto (CUDA when available, else CPU) | cpu | cuda | cuda:N", "auto")
+    gpus: PositiveInt = reason("processes per job: > 1 runs DDP under torchrun", 1)
+    num_workers: NonNegativeInt = reason("loader worker processes per rank", 0)
+    threads: NonNegativeInt = reason("torch intra-op threads per rank; 1: a 64 px step is too small for 2 "
+                                     "threads to pay, so the study runs one job per core; 0 = torch's", 1)
+    channels_last: bool = reason("NHWC kernels: same numbers up to rounding, ~1.3x faster on CPU", True)
+    frame_cache: bool = reason("decode each lecture video once into memory-mapped frames (decoding "
+                               "dominates CPU steps); real 25 fps corpora: lower frame_cache_fps", True)
+    frame_cache_fps: NonNegativeFloat = reason("0 = the video's own rate (exactly the decoder's frames)", 0.0)
+    frame_cache_root: str = reason('"" = frames.cache', "")
+    frame_cache_max_gb: PositiveFloat = reason("refuse a bigger frame cache (real corpus: frame_cache: false)",
+                                               8.0)
+    text_cache: bool = reason("frozen text encoder: corpus text features stored once per study (same bits)",
+                              True)
+    checkpoint_every: NonNegativeInt = reason("steps between resumable checkpoints (0 = only at the end)", 50)
+    keep_checkpoints: PositiveInt = reason("newest kept (older good ones back up a corrupt one)", 2)
+    log_every: PositiveInt = reason("steps between logged losses", 1)
+    mil_nce: MilNce = Field(default_factory=MilNce)
+
+    @field_validator("levels")
+    @classmethod
+    def _fine_to_coarse(cls, levels: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"repeats a level: {list(levels)}")
+        return tuple(lvl for lvl in LEVELS if lvl in levels)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+        return device
+
+    @model_validator(mode="after")
+    def _schedule_trains_something(self) -> TrainSettings:
+        if self.schedule == "fine_to_coarse" and not any(self.alternation[lvl] for lvl in self.levels):
+            raise ValueError("alternation gives no batches to any of train.levels")
+        if self.schedule == "joint" and not any(self.level_weights[lvl] > 0 for lvl in self.levels):
+            raise ValueError("level_weights must give at least one of train.levels a positive weight")
+        if self.schedule == "clip_only" and "clip" not in self.levels:
+            raise ValueError("the clip_only schedule needs clip in train.levels")
+        return self
+
+    @property
+    def positives(self) -> PositiveRule | None:
+        """The MIL-NCE bag rule of the clip level, or None when `mil_nce.enabled` is false (InfoNCE)."""
+        from hecvl.pairing.positives import PositiveRule
+
+        m = self.mil_nce
+        return PositiveRule(m.context_s, m.max_texts) if m.enabled else None

@@ -1,0 +1,73 @@
+"""What the results tree is called: every folder and file name of a study, spelled in one place.
+
+The DAG, the stages and the paper build all ask here, so a table can never look for a file under
+another name than the rule that makes it. Paths are relative to the project root.
+"""
+
+from __future__ import annotations
+
+PAIRS = "data/pairs"
+FRAMES = "data/frames"
+ACQUIRED = "data/acquired.json"
+NOISE_DATA = "data/noise"
+CONFIG = "results/config"
+MODELS = "results/models"
+EVAL = "results/eval"
+ABLATIONS = "results/ablations"
+PAPER = "results/paper"
+NOISE = "results/noise"
+LOGS = "logs"
+RELEASED_EVAL = f"{EVAL}/released"
+
+RESOLVED = f"{CONFIG}/study.yaml"  # the resolved configuration every job of the DAG reads
+
+
+def model_dir(variant: str, seed: int | str, root: str = MODELS) -> str:
+    """A trained model's folder (`variant` is the canonical variant of its pretraining run)."""
+    return f"{root}/{variant}/seed{seed}"
+
+
+def eval_dir(model: str, seed: int | str, dataset: str, setting: str | None = None, root: str = EVAL) -> str:
+    """An evaluation cell's folder; `setting` is "space-prompts" (None for the reference models)."""
+    tail = f"/{setting}" if setting else ""
+    return f"{root}/{model}/seed{seed}/{dataset}{tail}"
+
+
+def metrics(folder: str) -> str:
+    return f"{folder}/metrics.json"
+
+
+def predictions(metrics_path: str) -> str:
+    """The per-frame predictions written beside a metrics file."""
+    return metrics_path.replace("metrics.json", "predictions.parquet")
+
+
+def released_dir(name: str, dataset: str, setting: str) -> str:
+    return f"{RELEASED_EVAL}/{name}/{dataset}/{setting}"
+
+
+def ablation_table(name: str) -> str:
+    return f"{ABLATIONS}/{name}.csv"
+
+
+def noise_world(relevance: float | str) -> str:
+    """The synthetic world regenerated at one narration relevance (its corpus, manifest and pairs)."""
+    return f"{NOISE_DATA}/rel{_rel(relevance)}"
+
+
+def noise_models(relevance: float | str) -> str:
+    return f"{NOISE}/rel{_rel(relevance)}/models"
+
+
+def noise_eval(relevance: float | str) -> str:
+    return f"{NOISE}/rel{_rel(relevance)}/eval"
+
+
+def _rel(relevance: float | str) -> str:
+    return relevance if isinstance(relevance, str) else f"{float(relevance):g}"
+
+
+PAPER_TABLES = [f"{PAPER}/{n}.{ext}" for n in ("main_table", "ablation_table") for ext in ("csv", "md", "tex")]
+PAPER_TABLES.append(f"{PAPER}/protocol.md")
+PAPER_FIGURES = [f"{PAPER}/{n}.png" for n in ("accuracy_f1", "per_phase_f1", "confusion", "timelines",
+                                              "training_curves")]
