@@ -16,7 +16,7 @@ from test_video_reader import frame_ids, make_video
 from hecvl.errors import HecvlError
 from hecvl.video import FrameCache, FrameTransform, open_video
 from hecvl.video import cache as cache_mod
-from hecvl.video.cache import frame_settings
+from hecvl.config import FramesSettings, validate_section
 
 T = FrameTransform(size=(48, 80), crop=40)
 
@@ -199,12 +199,13 @@ def test_real_clip_entry(real_clip: Path, tmp_path: Path) -> None:
     assert np.abs(arr.astype(int) - ref).mean() < 1.0
 
 
-def test_frame_settings_from_params() -> None:
-    cache, transform, fps = frame_settings({"transform": {"size": [36, 64], "crop": 32}, "cache": "x"})
+def test_frame_settings_build_the_cache_and_transform() -> None:
+    frames = validate_section(FramesSettings, {"transform": {"size": [36, 64], "crop": 32}, "cache": "x"},
+                              "frames")
+    cache, transform, fps = frames.build()
     assert transform == FrameTransform((36, 64), 32) and fps == 1.0 and cache.root == Path("x")
-    _, default, _ = frame_settings(None)
-    assert default.key() == "360x640-bilinear-c224"
-    with pytest.raises(HecvlError, match="frames"):
-        frame_settings({"transform": {"size": [36, 64], "crop": 100}})
-    with pytest.raises(HecvlError, match="frames"):
-        frame_settings({"backend": "opencv"})
+    assert cache.backend == "pyav"  # the default, stated once in hecvl.config.frames
+    with pytest.raises(HecvlError, match=r"params.yaml: frames.transform: crop 100 is larger"):
+        validate_section(FramesSettings, {"transform": {"size": [36, 64], "crop": 100}}, "frames")
+    with pytest.raises(HecvlError, match=r"frames.backend must be one of"):
+        validate_section(FramesSettings, {"backend": "opencv"}, "frames")

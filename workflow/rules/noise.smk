@@ -64,7 +64,7 @@ rule noise_pretrain:
     conda:
         ENV
     shell:
-        "hecvl pretrain --params {params.file} --variant {wildcards.variant} --seed {wildcards.seed} "
+        "hecvl pretrain --params {params.file} --variant {wildcards.variant} --restart-if-changed --seed {wildcards.seed} "
         "--pairs {params.pairs} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
 

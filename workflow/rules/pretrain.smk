@@ -31,5 +31,5 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher} pretrain --params {params.file} --variant {wildcards.variant} "
+        "{params.launcher} pretrain --params {params.file} --variant {wildcards.variant} --restart-if-changed "
         "--seed {wildcards.seed} --pairs {params.pairs} --out {params.out} > {log} 2>&1"

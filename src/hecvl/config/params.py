@@ -48,15 +48,17 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _names_exist(self) -> Params:
-        """Every name the study uses is defined (a typo here would only fail when its job starts)."""
+        """Every name the study uses is defined (a typo here would only fail when its job starts).
+
+        study.datasets is checked against data.targets by `Study` (a file for one stage run by hand
+        may define only the targets it needs).
+        """
         def check(names: Any, known: Any, where: str, what: str) -> None:
             for name in names or ():
                 if name not in known:
                     raise ValueError(f"{where} names {what} {name!r} (known: {', '.join(sorted(known)) or 'none'})")
 
         s = self.study
-        if self.data.targets:  # a file for one stage run by hand may define no study at all
-            check(s.datasets, self.data.targets, "study.datasets", "a dataset not under data.targets:")
         if self.variants:
             check([s.main_variant, s.baseline_variant], self.variants, "study", "an undefined variant")
             check(s.noise.variants, self.variants, "study.noise.variants", "an undefined variant")

@@ -7,6 +7,7 @@ value stops with one line naming the file and the key, e.g. `params.yaml: train.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Mapping, Sequence
@@ -96,9 +97,13 @@ def typed_command_line(config: Mapping[str, Any]) -> dict[str, Any]:
             return [typed(v) for v in value]
         if isinstance(value, str):
             try:
-                return yaml.safe_load(value) if value.strip() else value
+                out = yaml.safe_load(value) if value.strip() else value
             except yaml.YAMLError:
                 return value
+            if isinstance(out, str):  # YAML 1.1 reads 1e-4 (no dot) as text; a number is meant
+                with contextlib.suppress(ValueError):
+                    return float(out)
+            return out
         return value
 
     return typed(config)

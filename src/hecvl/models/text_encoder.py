@@ -19,7 +19,6 @@ import importlib.util
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +205,7 @@ class TextEncoder(nn.Module):
         return False
 
     def _store_key(self, texts: list[str]) -> str:
-        h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True, default=str).encode())
+        h = hashlib.sha256(json.dumps(self.cfg.to_dict(), sort_keys=True).encode())
         h.update(self.device.type.encode())
         h.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
         hash_state_dict(h, self.model.state_dict())

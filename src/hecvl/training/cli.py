@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (overrides `seed`)")
     parser.add_argument("--no-resume", action="store_true",
                         help="delete existing checkpoints in --out and train from step 0")
+    parser.add_argument("--restart-if-changed", action="store_true",
+                        help="delete checkpoints written with other settings instead of refusing them "
+                             "(the workflow's rerun after a settings change)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-tracking", action="store_true", help="do not log this run to MLflow")
 
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         variant=args.variant,
         steps=args.steps,
         resume=not args.no_resume,
+        restart_if_changed=args.restart_if_changed,
         progress=False if args.no_progress else None,
         track=not args.no_tracking,
     )

@@ -247,17 +247,23 @@ class Trainer:
         so checkpoints stay small (the MiniLM alone is 90 MB)."""
         return {name for name, p in self.model.named_parameters() if not p.requires_grad}
 
-    def resume_state(self, resume: bool) -> dict[str, Any] | None:
+    def resume_state(self, resume: bool, restart_if_changed: bool = False) -> dict[str, Any] | None:
         """The newest valid checkpoint (found by the main rank, then loaded by every rank), or None.
 
         `resume=False` deletes the checkpoints of an earlier run in the output folder, so a later
-        restart of this run can never pick one of them up.
+        restart of this run can never pick one of them up. `restart_if_changed`: checkpoints written
+        with other settings are deleted instead of refused (the workflow reruns a job because its
+        settings changed; an interrupted run with the same settings still resumes).
         """
         folder = self.out_dir / "checkpoints" if self.out_dir is not None else None
         found = None
         if folder is not None and self.env.is_main:
             if resume:
                 found = ckpt.latest_valid(folder)
+                if found is not None and restart_if_changed and found.get("fingerprint") != self.fingerprint:
+                    log.warning("%s: written with other settings: deleted, training from step 0", folder)
+                    shutil.rmtree(folder)
+                    found = None
             elif folder.is_dir():
                 log.warning("%s: --no-resume: deleting the checkpoints of the earlier run", folder)
                 shutil.rmtree(folder)
@@ -304,19 +310,21 @@ class Trainer:
         row["_data_wait_s"] = wait
         return row
 
-    def train(self, resume: bool = True, progress: bool | None = None, track: bool = True) -> PretrainResult:
+    def train(self, resume: bool = True, progress: bool | None = None, track: bool = True,
+              restart_if_changed: bool = False) -> PretrainResult:
         """Run (or finish) the training; the main rank writes the outputs and tracks the run."""
         threads = torch.get_num_threads()
         if self.settings.threads:
             torch.set_num_threads(self.settings.threads)
         try:
-            return self._train(resume, progress, track)
+            return self._train(resume, progress, track, restart_if_changed)
         finally:
             torch.set_num_threads(threads)
 
-    def _train(self, resume: bool, progress: bool | None, track: bool) -> PretrainResult:
+    def _train(self, resume: bool, progress: bool | None, track: bool, restart_if_changed: bool = False
+               ) -> PretrainResult:
         s, env = self.settings, self.env
-        state = self.resume_state(resume)
+        state = self.resume_state(resume, restart_if_changed)
         start, rows = (0, []) if state is None else self.restore(state)
         if start:
             log.info("resuming from step %d of %d", start, s.steps)
@@ -420,7 +428,7 @@ class Trainer:
 
 
 def pretrain(
-    params: Mapping[str, Any],
+    params: Params | Mapping[str, Any],
     pairs_dir: str | Path,
     out_dir: str | Path,
     *,
@@ -430,11 +438,13 @@ def pretrain(
     resume: bool = True,
     progress: bool | None = None,
     track: bool = True,
+    restart_if_changed: bool = False,
 ) -> PretrainResult:
     """Train one variant (params already resolved) and write its outputs to `out_dir`."""
     trainer = Trainer(params, pairs_dir, out_dir, corpus_root=corpus_root, variant=variant, steps=steps)
     try:
-        return trainer.train(resume=resume, progress=progress, track=track)
+        return trainer.train(resume=resume, progress=progress, track=track,
+                             restart_if_changed=restart_if_changed)
     finally:
         shutdown()
 
