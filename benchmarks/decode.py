@@ -37,7 +37,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from hecvl.params import load_params
+from hecvl.config import load_params
 from hecvl.video import FrameCache, FrameTransform, open_video, probe
 from hecvl.video.reader import decord_available
 from hecvl.video.transform import centre_crop_origin

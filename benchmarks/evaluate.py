@@ -30,23 +30,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from hecvl.config import Params, load_params
 from hecvl.evaluation.embed import EmbeddingCache, levels_for, pick_device, video_embeddings
 from hecvl.evaluation.evaluate_cli import frame_source, load_model
 from hecvl.evaluation.metrics import argmax_predictions
 from hecvl.evaluation.prompts import load_prompts, prompts_for
-from hecvl.evaluation.settings import EvalSettings
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
-from hecvl.params import load_params
 from hecvl.video import FrameCache, probe
 
 TARGET = 0.8
 
 
-def dataset_videos(params: dict[str, Any], datasets: list[str], split: str) -> dict[str, Path]:
+def dataset_videos(params: Params, datasets: list[str], split: str) -> dict[str, Path]:
     from hecvl.datasets.registry import TargetDataset
 
     out = {}
@@ -103,12 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    settings = EvalSettings.from_params(params, space=args.space, prompts=args.prompts, device=args.device)
+    changes = {"space": args.space, "prompts": args.prompts, "device": args.device}
+    settings = params.eval.replace(**{k: v for k, v in changes.items() if v is not None})
     if args.videos:
         videos = {p.stem: p for p in args.videos}
         prompt_source = args.prompt_dataset
     else:
-        datasets = args.dataset or list((params.get("study") or {}).get("datasets") or [])
+        datasets = args.dataset or list(params.study.datasets)
         videos = dataset_videos(params, datasets, args.split)
         from hecvl.datasets.registry import TargetDataset
 
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = sum(int(np.ceil(i.num_frames / i.fps)) for i in infos)
 
     start = time.perf_counter()
-    model, _key, model_desc = load_model(params, args.weights, int(params.get("seed", 0)), device)
+    model, _key, model_desc = load_model(params, args.weights, params.seed, device)
     model_load_s = time.perf_counter() - start
     start = time.perf_counter()
     if isinstance(prompt_source, str):

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from hecvl.params import deep_merge, load_params
+from hecvl.config import deep_merge, load_params
 from hecvl.training.trainer import Trainer
 
 LEVELS = ("clip", "phase", "video")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HECVL_TRACKING", "off")
 
-    params = load_params(args.params)
+    params = load_params(args.params).to_dict()
     report: dict[str, Any] = {"cpu_default": {}, "torch": torch.__version__, "cpus": os.cpu_count()}
     if args.frame_cache_root:
         params = deep_merge(params, {"train": {"frame_cache_root": args.frame_cache_root}})

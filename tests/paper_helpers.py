@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from hecvl.config import TrainSettings, load_params, read_yaml
 from hecvl.datasets.classes import CLASSES
 from hecvl.evaluation.metrics import align, score_predictions
 from hecvl.io import write_csv, write_json, write_parquet
-from hecvl.params import load_params
-from hecvl.study import PAIRS, Study
+from hecvl.layout import PAIRS
+from hecvl.study import Study
 from hecvl.training.schedules import build_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ STEPS = 40
 
 def study_params() -> dict[str, Any]:
     """The project's params.yaml with a small study: 2 datasets, 2 seeds, three ablations."""
-    params = load_params(ROOT / "params.yaml", apply_preset=False)
+    params = read_yaml(ROOT / "params.yaml")
     params["preset"] = "default"
     params["study"].update(seeds=[0, 1], ablation_seeds=[0], datasets=list(DATASETS))
     params["ablations"] = {
@@ -42,7 +43,11 @@ def study_params() -> dict[str, Any]:
         "references": {"references": ["untrained", "linear_probe"]},
     }
     params["study"]["ablations"] = list(params["ablations"])
-    params["train"]["steps"] = STEPS
+    for preset in (params.get("presets") or {}).values():  # every preset is validated: keep them to these
+        chosen = (preset or {}).get("study", {}).get("ablations")
+        if chosen is not None:
+            preset["study"]["ablations"] = [a for a in chosen if a in params["ablations"]]
+    params.setdefault("train", {})["steps"] = STEPS  # params.yaml keeps the defaults in hecvl.config
     return params
 
 
@@ -105,7 +110,7 @@ def write_evaluation(root: Path, entry, seed_offset: float = 0.0) -> dict[str, A
     return metrics
 
 
-def write_losses(path: Path, train_cfg: dict[str, Any], seed: int) -> pd.DataFrame:
+def write_losses(path: Path, train_cfg: TrainSettings, seed: int) -> pd.DataFrame:
     """losses.csv as the trainer writes it: step, levels, lr, loss, grad_norm, then sorted loss terms."""
     schedule = build_schedule(train_cfg, STEPS)
     rng = _rng("losses", path, seed)
@@ -138,7 +143,7 @@ def make_results_tree(root: Path) -> Study:
     for e in study.main_entries():
         path = root / study.model_dir(e.variant, e.seed) / "losses.csv"
         if not path.is_file():
-            write_losses(path, study.resolved(e.variant)["train"], e.seed)
+            write_losses(path, study.resolved(e.variant).train, e.seed)
     write_json(
         root / PAIRS / "stats.json",
         {

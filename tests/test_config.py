@@ -116,7 +116,8 @@ def test_run_identity_ignores_execution_settings() -> None:
 def test_committed_schema_is_generated_from_the_models() -> None:
     committed = (ROOT / "workflow" / "schemas" / "params.schema.json").read_text(encoding="utf-8")
     assert committed == schema_text(), "run `hecvl params schema` and commit workflow/schemas/"
-    assert main(["params", "schema", "--check", "--out", str(ROOT / "workflow/schemas/params.schema.json")]) == 0
+    schema = str(ROOT / "workflow/schemas/params.schema.json")
+    assert main(["params", "schema", "--check", "--out", schema]) == 0
 
 
 def test_schema_describes_every_section_with_its_reasons() -> None:

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from hecvl.cli import main
+from hecvl.config import load_params
 from hecvl.datasets.labels import load_label_table
 from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
-from hecvl.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,9 +98,9 @@ def test_console_script_error_has_no_traceback(tmp_path: Path) -> None:
 
 def test_params_yaml_targets_are_well_formed() -> None:
     params = load_params(ROOT / "params.yaml")
-    for name, cfg in params["data"]["targets"].items():
+    for name, cfg in params.data.targets.items():
         ds = TargetDataset.from_params(name, params)
-        assert ds.fmt == cfg["format"] and ds.video_path("X").name.startswith("X")
+        assert ds.fmt == cfg.format and ds.video_path("X").name.startswith("X")
         assert len(ds.classes) == {"cholec80": 7, "autolaparo": 7, "multibypass140": 12}[ds.fmt]
 
 

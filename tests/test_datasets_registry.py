@@ -160,16 +160,17 @@ def test_multibypass140_centre_and_official_folds(fixtures_dir: Path, tmp_path: 
 
 
 def test_from_params_errors(tmp_path: Path) -> None:
-    with pytest.raises(HecvlError, match=r"unknown target dataset 'x' in data.targets \(known: a\)"):
-        TargetDataset.from_params("x", _params("a", format="cholec80"))
-    with pytest.raises(
-        HecvlError, match=r"data.targets.a: missing setting\(s\) root, videos, labels, splits"
-    ):
-        TargetDataset.from_params("a", _params("a", format="cholec80"))
     cfg = {"root": str(tmp_path), "videos": "videos/{video}.mp4", "labels": "l", "splits": "s.json"}
-    with pytest.raises(HecvlError, match="unknown label format 'cholec8'"):
+    with pytest.raises(HecvlError, match=r"unknown target dataset 'x' in data.targets \(known: a\)"):
+        TargetDataset.from_params("x", _params("a", format="cholec80", **cfg))
+    with pytest.raises(HecvlError, match=r"data\.targets\.a\.root is required \(and 2 more problems\)$"):
+        TargetDataset.from_params("a", _params("a", format="cholec80"))  # root, labels, splits
+    with pytest.raises(HecvlError, match=r"data\.targets\.a\.format must be one of .*, got 'cholec8'$"):
         TargetDataset.from_params("a", _params("a", format="cholec8", **cfg))
-    with pytest.raises(HecvlError, match="is not a MultiBypass140 centre"):
+    with pytest.raises(HecvlError, match=r"data\.targets\.a\.centre must be one of 'strasbourg' or 'bern', "
+                                         r"got 'paris'$"):
         TargetDataset.from_params("a", _params("a", format="multibypass140", centre="paris", **cfg))
-    with pytest.raises(HecvlError, match=r"must contain '\{video\}'"):
+    with pytest.raises(HecvlError, match=r"data\.targets\.a: centre is for the multibypass140 format"):
+        TargetDataset.from_params("a", _params("a", format="cholec80", centre="bern", **cfg))
+    with pytest.raises(HecvlError, match=r"data\.targets\.a: videos must contain '\{video\}', got 'v\.mp4'$"):
         TargetDataset.from_params("a", _params("a", format="cholec80", **{**cfg, "videos": "v.mp4"}))

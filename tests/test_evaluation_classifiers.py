@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from hecvl.config import coerce_params, validate_section
+from hecvl.config.evaluation import EvalSettings, ProbeSettings
 from hecvl.errors import HecvlError
 from hecvl.evaluation.embed import (
     EmbeddingCache,
@@ -18,9 +20,8 @@ from hecvl.evaluation.embed import (
     model_key,
     prefetch,
 )
-from hecvl.evaluation.probe import ProbeSettings, fit_probe, probe_scores
+from hecvl.evaluation.probe import fit_probe, probe_scores
 from hecvl.evaluation.prompts import load_prompts
-from hecvl.evaluation.settings import EvalSettings
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 
 MODEL_CFG = {"visual": {"preset": "small", "image_size": 32}, "heads": {"dim": 16}}
@@ -133,18 +134,24 @@ def test_prefetch_keeps_order_overlaps_and_propagates_errors() -> None:
 
 
 def test_settings_defaults_overrides_and_typos() -> None:
-    s = EvalSettings.from_params({})
+    s = EvalSettings()
     assert (s.space, s.prompts, s.probe.C) == ("ensemble", "decomposed", 1.0)
-    s = EvalSettings.from_params(
-        {"eval": {"space": "clip", "probe": {"C": 0.5}}}, space="video", prompts=None
-    )
-    assert (s.space, s.probe.C) == ("video", 0.5)
+    assert coerce_params({}).eval == s  # no eval section: the defaults of hecvl.config
+    s = validate_section(EvalSettings, {"space": "clip", "probe": {"C": 0.5}}, "eval").replace(space="video")
+    assert (s.space, s.probe.C) == ("video", 0.5)  # a command-line override keeps the file's other values
+    with pytest.raises(HecvlError, match=r"^the command line: space must be one of .*got 'frame'$"):
+        s.replace(space="frame")
     for bad, message in [
-        ({"spaec": "clip"}, "eval.spaec"),
-        ({"space": "frame"}, "eval.space"),
-        ({"probe": {"c": 1}}, "eval.probe.c"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"prompt_file": "/nonexistent.yaml"}, "not found"),
+        ({"spaec": "clip"}, r"eval\.spaec is not a setting"),
+        ({"space": "frame"},
+         r"eval\.space must be one of 'clip', 'phase', 'video' or 'ensemble', got 'frame'"),
+        ({"probe": {"c": 1}}, r"eval\.probe\.c is not a setting"),
+        ({"batch_size": 0}, r"eval\.batch_size must be > 0, got 0"),
+        ({"probe": {"max_train_frames": 1}}, r"eval\.probe\.max_train_frames must be >= 2, got 1"),
     ]:
-        with pytest.raises(HecvlError, match=message):
-            EvalSettings.from_params({"eval": bad})
+        with pytest.raises(HecvlError, match=rf"^params\.yaml: {message}$"):
+            validate_section(EvalSettings, bad, "eval")
+    # a prompt file is a path like any other setting; a missing one stops when the prompts are read
+    s = validate_section(EvalSettings, {"prompt_file": "/nonexistent.yaml"}, "eval")
+    with pytest.raises(HecvlError, match="prompt file not found"):
+        load_prompts(s.prompt_file)

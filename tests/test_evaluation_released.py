@@ -21,12 +21,14 @@ from paper_helpers import ablation_rows, make_results_tree, run_cli, write_evalu
 from released_helpers import shared_released
 
 from hecvl.cli import main
+from hecvl.config import load_params
 from hecvl.errors import HecvlError
 from hecvl.evaluation.embed import EmbeddingCache
 from hecvl.evaluation.metrics import align, score_predictions
 from hecvl.evaluation.prompts import load_prompts
-from hecvl.params import load_params
-from hecvl.study import RELEASED_EVAL, Study
+from hecvl.layout import RELEASED_EVAL
+from hecvl.released_runs import ReleasedRuns
+from hecvl.study import Study
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = {"video01": [0, 1], "video02": [2, 3]}  # phase of each second
@@ -205,41 +207,44 @@ def _with_released(params: dict, root: Path, weights: dict[str, str | None], ber
 
 
 def test_study_lists_only_released_models_configured_and_on_disk(tmp_path: Path) -> None:
-    project = load_params(ROOT / "params.yaml")
-    study = Study(project)
-    assert study.released_entries(tmp_path) == []  # the shipped params.yaml names no file
-    assert study.released_notes(tmp_path) == [
+    project = load_params(ROOT / "params.yaml").to_dict()
+    runs = ReleasedRuns(project)
+    assert runs.entries(tmp_path) == []  # the shipped params.yaml names no file
+    assert runs.notes(tmp_path) == [
         f"{n} (released weights) rows skipped: released.weights.{k} is not set"
         for k, n in (("surgvlp", "SurgVLP"), ("hecvl", "HecVL"), ("peskavlp", "PeskaVLP"))
     ]
     weights = {"surgvlp": "w/SurgVLP.pth", "hecvl": "w/HecVL.pth", "peskavlp": "w/missing.pth"}
-    study = Study(_with_released(project, tmp_path, weights, "bert"))
-    assert study.released_weights(tmp_path) == {"surgvlp": "w/SurgVLP.pth", "hecvl": "w/HecVL.pth"}
-    entries = study.released_entries(tmp_path)
+    runs = ReleasedRuns(_with_released(project, tmp_path, weights, "bert"))
+    assert runs.bert_dir == "bert"
+    assert runs.weights(tmp_path) == {"surgvlp": "w/SurgVLP.pth", "hecvl": "w/HecVL.pth"}
+    entries = runs.entries(tmp_path)
+    datasets = Study(project).datasets
     assert [(e.label, e.dataset) for e in entries] == [
-        (f"{n} (released weights)", d) for n in ("SurgVLP", "HecVL") for d in study.datasets
+        (f"{n} (released weights)", d) for n in ("SurgVLP", "HecVL") for d in datasets
     ]
     e = entries[0]
     assert (e.variant, e.seed, e.space, e.prompts) == ("released_surgvlp", 0, "joint", "decomposed")
     assert e.path == f"{RELEASED_EVAL}/surgvlp/cholec80/joint-decomposed/metrics.json"
-    assert study.released_notes(tmp_path) == [
+    assert e.path == runs.path("surgvlp", "cholec80") and e.label == runs.label("surgvlp")
+    assert runs.notes(tmp_path) == [
         "PeskaVLP (released weights) rows skipped: released.weights.peskavlp = w/missing.pth not found"
     ]
     # relative paths are looked up under the project root that is passed
-    assert Study(_with_released(project, tmp_path, weights, "bert")).released_entries(tmp_path / "w") == []
+    assert ReleasedRuns(_with_released(project, tmp_path, weights, "bert")).entries(tmp_path / "w") == []
     # no vocabulary: nothing can be evaluated, and every configured model says why
-    study = Study(_with_released(project, tmp_path, weights, "missing_bert"))
-    assert study.released_entries(tmp_path) == []
-    notes = study.released_notes(tmp_path)
+    runs = ReleasedRuns(_with_released(project, tmp_path, weights, "missing_bert"))
+    assert runs.entries(tmp_path) == []
+    notes = runs.notes(tmp_path)
     assert sum("released.bert_dir missing_bert has no vocab.txt" in n for n in notes) == 2
-    assert len(notes) == 3 and study.released_notes(tmp_path, configured_only=True) == notes
-    study = Study(_with_released(project, tmp_path, {"hecvl": "w/HecVL.pth"}, None))
-    assert study.released_notes(tmp_path, configured_only=True) == [
+    assert len(notes) == 3 and runs.notes(tmp_path, configured_only=True) == notes
+    runs = ReleasedRuns(_with_released(project, tmp_path, {"hecvl": "w/HecVL.pth"}, None))
+    assert runs.notes(tmp_path, configured_only=True) == [
         "HecVL (released weights) rows skipped: released.bert_dir is not set (a local Bio_ClinicalBERT "
         "folder with its vocab.txt)"
     ]
-    with pytest.raises(HecvlError, match=r"released\.weights\.clip: unknown model"):
-        Study(_with_released(project, tmp_path, {"clip": "w/HecVL.pth"}, "bert")).released_entries(tmp_path)
+    with pytest.raises(HecvlError, match=r"released\.weights\.clip is not a setting$"):
+        ReleasedRuns(_with_released(project, tmp_path, {"clip": "w/HecVL.pth"}, "bert"))
 
 
 def test_paper_build_adds_released_rows_or_says_why_not(tmp_path: Path) -> None:
@@ -264,8 +269,9 @@ def test_paper_build_adds_released_rows_or_says_why_not(tmp_path: Path) -> None:
     params = yaml.safe_load(params_path.read_text())
     weights = {"hecvl": "models/HecVL.pth", "peskavlp": "models/missing.pth"}
     params_path.write_text(yaml.safe_dump(_with_released(params, tmp_path, weights, "models/bert")))
-    study = Study(load_params(params_path))
-    entries = study.released_entries(tmp_path)
+    params = load_params(params_path)
+    study = Study(params)
+    entries = ReleasedRuns(params).entries(tmp_path)
     assert [e.dataset for e in entries] == list(study.datasets)
     for e in entries:
         metrics = write_evaluation(tmp_path, e)

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hecvl.config import FramesSettings, load_params
 from hecvl.models import LEVELS, build_model, visual_encoder
 from hecvl.models.visual_encoder import preprocess_frames
-from hecvl.params import load_params
 from hecvl.video import FrameTransform, open_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ GREY = 1.0 / 255.0  # one grey level, in the [0, 1] units before normalisation
 
 @pytest.fixture(scope="module")
 def params() -> dict:
-    return load_params(ROOT / "params.yaml")
+    return load_params(ROOT / "params.yaml").to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +125,10 @@ def test_channels_last_output_embeds_like_contiguous_input(models, real_frames):
 
 def test_evaluation_frames_come_at_the_model_size(params, models, real_clip, monkeypatch):
     """params.yaml's `frames.transform` crops to the model's input size: no resize at evaluation."""
-    from hecvl.video.cache import frame_settings
-
-    _, transform, _ = frame_settings(params["frames"])
-    assert isinstance(transform, FrameTransform)
+    frames = load_params(ROOT / "params.yaml").frames
+    assert frames == FramesSettings()  # params.yaml leaves frames to the defaults of hecvl.config
+    _, transform, fps = frames.build()
+    assert isinstance(transform, FrameTransform) and fps == 1.0
     assert transform.crop == models["separate"].config.visual.image_size
     with open_video(real_clip) as reader:
         small = reader.frames_at([0.0, 4.0, 9.0], transform=transform)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from hecvl.config import ModelConfig, load_params
 from hecvl.errors import HecvlError
 from hecvl.models import LEVELS, HecVLModel, build_model, load_pretrained, save_pretrained
-from hecvl.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 NARRATIONS = ["we clip the cystic duct", "the hook dissects", "as you can see", "the grasper holds it"]
@@ -19,7 +19,7 @@ NARRATIONS = ["we clip the cystic duct", "the hook dissects", "as you can see", 
 
 @pytest.fixture(scope="module")
 def params() -> dict:
-    return load_params(ROOT / "params.yaml")
+    return load_params(ROOT / "params.yaml").to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,7 @@ def frames(b: int, t: int, seed: int = 0, size: int = 64) -> torch.Tensor:
 
 
 def test_cpu_default_is_the_small_frozen_minilm_model(model):
+    assert model.config == ModelConfig()  # params.yaml leaves the model to the defaults of hecvl.config
     assert model.visual.dim == 256 and model.text.dim == 384 and model.text.frozen
     assert model.config.visual.image_size == 64 and model.config.heads.dim == 256
     assert model.logit_scale().item() == pytest.approx(10.0)
@@ -192,9 +193,12 @@ def test_corrupt_or_mismatched_exports_are_refused(model, params, tmp_path):
 
 
 def test_config_errors_are_clear(params):
-    with pytest.raises(HecvlError, match=r"unknown setting\(s\) model\.heads\.size"):
+    with pytest.raises(HecvlError, match=r"model\.heads\.size is not a setting$"):
         build_model({"heads": {"size": 3}})
-    with pytest.raises(HecvlError, match="separate or shared"):
+    with pytest.raises(HecvlError,
+                       match=r"model\.heads\.mode must be one of 'separate' or 'shared', got 'both'$"):
         build_model({"heads": {"mode": "both"}})
+    with pytest.raises(HecvlError, match=r"model\.loss: temperature is below 1 / max_logit_scale$"):
+        build_model({"loss": {"temperature": 0.001}})
     with pytest.raises(HecvlError, match=r"identity needs heads\.dim"):
         build_model({"heads": {"text": "identity", "dim": 256}})

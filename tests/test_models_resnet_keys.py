@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from hecvl.config.model import VisualConfig
 from hecvl.errors import HecvlError
-from hecvl.models.config import VisualConfig
 from hecvl.models.resnet_keys import (
     find_resnet_prefix,
     hf_key_to_torchvision,

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from pairing_helpers import ABSTRACT, make_lecture, run_pair
 
+from hecvl.config import coerce_params
+from hecvl.config.pairing import DeriveRules
 from hecvl.errors import HecvlError
 from hecvl.pairing.derive import (
     SUMMARISERS,
@@ -17,7 +19,6 @@ from hecvl.pairing.derive import (
     register_summariser,
 )
 from hecvl.pairing.manifest import read_manifest
-from hecvl.pairing.rules import DeriveRules
 
 
 def first_sentences(rules, params):
@@ -63,7 +64,7 @@ def test_registry_by_name_and_by_import_path():
 
 
 def test_centroid_summariser_with_the_project_text_encoder():
-    summarise = get_summariser(DeriveRules(), {"model": {"text": {"encoder": "minilm"}}})
+    summarise = get_summariser(DeriveRules(), coerce_params({"model": {"text": {"encoder": "minilm"}}}))
     texts = [
         "The clip applier places a clip on the cystic duct.",
         "A second clip is placed on the cystic artery.",

@@ -6,19 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hecvl.config import load_params, validate_section
+from hecvl.config.pairing import PairingRules
 from hecvl.errors import HecvlError
 from hecvl.pairing.clips import clip_pairs, extend_window
 from hecvl.pairing.phases import derived_segments, phase_pairs, phase_text
-from hecvl.pairing.rules import PairingRules
 from hecvl.pairing.sampling import clamp_times, clip_span, clip_times, segment_times
 from hecvl.pairing.spans import clean_segments
 from hecvl.pairing.stats import Tally
 from hecvl.pairing.text import apply_text_limits, clean_text, split_sentences, truncate_words
-from hecvl.params import load_params
 
 
 def test_defaults_are_the_papers_values(tmp_path):
-    rules = PairingRules.from_params({})
+    rules = PairingRules()
     assert (rules.clip.min_s, rules.clip.max_s, rules.clip.fps, rules.clip.frames) == (3.0, 5.0, 2.0, 4)
     assert (rules.phase.frames, rules.video.frames) == (16, 64)
     assert rules.derive.enabled is False
@@ -28,27 +28,33 @@ def test_project_params_yaml_parses():
     from pathlib import Path
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    rules = PairingRules.from_params(params)
+    rules = params.pairing
+    assert isinstance(rules, PairingRules)
     assert rules.clip.frames == 4 and rules.phase.frames == 16 and rules.video.frames == 64
+    assert rules == PairingRules()  # params.yaml has no pairing section: the defaults are the study's
 
 
 @pytest.mark.parametrize(
     ("section", "match"),
     [
-        ({"clip": {"min_sec": 3}}, "unknown setting"),
-        ({"transcript": {"overlap": "merge"}}, "overlap must be one of"),
-        ({"clip": {"short_window": "pad"}}, "short_window"),
-        ({"clip": {"min_s": 6.0}}, "below clip.min_s"),
-        ({"clip": {"frames": 10}}, "do not fit"),
-        ({"derive": {"enabled": "False"}}, "true or false"),
-        ({"phase": {"frames": 0}}, "must be positive"),
-        ({"phase": {"text": "abstract"}}, "phase.text"),
-        ({"loader": {"size": [32, 48], "crop": 64}}, "exceeds"),
+        ({"clip": {"min_sec": 3}}, r"pairing\.clip\.min_sec is not a setting$"),
+        ({"transcript": {"overlap": "merge"}},
+         r"pairing\.transcript\.overlap must be one of 'clip' or 'keep', got 'merge'$"),
+        ({"clip": {"short_window": "pad"}}, r"pairing\.clip\.short_window must be one of .*, got 'pad'$"),
+        ({"clip": {"min_s": 6.0}}, r"pairing\.clip: max_s \(5\.0\) is below min_s \(6\.0\)$"),
+        ({"clip": {"frames": 10}}, r"pairing\.clip: 10 frames do not fit a 3\.0 s clip at 2\.0 fps$"),
+        ({"derive": {"enabled": "False"}}, r"pairing\.derive\.enabled must be true or false, got 'False'$"),
+        ({"phase": {"frames": 0}}, r"pairing\.phase\.frames must be > 0, got 0$"),
+        ({"phase": {"text": "abstract"}},
+         r"pairing\.phase\.text must be one of .*'title'.*, got 'abstract'$"),
+        ({"loader": {"size": [32, 48], "crop": 64}},
+         r"pairing\.loader: crop 64 (exceeds|is larger than) .*\[32, 48\]$"),
     ],
 )
 def test_bad_settings_are_clear_errors(section, match):
-    with pytest.raises(HecvlError, match=match):
-        PairingRules.from_params({"pairing": section})
+    with pytest.raises(HecvlError, match=r"^params\.yaml: " + match) as info:
+        validate_section(PairingRules, section, "pairing")
+    assert "\n" not in str(info.value)  # one line
 
 
 def test_text_limits():
@@ -66,7 +72,7 @@ def test_text_limits():
 def _segments(rows, duration, **rules):
     tally = Tally()
     table = pd.DataFrame(rows, columns=["start", "end", "text"])
-    cfg = PairingRules.from_params({"pairing": {"transcript": rules}}).transcript
+    cfg = validate_section(PairingRules, {"transcript": rules}, "pairing").transcript
     return clean_segments(table, duration, cfg, tally, "clip", "lec", "narrations"), tally
 
 
@@ -137,7 +143,7 @@ def test_extend_window_stays_inside_the_video():
 
 
 def _clips(rows, duration=20.0, **clip):
-    rules = PairingRules.from_params({"pairing": {"clip": clip}})
+    rules = validate_section(PairingRules, {"clip": clip}, "pairing")
     tally = Tally()
     table = pd.DataFrame(rows, columns=["start", "end", "text"])
     return clip_pairs("lec", "lec/video.mp4", table, duration, duration - 0.1, rules, tally), tally

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from paper_helpers import ablation_rows, run_cli, shared_tree, study_params
 
+from hecvl.config import load_params
 from hecvl.paper.published import load_published
 from hecvl.paper.tables import latex_escape, markdown_table, seed_summary
-from hecvl.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_LABEL = "published (PeskaVLP paper, Table 1)"
@@ -171,7 +171,7 @@ def test_protocol_note_states_splits_videos_and_seeds(paper_tree) -> None:
     text = (root / "results/paper/protocol.md").read_text()
     assert "| Cholec80 | cholec80 | splits.json | test | 3 | 171 | 7 |" in text
     assert "StrasBypass70: SBP01, SBP02, SBP03" in text
-    crop = load_params(ROOT / "params.yaml")["frames"]["transform"]["crop"]
+    crop = load_params(ROOT / "params.yaml").frames.transform.crop
     assert "main comparison [0, 1]" in text and f"centre crop {crop}" in text
     assert "clip 120, phase 30, video 4 from 4 lectures" in text
     assert "settings digest" in text
@@ -182,7 +182,7 @@ def test_missing_metrics_file_is_one_clear_error_and_output_untouched(tmp_path: 
     import yaml
 
     params.write_text(yaml.safe_dump(study_params()))
-    from hecvl.params import load_params
+    from hecvl.config import load_params
     from hecvl.study import Study
 
     study = Study(load_params(params))

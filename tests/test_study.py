@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hecvl.config import load_params
 from hecvl.errors import HecvlError
-from hecvl.params import load_params
 from hecvl.study import Study, expose_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture()
 def params():
-    p = load_params(ROOT / "params.yaml")
+    p = load_params(ROOT / "params.yaml").to_dict()
     p["variants"]["hecvl_again"] = {}  # same pretraining settings as hecvl, another name
     return p
 

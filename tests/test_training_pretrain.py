@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,13 +16,12 @@ from training_helpers import small_params, smoke_world, write_params
 
 from hecvl import tracking
 from hecvl.cli import main
+from hecvl.config import TrainSettings, validate_section
 from hecvl.errors import HecvlError
 from hecvl.models import build_model, load_pretrained
 from hecvl.models.losses import info_nce, mil_nce
 from hecvl.pairing.datasets import PairCollate, PairDataset
-from hecvl.pairing.rules import PairingRules
 from hecvl.training.data import frame_geometry
-from hecvl.training.settings import TrainSettings
 from hecvl.training.step import ContrastiveStep
 from hecvl.training.trainer import Trainer, _metrics
 
@@ -37,7 +37,7 @@ def fixed_losses(trainer: Trainer) -> dict[str, float]:
     `train.mil_nce` on, the clip batch carries its bags of positives, as in training."""
     model = copy.deepcopy(trainer.model).train()
     vis = model.config.visual
-    size, crop = frame_geometry(PairingRules.from_params(trainer.params), vis.image_size)
+    size, crop = frame_geometry(trainer.params.pairing, vis.image_size)
     out = {}
     with torch.no_grad():
         for level in trainer.data:
@@ -153,7 +153,7 @@ def test_cli_reports_bad_settings_and_missing_pairs(
     out = ["--out", str(tmp_path / "o")]
     args = ["pretrain", "--pairs", str(world["pairs"]), "--corpus", str(world["corpus"]), *out]
     assert main([*args, "--params", str(bad)]) == 2
-    assert "train.grad_clp" in capsys.readouterr().err
+    assert "train.grad_clp is not a setting" in capsys.readouterr().err
     good = write_params(tmp_path / "good.yaml", world["frames"])
     assert main([*args, "--params", str(good), "--variant", "nope"]) == 2
     assert "unknown variant 'nope'" in capsys.readouterr().err
@@ -197,18 +197,18 @@ def test_loader_workers_do_not_change_the_run(
 
 
 def test_mil_nce_settings_are_validated() -> None:
-    assert TrainSettings.from_params({}).positives is None  # off by default: the paper's InfoNCE
-    on = TrainSettings.from_params({"train": {"mil_nce": {"enabled": True, "context_s": 1}}})
+    assert TrainSettings().positives is None  # off by default: the paper's InfoNCE
+    on = validate_section(TrainSettings, {"mil_nce": {"enabled": True, "context_s": 1}}, "train")
     assert (on.positives.context_s, on.positives.max_texts) == (1.0, 4)
     for bad, message in [
-        ({"enabled": "yes"}, "train.mil_nce.enabled has the wrong type"),
-        ({"context_s": -0.5}, "train.mil_nce.context_s must be a finite number >= 0"),
-        ({"max_texts": 0}, "train.mil_nce.max_texts must be >= 1"),
-        ({"max_texts": 2.5}, "train.mil_nce.max_texts has the wrong type"),
-        ({"max_text": 3}, "unknown key.*max_text in train.mil_nce"),
+        ({"enabled": "yes"}, "train.mil_nce.enabled must be true or false, got 'yes'"),
+        ({"context_s": -0.5}, "train.mil_nce.context_s must be >= 0, got -0.5"),
+        ({"max_texts": 0}, "train.mil_nce.max_texts must be > 0, got 0"),
+        ({"max_texts": 2.5}, "train.mil_nce.max_texts must be an integer, got 2.5"),
+        ({"max_text": 3}, "train.mil_nce.max_text is not a setting"),
     ]:
-        with pytest.raises(HecvlError, match=message):
-            TrainSettings.from_params({"train": {"mil_nce": bad}})
+        with pytest.raises(HecvlError, match=rf"^params\.yaml: {re.escape(message)}$"):
+            validate_section(TrainSettings, {"mil_nce": bad}, "train")
 
 
 def test_contrastive_step_with_bags_is_mil_nce(world: dict[str, Path]) -> None:

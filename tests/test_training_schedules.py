@@ -1,4 +1,4 @@
-"""Schedules and the optimiser's learning-rate curve: pure functions of the settings."""
+"""Schedules and the optimiser's learning-rate curve: pure functions of the (validated) settings."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from itertools import pairwise
 import pytest
 import torch
 
+from hecvl.config import TrainSettings, validate_section
 from hecvl.errors import HecvlError
 from hecvl.training.optim import build_optimizer, lr_factor
 from hecvl.training.schedules import build_schedule
 
 
+def train(**fields) -> TrainSettings:
+    """`train:` settings as params.yaml would give them (the rest at their defaults), validated."""
+    return validate_section(TrainSettings, fields, "train")
+
+
 def test_fine_to_coarse_alternates_m_n_l_blocks() -> None:
-    s = build_schedule({"schedule": "fine_to_coarse", "alternation": {"clip": 3, "phase": 2, "video": 1}}, 13)
+    s = build_schedule(train(schedule="fine_to_coarse", alternation={"clip": 3, "phase": 2, "video": 1}), 13)
     flat = [lv[0] for lv in s.plan]
     block = ["clip"] * 3 + ["phase"] * 2 + ["video"]
     assert flat == block + block + ["clip"]
@@ -24,25 +30,25 @@ def test_fine_to_coarse_alternates_m_n_l_blocks() -> None:
 
 
 def test_fine_to_coarse_with_a_level_switched_off() -> None:
-    s = build_schedule({"schedule": "fine_to_coarse", "alternation": {"clip": 2, "phase": 1, "video": 0}}, 6)
+    s = build_schedule(train(schedule="fine_to_coarse", alternation={"clip": 2, "phase": 1, "video": 0}), 6)
     assert [lv[0] for lv in s.plan] == ["clip", "clip", "phase"] * 2
     assert s.levels == ("clip", "phase")
 
 
 def test_joint_trains_every_weighted_level_every_step() -> None:
-    s = build_schedule({"schedule": "joint", "level_weights": {"clip": 1, "phase": 0.5, "video": 0}}, 4)
+    s = build_schedule(train(schedule="joint", level_weights={"clip": 1, "phase": 0.5, "video": 0}), 4)
     assert s.plan == (("clip", "phase"),) * 4
     assert s.weights["phase"] == 0.5
 
 
 def test_clip_only() -> None:
-    s = build_schedule({"schedule": "clip_only"}, 5)
+    s = build_schedule(train(schedule="clip_only"), 5)
     assert s.levels == ("clip",) and len(s.plan) == 5
 
 
 def test_epoch_alternation_phase_every_3rd_video_every_5th() -> None:
     bpe = {"clip": 2, "phase": 1, "video": 1}
-    s = build_schedule({"schedule": "epoch_alternation"}, 40, batches_per_epoch=bpe)
+    s = build_schedule(train(schedule="epoch_alternation"), 40, batches_per_epoch=bpe)
     # rebuild the epochs from the plan: an epoch starts with its clip pass
     epochs, i, e = [], 0, 0
     while i < len(s.plan):
@@ -57,15 +63,17 @@ def test_epoch_alternation_phase_every_3rd_video_every_5th() -> None:
 
 def test_schedules_are_deterministic_and_validated() -> None:
     cfg = {"schedule": "fine_to_coarse", "alternation": {"clip": 4, "phase": 2, "video": 1}}
-    assert build_schedule(cfg, 50) == build_schedule(dict(cfg), 50)
-    with pytest.raises(HecvlError, match=r"unknown train\.schedule"):
-        build_schedule({"schedule": "coarse_to_fine"}, 5)
-    with pytest.raises(HecvlError, match=r"alternation\.phase"):
-        build_schedule({"schedule": "fine_to_coarse", "alternation": {"phase": -1}}, 5)
+    assert build_schedule(train(**cfg), 50) == build_schedule(train(**dict(cfg)), 50)
+    with pytest.raises(HecvlError, match=r"^params\.yaml: train\.schedule must be one of .*, got 'coarse_to"):
+        train(schedule="coarse_to_fine")
+    with pytest.raises(HecvlError, match=r"^params\.yaml: train\.alternation\.phase must be >= 0, got -1$"):
+        train(schedule="fine_to_coarse", alternation={"clip": 4, "phase": -1, "video": 1})
+    with pytest.raises(HecvlError, match=r"train: alternation gives no batches to any of train\.levels"):
+        train(schedule="fine_to_coarse", alternation={"clip": 0, "phase": 0, "video": 0})
     with pytest.raises(HecvlError, match="batches per epoch"):
-        build_schedule({"schedule": "epoch_alternation"}, 5)
-    with pytest.raises(HecvlError, match="steps"):
-        build_schedule({"schedule": "clip_only"}, 0)
+        build_schedule(train(schedule="epoch_alternation"), 5)
+    with pytest.raises(HecvlError, match="at least 1 step, got 0"):
+        build_schedule(train(schedule="clip_only"), 0)
 
 
 def test_lr_warmup_then_cosine() -> None:
@@ -80,7 +88,7 @@ def test_lr_warmup_then_cosine() -> None:
 
 def test_optimizer_decays_only_matrices_and_follows_schedule() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
-    opt, sched = build_optimizer(model, {"lr": 1e-2, "weight_decay": 0.1, "warmup_steps": 2}, total_steps=10)
+    opt, sched = build_optimizer(model, train(lr=1e-2, weight_decay=0.1, warmup_steps=2), total_steps=10)
     decayed, plain = opt.param_groups
     assert [p.shape for p in decayed["params"]] == [torch.Size([4, 3])]
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0 and len(plain["params"]) == 3
@@ -91,17 +99,17 @@ def test_optimizer_decays_only_matrices_and_follows_schedule() -> None:
         sched.step()
     assert lrs[0] == pytest.approx(5e-3) and lrs[1] == pytest.approx(1e-2)
     assert lrs[-1] < lrs[2]
-    with pytest.raises(HecvlError, match="invalid optimiser"):
-        build_optimizer(model, {"lr": -1}, 10)
+    with pytest.raises(HecvlError, match=r"^params\.yaml: train\.lr must be > 0, got -1$"):
+        train(lr=-1)
 
 
 def test_levels_restrict_every_schedule() -> None:
     cfg = {"levels": ["clip", "phase"], "alternation": {"clip": 2, "phase": 1, "video": 1}}
-    assert build_schedule({**cfg, "schedule": "fine_to_coarse"}, 6).levels == ("clip", "phase")
-    assert build_schedule({**cfg, "schedule": "joint"}, 2).plan == (("clip", "phase"),) * 2
-    ea = build_schedule({**cfg, "schedule": "epoch_alternation"}, 30, {"clip": 1, "phase": 1})
+    assert build_schedule(train(**cfg, schedule="fine_to_coarse"), 6).levels == ("clip", "phase")
+    assert build_schedule(train(**cfg, schedule="joint"), 2).plan == (("clip", "phase"),) * 2
+    ea = build_schedule(train(**cfg, schedule="epoch_alternation"), 30, {"clip": 1, "phase": 1})
     assert ea.levels == ("clip", "phase")
-    with pytest.raises(HecvlError, match=r"train\.levels"):
-        build_schedule({"levels": ["clip", "scene"]}, 3)
-    with pytest.raises(HecvlError, match=r"clip in train\.levels"):
-        build_schedule({"schedule": "clip_only", "levels": ["phase"]}, 3)
+    with pytest.raises(HecvlError, match=r"^params\.yaml: train\.levels\.1 must be one of .*got 'scene'$"):
+        train(levels=["clip", "scene"])
+    with pytest.raises(HecvlError, match=r"^params\.yaml: train: the clip_only schedule needs clip in"):
+        train(schedule="clip_only", levels=["phase"])

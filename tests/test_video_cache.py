@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from test_video_reader import frame_ids, make_video
 
+from hecvl.config import FramesSettings, validate_section
 from hecvl.errors import HecvlError
 from hecvl.video import FrameCache, FrameTransform, open_video
 from hecvl.video import cache as cache_mod
-from hecvl.config import FramesSettings, validate_section
 
 T = FrameTransform(size=(48, 80), crop=40)
 

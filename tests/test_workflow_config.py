@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from test_workflow import BIN, PROJECT_FILES, ROOT, _env, _run
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from hecvl.cli import main
-from hecvl.params import deep_merge, load_params
+from hecvl.config import deep_merge, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def small_params(frames: Path, overrides: Mapping[str, Any] | None = None) -> di
     """The project's params (active preset applied) with SMALL and `overrides` on top; the training
     frame cache goes to `frames` (a test folder, never the project's data/)."""
     small = deep_merge(SMALL, {"train": {"frame_cache_root": str(frames)}})
-    merged = deep_merge(deep_merge(load_params(ROOT / "params.yaml"), small), overrides or {})
+    merged = deep_merge(deep_merge(load_params(ROOT / "params.yaml").to_dict(), small), overrides or {})
     merged["preset"] = None  # already applied: the written file must not apply it again
     return merged
 

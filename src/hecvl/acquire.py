@@ -17,9 +17,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hecvl.config import Params, load_params
 from hecvl.errors import HecvlError
 from hecvl.io import sha256_file, write_json
-from hecvl.config import Params, load_params
 
 log = logging.getLogger(__name__)
 CHECKSUMS = "SHA256SUMS"

@@ -67,7 +67,8 @@ def _rel(relevance: float | str) -> str:
     return relevance if isinstance(relevance, str) else f"{float(relevance):g}"
 
 
-PAPER_TABLES = [f"{PAPER}/{n}.{ext}" for n in ("main_table", "ablation_table") for ext in ("csv", "md", "tex")]
+_TABLES = ("main_table", "ablation_table")
+PAPER_TABLES = [f"{PAPER}/{n}.{ext}" for n in _TABLES for ext in ("csv", "md", "tex")]
 PAPER_TABLES.append(f"{PAPER}/protocol.md")
 PAPER_FIGURES = [f"{PAPER}/{n}.png" for n in ("accuracy_f1", "per_phase_f1", "confusion", "timelines",
                                               "training_curves")]

@@ -12,11 +12,13 @@ import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from hecvl import layout
 from hecvl.config import REFERENCES, Params, coerce_params, run_key, training_settings
 from hecvl.errors import HecvlError
+
 
 def expose_cli() -> None:
     """Put this interpreter's scripts folder first on PATH, so that the workflow's rules run the
@@ -90,12 +92,18 @@ class Study:
                 raise HecvlError(f"params.yaml: study variant {name!r} is not defined under variants:")
         missing = [d for d in self.datasets if d not in self.params.data.targets]
         if missing:
-            raise HecvlError(f"params.yaml: study.datasets names {missing[0]!r}, which is not under data.targets")
+            raise HecvlError(f"params.yaml: study.datasets names {missing[0]!r}, not under data.targets")
+        for variant in self.variants:  # a file the jobs would only miss when they start
+            prompt_file = self.resolved(variant).eval.prompt_file
+            if prompt_file is not None and not Path(prompt_file).is_file():
+                raise HecvlError(f"params.yaml: variant {variant}: eval.prompt_file {prompt_file} not found")
         # every defined ablation is a target of its own (`snakemake ablation_<name>`); the active ones
         # (study.ablations, default: all) are also built by `rule all` and fill the paper's ablation table
         self.defined_ablations = dict(self.params.ablations)
         active = study.ablations
-        self.ablations = {n: self.defined_ablations[n] for n in active} if active is not None else self.defined_ablations
+        self.ablations = self.defined_ablations
+        if active is not None:
+            self.ablations = {n: self.defined_ablations[n] for n in active}
 
     # --- pretraining runs -----------------------------------------------------------------
     def resolved(self, variant: str) -> Params:
@@ -231,7 +239,8 @@ class Study:
     def noise_jobs(self) -> list[tuple[float, EvalJob]]:
         """The narration-noise sweep's evaluations, one job per (relevance, model, seed)."""
         out = []
-        sweep = [(r, e) for r, e in self.noise_entries() if e.path.startswith(f"{layout.NOISE}/")]  # not reused
+        # the runs the main study does not already make
+        sweep = [(r, e) for r, e in self.noise_entries() if e.path.startswith(f"{layout.NOISE}/")]
         for rel in dict.fromkeys(r for r, _e in sweep):
             entries = [e for r, e in sweep if r == rel]
             tag = f"{rel:g}".replace(".", "p")

@@ -20,7 +20,9 @@ class Section(BaseModel):
 
     def replace(self, **changes: Any) -> Self:
         """A copy with `changes` (e.g. command-line options), validated like the file's values."""
-        return type(self).model_validate({**self.model_dump(), **changes})
+        from hecvl.config.resolve import validate_section
+
+        return validate_section(type(self), {**self.to_dict(), **changes}, "", "the command line")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (tuples as lists), which validate back into an equal section."""
@@ -64,6 +66,12 @@ class LevelWeights(_PerLevel):
     clip: NonNegativeFloat = 1.0
     phase: NonNegativeFloat = 1.0
     video: NonNegativeFloat = 1.0
+
+
+def check_crop(size: tuple[int, int] | None, crop: int | None) -> None:
+    """A square crop must fit the resized frame (loader and evaluation transform alike)."""
+    if size is not None and crop is not None and crop > min(size):
+        raise ValueError(f"crop {crop} is larger than the resized frame {list(size)}")
 
 
 def reason(text: str, default: Any = ..., **kwargs: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from hecvl.config.base import Section, reason
+from hecvl.config.base import Section, check_crop, reason
 
 if TYPE_CHECKING:
     from hecvl.video import FrameCache, FrameTransform
@@ -28,8 +28,7 @@ class TransformSettings(Section):
 
     @model_validator(mode="after")
     def _crop_fits(self) -> TransformSettings:
-        if self.size is not None and self.crop is not None and self.crop > min(self.size):
-            raise ValueError(f"crop {self.crop} is larger than the resized frame {list(self.size)}")
+        check_crop(self.size, self.crop)
         return self
 
     def build(self) -> FrameTransform:

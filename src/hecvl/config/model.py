@@ -1,4 +1,4 @@
-"""`model:` the video-language model (`hecvl.models`). Defaults: the CPU study; the paper preset has the paper's."""
+"""`model:` the video-language model (`hecvl.models`). Defaults: the CPU study; `preset: paper`: the paper."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class VisualConfig(Section):
     image_size: int = reason("square training crop in px (paper: 336)", 64, ge=16)
     mean: tuple[float, float, float] = reason("ImageNet normalisation, as the paper", IMAGENET_MEAN)
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = reason("ImageNet normalisation", IMAGENET_STD)
-    layer_type: Literal["basic", "bottleneck"] | None = reason("override of the preset; null = preset's", None)
+    layer_type: Literal["basic", "bottleneck"] | None = reason("override of the preset (null: keep)", None)
     depths: tuple[PositiveInt, ...] | None = reason("override of the preset's blocks per stage", None)
     hidden_sizes: tuple[PositiveInt, ...] | None = reason("override of the preset's widths per stage", None)
     embedding_size: PositiveInt | None = reason("override of the preset's stem width", None)
@@ -100,8 +100,8 @@ class ModelConfig(Section):
     loss: LossConfig = Field(default_factory=LossConfig)
 
     @classmethod
-    def from_dict(cls, cfg: Any) -> ModelConfig:
-        """A model section from a saved model's `config.json` (or an instance, returned as is)."""
+    def from_dict(cls, cfg: Any, source: str = "the model settings") -> ModelConfig:
+        """A model section from a mapping, e.g. a saved model's `config.json` (an instance: as it is)."""
         from hecvl.config.resolve import validate_section
 
-        return cfg if isinstance(cfg, ModelConfig) else validate_section(cls, cfg or {}, "model")
+        return cfg if isinstance(cfg, ModelConfig) else validate_section(cls, cfg or {}, "model", source)

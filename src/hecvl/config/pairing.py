@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from hecvl.config.base import Section, reason
+from hecvl.config.base import Section, check_crop, reason
 from hecvl.config.model import TextConfig
 
 __all__ = ["ClipRules", "DeriveRules", "LoaderRules", "PairingRules", "PhaseRules", "TranscriptRules",
@@ -73,7 +73,7 @@ class VideoRules(Section):
 
 
 class DeriveRules(Section):
-    """Fill missing keystep titles / abstracts from the narrations (off: `hecvl pair --derive` turns it on)."""
+    """Fill missing keystep titles / abstracts from the narrations (`hecvl pair --derive` turns it on)."""
 
     enabled: bool = False
     summariser: str = reason('registered name, or "package.module:factory" (e.g. a local LLM)', "centroid")
@@ -96,8 +96,7 @@ class LoaderRules(Section):
 
     @model_validator(mode="after")
     def _crop_fits(self) -> LoaderRules:
-        if self.size is not None and self.crop is not None and self.crop > min(self.size):
-            raise ValueError(f"crop {self.crop} exceeds the size {list(self.size)}")
+        check_crop(self.size, self.crop)
         return self
 
 

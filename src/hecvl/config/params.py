@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from hecvl.config.base import Section, reason
 from hecvl.config.data import DataSettings
-from hecvl.config.evaluation import EvalSettings
+from hecvl.config.evaluation import SPACES, STYLES, EvalSettings
 from hecvl.config.frames import FramesSettings
 from hecvl.config.model import ModelConfig
 from hecvl.config.pairing import PairingRules
@@ -56,7 +56,8 @@ class Params(Section):
         def check(names: Any, known: Any, where: str, what: str) -> None:
             for name in names or ():
                 if name not in known:
-                    raise ValueError(f"{where} names {what} {name!r} (known: {', '.join(sorted(known)) or 'none'})")
+                    known_names = ", ".join(sorted(known)) or "none"
+                    raise ValueError(f"{where} names {what} {name!r} (known: {known_names})")
 
         s = self.study
         if self.variants:
@@ -66,8 +67,8 @@ class Params(Section):
         for name, spec in self.ablations.items():
             check(spec.variants, self.variants, f"ablations.{name}.variants", "an undefined variant")
             check(spec.references, REFERENCES, f"ablations.{name}.references", "an unknown reference")
-            check(spec.spaces, ("clip", "phase", "video", "ensemble"), f"ablations.{name}.spaces", "a space")
-            check(spec.prompts, ("decomposed", "class_name", "ensemble"), f"ablations.{name}.prompts", "a style")
+            check(spec.spaces, SPACES, f"ablations.{name}.spaces", "a space")
+            check(spec.prompts, STYLES, f"ablations.{name}.prompts", "a prompt style")
         for name, overrides in self.variants.items():
             check(overrides, RUN_SECTIONS, f"variants.{name}", "a section a variant cannot override:")
         return self

@@ -1,4 +1,4 @@
-"""`released:` the authors' released SurgVLP / HecVL / PeskaVLP weights: paths on your disk, never downloaded."""
+"""`released:` the authors' SurgVLP / HecVL / PeskaVLP weights: paths on your disk, never downloaded."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,7 +70,8 @@ def resolve(raw: Mapping[str, Any], source: str = "params.yaml",
         if not isinstance(spec, Mapping | None):
             raise HecvlError(f"{source}: presets.{other} must be a mapping")
         if other != name:
-            _validate_with(Params, deep_merge(base, spec or {}, {"preset": other}), source, f"presets.{other}: ")
+            merged = deep_merge(base, spec or {}, {"preset": other})
+            _validate_with(Params, merged, source, f"presets.{other}: ")
     # a file without presets (e.g. a resolved one) names the preset that was applied to it already
     if name is not None and presets and name not in presets:
         known = ", ".join(sorted(presets))
@@ -143,7 +145,24 @@ def validate_section(cls: type[T], data: Any, where: str, source: str = "params.
     return _validate_with(cls, data, source, "", where)
 
 
+def _non_finite(value: Any, path: str) -> str | None:
+    """The key path of the first infinite or NaN number (JSON, hence the validation, cannot carry them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items: Any = value.items() if isinstance(value, Mapping) else ()
+    if isinstance(value, list):
+        items = enumerate(value)
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def _validate_with(cls: type[T], data: Any, source: str, prefix: str, where: str = "") -> T:
+    bad = _non_finite(data, where)
+    if bad is not None:
+        raise HecvlError(f"{source}: {prefix}{bad} must be a finite number")
     try:
         blob = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -169,7 +188,6 @@ _MESSAGES = {
     "dict_type": "must be a mapping",
     "model_type": "must be a mapping",
     "model_attributes_type": "must be a mapping",
-    "finite_number": "must be a finite number",
 }
 
 
@@ -184,7 +202,8 @@ def format_error(exc: ValidationError, where: str = "") -> str:
     elif kind == "literal_error":
         text = f"{loc} must be one of {ctx.get('expected')}, got {value!r}"
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+              "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
         text = f"{loc} must be {op} {bound:g}, got {value!r}"
     elif kind == "too_short":

@@ -1,12 +1,19 @@
-"""`train:` pretraining (`hecvl pretrain`). Defaults: the CPU study; the paper preset has the paper's values."""
+"""`train:` pretraining (`hecvl pretrain`). Defaults: the CPU study; `preset: paper` the paper's."""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
-from pydantic import model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from hecvl.config.base import LEVELS, LevelCounts, LevelSizes, LevelWeights, Section, reason
 
@@ -22,7 +29,7 @@ OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "
 
 
 class EpochAlternation(Section):
-    """epoch_alternation schedule, as the public code: every epoch clip, phase every n-th, video every m-th."""
+    """epoch_alternation, as the public code: clip every epoch, phase every n-th, video every m-th."""
 
     phase_every: PositiveInt = 3
     video_every: PositiveInt = 5
@@ -44,7 +51,7 @@ class TrainSettings(Section):
         "fine_to_coarse")
     levels: tuple[Literal["clip", "phase", "video"], ...] = reason(
         "levels the schedule may train (the clip+phase ablation drops video)", LEVELS, min_length=1)
-    steps: PositiveInt = reason("optimizer steps: a fixed count, not a time budget (bit-identical reruns)", 150)
+    steps: PositiveInt = reason("optimizer steps: a count, not a time budget (bit-identical reruns)", 150)
     alternation: LevelCounts = reason(
         "fine_to_coarse: m clip, n phase, l video batches, repeated (not published for HecVL; the "
         "successor used 25/15/115)", LevelCounts(clip=4, phase=2, video=1))
@@ -53,7 +60,8 @@ class TrainSettings(Section):
     batch_size: LevelSizes = reason("GLOBAL batch per level, split over DDP ranks (paper: 120 / 80 / 25)",
                                     LevelSizes(clip=64, phase=16, video=8))
     grad_accum: PositiveInt = reason("micro-batches per step (negatives stay per micro-batch)", 1)
-    lr: PositiveFloat = reason("peak learning rate for a random-init CPU model (paper: 5e-5, pretrained)", 1e-3)
+    lr: PositiveFloat = reason("peak learning rate of a random-init CPU model (paper: 5e-5, pretrained)",
+                               1e-3)
     weight_decay: NonNegativeFloat = reason("decoupled, on weight matrices and kernels only", 0.01)
     betas: tuple[float, float] = reason("AdamW betas", (0.9, 0.999))
     eps: PositiveFloat = 1e-8
@@ -71,7 +79,7 @@ class TrainSettings(Section):
                                "dominates CPU steps); real 25 fps corpora: lower frame_cache_fps", True)
     frame_cache_fps: NonNegativeFloat = reason("0 = the video's own rate (exactly the decoder's frames)", 0.0)
     frame_cache_root: str = reason('"" = frames.cache', "")
-    frame_cache_max_gb: PositiveFloat = reason("refuse a bigger frame cache (real corpus: frame_cache: false)",
+    frame_cache_max_gb: PositiveFloat = reason("refuse a bigger frame cache (real corpus: frame_cache false)",
                                                8.0)
     text_cache: bool = reason("frozen text encoder: corpus text features stored once per study (same bits)",
                               True)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from hecvl.config import TargetSettings, coerce_params
 from hecvl.datasets.classes import CLASSES, multibypass_classes
 from hecvl.datasets.labels import (
     empty_label_table,
@@ -33,7 +34,6 @@ from hecvl.datasets.splits import (
     official_splits,
     read_splits_json,
 )
-from hecvl.config import TargetSettings, coerce_params
 from hecvl.errors import HecvlError
 
 log = logging.getLogger(__name__)

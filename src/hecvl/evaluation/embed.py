@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from hecvl.config import LEVELS, SPACES
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, write_json
-from hecvl.config import LEVELS, SPACES
 from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)

@@ -19,15 +19,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from hecvl.config import RELEASED_MODELS, Params
 from hecvl.errors import HecvlError
 from hecvl.evaluation.prompts import truncated_prompts
 from hecvl.models.released import CROP, MAX_TOKENS, RESIZE_HW, ReleasedModel, normalise_crops
-from hecvl.config import RELEASED_MODELS, Params
 from hecvl.released_runs import RELEASED_SPACE
 from hecvl.video.transform import FrameTransform
 

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from hecvl import __version__
+from hecvl.config.model import ModelConfig
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, sha256_file, write_json
-from hecvl.config.model import ModelConfig
 from hecvl.models.model import HecVLModel, build_model
 from hecvl.models.state_dicts import check_state_dict, read_state_dict
 
@@ -80,7 +80,7 @@ def load_pretrained(
         msg = "weights file is corrupt or was replaced (its SHA-256 differs from the one in config.json)"
         raise HecvlError(msg, weights_path)
     state = read_state_dict(weights_path)
-    model = build_model(params["model"], pretrained=False)
+    model = build_model(ModelConfig.from_dict(params["model"], str(config_path)), pretrained=False)
     check_state_dict(state, model.state_dict(), weights_path, what="saved weights")
     model.load_state_dict(state)
     return model.to(device).eval(), params

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hecvl.errors import HecvlError
 from hecvl.config.model import LEVELS, ModelConfig
+from hecvl.errors import HecvlError
 from hecvl.models.losses import LogitScale, info_nce, masked_mean, mil_nce, pad_bags, parent_child_loss
 from hecvl.models.text_encoder import TextEncoder
 from hecvl.models.visual_encoder import VisualEncoder, preprocess_frames

@@ -23,8 +23,8 @@ from PIL import Image
 from tqdm import tqdm
 from transformers import BertConfig, BertModel, BertTokenizer, ResNetModel
 
-from hecvl.errors import HecvlError
 from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD, VisualConfig
+from hecvl.errors import HecvlError
 from hecvl.models.released_checkpoint import (
     BERT_FFN,
     BERT_LAYERS,

@@ -29,9 +29,9 @@ from torch import nn
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from hecvl.config.model import ModelConfig, TextConfig
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path
-from hecvl.config.model import ModelConfig, TextConfig
 from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
-from hecvl.errors import HecvlError
 from hecvl.config.model import VisualConfig
+from hecvl.errors import HecvlError
 from hecvl.models.resnet_keys import find_resnet_prefix, torchvision_to_hf
 from hecvl.models.state_dicts import check_state_dict, read_state_dict
 

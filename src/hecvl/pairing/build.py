@@ -17,6 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hecvl.config.pairing import PairingRules
 from hecvl.datasets.corpus import (
     ABSTRACT_FILE,
     KEYSTEPS_FILE,
@@ -34,7 +35,6 @@ from hecvl.errors import HecvlError
 from hecvl.pairing.clips import clip_pairs
 from hecvl.pairing.manifest import LEVELS, to_columns
 from hecvl.pairing.phases import Summarise, phase_pairs
-from hecvl.config.pairing import PairingRules
 from hecvl.pairing.stats import Tally
 from hecvl.pairing.videos import video_pair
 from hecvl.video import VideoInfo, open_video, probe

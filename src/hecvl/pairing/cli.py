@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hecvl.config import Params, PairingRules, load_params
+from hecvl.config import PairingRules, Params, load_params
 from hecvl.errors import HecvlError
 from hecvl.pairing.build import build_pairs
 from hecvl.pairing.derive import get_summariser

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from hecvl.config import coerce_params
+from hecvl.config.pairing import PairingRules
 from hecvl.errors import HecvlError
 from hecvl.pairing.manifest import read_manifest
 from hecvl.pairing.positives import NarrationNeighbours, PositiveRule
-from hecvl.config import coerce_params
-from hecvl.config.pairing import PairingRules
 from hecvl.pairing.sampling import clamp_times, clip_span, clip_times, segment_times
 from hecvl.video import FrameTransform, open_video
 from hecvl.video.transform import centre_crop_origin

@@ -15,15 +15,15 @@ LLM wrapper); the factory is called once per run, so a model is loaded once.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from hecvl.errors import HecvlError
-from hecvl.pairing.phases import Summarise
 from hecvl.config import Params, TextConfig
 from hecvl.config.pairing import DeriveRules
+from hecvl.errors import HecvlError
+from hecvl.pairing.phases import Summarise
 from hecvl.pairing.text import split_sentences
 
 SummariserFactory = Callable[[DeriveRules, Params | None], Summarise]

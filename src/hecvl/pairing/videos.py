@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hecvl.pairing.phases import Summarise
 from hecvl.config.pairing import PairingRules
+from hecvl.pairing.phases import Summarise
 from hecvl.pairing.sampling import clamp_times, segment_times
 from hecvl.pairing.stats import Tally
 from hecvl.pairing.text import apply_text_limits, clean_text, word_count

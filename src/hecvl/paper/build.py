@@ -17,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from hecvl.config import REFERENCES, Params
 from hecvl.errors import HecvlError
 from hecvl.io import write_csv, write_text
+from hecvl.layout import PAIRS
 from hecvl.paper import figures
 from hecvl.paper.collect import (
     Result,
@@ -42,8 +44,6 @@ from hecvl.paper.tables import (
     write_ablation_table,
     write_main_table,
 )
-from hecvl.config import REFERENCES, Params
-from hecvl.layout import PAIRS
 from hecvl.released_runs import ReleasedRuns
 from hecvl.study import Study
 

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hecvl.config import Params
 from hecvl.errors import HecvlError
 from hecvl.paper.collect import Result
 from hecvl.paper.published import PublishedTable, dataset_title
-from hecvl.config import Params
 from hecvl.study import Study
 
 

@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from hecvl.config import SyntheticSettings, load_params
 from hecvl.errors import HecvlError
 from hecvl.io import write_json
-from hecvl.config import SyntheticSettings, load_params
 from hecvl.synth.vocab import presets
 
 

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
+from hecvl.config.pairing import PairingRules
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
 from hecvl.pairing.positives import PositiveRule
-from hecvl.config.pairing import PairingRules
 from hecvl.training.distributed import DistEnv, barrier, per_rank_batch, shard
 from hecvl.training.schedules import LEVELS
 from hecvl.video import FrameCache, VideoInfo, frame_indices, probe, sample_times

@@ -9,7 +9,6 @@ temperature (decaying those only pulls them towards 0 for no benefit).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from hecvl.errors import HecvlError
 
 from hecvl.config import LEVELS, SCHEDULES, TrainSettings
+from hecvl.errors import HecvlError
 
 __all__ = ["LEVELS", "SCHEDULES", "Schedule", "build_schedule"]
 
@@ -95,7 +93,8 @@ def _epoch_alternation(
 ) -> list[tuple[str, ...]]:
     if not batches_per_epoch:
         raise HecvlError("the epoch_alternation schedule needs the number of batches per epoch of each level")
-    every = {"clip": 1, "phase": train.epoch_alternation.phase_every, "video": train.epoch_alternation.video_every}
+    alt = train.epoch_alternation
+    every = {"clip": 1, "phase": alt.phase_every, "video": alt.video_every}
     for lvl in enabled:
         if batches_per_epoch.get(lvl, 0) < 1:
             raise HecvlError(f"the {lvl} level has no batches per epoch")

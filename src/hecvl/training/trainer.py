@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hecvl.config import Params, TrainSettings, coerce_params, run_key
 from hecvl.errors import HecvlError
 from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
@@ -49,7 +50,6 @@ from hecvl.training.data import LevelData, build_level_data, make_loader
 from hecvl.training.distributed import DistEnv, broadcast_object, init_distributed, shutdown, sync_batchnorm
 from hecvl.training.optim import build_optimizer
 from hecvl.training.schedules import Schedule, build_schedule
-from hecvl.config import Params, TrainSettings, coerce_params, run_key
 from hecvl.training.step import STATISTICS, ContrastiveStep
 from hecvl.video import FrameCache
 
@@ -409,7 +409,8 @@ class Trainer:
 
     def run_config(self) -> dict[str, Any]:
         """The resolved params of this run, without the study's lists of variants, ablations, presets."""
-        return {k: v for k, v in self.params.to_dict().items() if k not in ("variants", "ablations", "presets")}
+        study_lists = ("variants", "ablations", "presets")
+        return {k: v for k, v in self.params.to_dict().items() if k not in study_lists}
 
     def resolved_config(self) -> dict[str, Any]:
         """The run's full configuration: resolved params, settings, schedule, effective batches."""
