@@ -35,7 +35,7 @@ import numpy as np
 
 from hecvl.config import Params, load_params
 from hecvl.evaluation.embed import EmbeddingCache, levels_for, pick_device, video_embeddings
-from hecvl.evaluation.evaluate_cli import frame_source, load_model
+from hecvl.evaluation.evaluate import frame_source, load_model
 from hecvl.evaluation.metrics import argmax_predictions
 from hecvl.evaluation.prompts import load_prompts, prompts_for
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores

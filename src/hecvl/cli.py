@@ -18,16 +18,16 @@ from hecvl.errors import HecvlError
 # name -> (module, one-line help). Add a stage here and in its module; nothing else.
 COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("hecvl.config.params_cli", "show the resolved configuration, or write its schema"),
-    "synth": ("hecvl.synth.cli", "generate the synthetic world, or print its sanity figures (--check)"),
+    "synth": ("hecvl.synth.synth_cli", "generate the synthetic world, or print its sanity figures (--check)"),
     "acquire": ("hecvl.acquire", "generate the synthetic world or register local datasets, and verify them"),
     "labels": ("hecvl.datasets.labels_cli", "convert published phase labels to the 1 fps label table"),
     "corpus": ("hecvl.datasets.corpus_cli", "validate a lecture corpus or import transcripts into it"),
     "frames": ("hecvl.video.frames_cli", "decode the 1 fps evaluation frames of videos into the frame cache"),
     "evaluate": ("hecvl.evaluation.evaluate_cli", "zero-shot phase recognition on a target dataset"),
     "score": ("hecvl.evaluation.score_cli", "score 1 fps phase predictions (CSV) against ground truth"),
-    "pair": ("hecvl.pairing.cli", "build the clip / phase / video pair manifests from a lecture corpus"),
-    "pretrain": ("hecvl.training.cli", "pretrain the HecVL model on the pair manifests (one variant)"),
-    "paper": ("hecvl.paper.cli", "the study's tables, figures and protocol note (results/paper)"),
+    "pair": ("hecvl.pairing.pair_cli", "build the clip / phase / video pair manifests from a lecture corpus"),
+    "pretrain": ("hecvl.training.pretrain_cli", "pretrain the HecVL model on the pair manifests (a variant)"),
+    "paper": ("hecvl.paper.paper_cli", "the study's tables, figures and protocol note (results/paper)"),
 }
 
 

@@ -5,7 +5,8 @@
 - `prompts` (+ `prompts/*.yaml`): the versioned prompt files, one per dataset, and the truncation check;
 - `embed`: frame embeddings at 1 fps, cached per (model, dataset, transform, level, video);
 - `zeroshot` / `probe`: the two classifiers; `confusion_plot`: the confusion-matrix figure;
-- `settings`: params.yaml's `eval:` section; `evaluate_cli`: `hecvl evaluate`.
+- `evaluate`: the engine (one model, many datasets and settings); `evaluate_cli`: `hecvl evaluate`;
+  the `eval:` settings are `hecvl.config.EvalSettings`.
 """
 
 from hecvl.evaluation.metrics import argmax_predictions, score_predictions

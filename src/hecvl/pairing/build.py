@@ -1,9 +1,10 @@
 """Pair a whole corpus: every lecture, every level, one bad lecture never sinking the rest.
 
 A lecture whose files cannot be read (malformed CSV, missing or undecodable video) is excluded and
-listed with the reason in the statistics; everything else about it is a per-segment rule (`rules.py`,
-`spans.py`) counted in the tally. The video is probed and its first frame decoded before pairing, so a
-corrupt video is caught here, with the lecture's name, not hours later in a training worker.
+listed with the reason in the statistics; everything else about it is a per-segment rule
+(`hecvl.config.pairing`, `spans.py`) counted in the tally. The video is probed and its first frame
+decoded before pairing, so a corrupt video is caught here, with the lecture's name, not hours later
+in a training worker.
 """
 
 from __future__ import annotations
