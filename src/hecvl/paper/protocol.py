@@ -133,10 +133,9 @@ def protocol_markdown(
     """
     p = study.params
     long_data, _short = data_description(p)
-    frames = p.frames.to_dict()
-    transform = frames["transform"]
-    visual, text = p.model.visual.to_dict(), p.model.text.to_dict()
-    targets = {name: t.to_dict() for name, t in p.data.targets.items()}
+    transform = p.frames.transform.to_dict()  # lists, as the note has always printed them
+    visual, text = p.model.visual.to_dict(), p.model.text
+    targets = p.data.targets
     sets = test_sets(results)
     out = [
         "# Protocol of these tables and figures",
@@ -157,16 +156,16 @@ def protocol_markdown(
         "|---|---|---|---|---|---|---|",
     ]
     for ds in study.datasets:
-        t = targets.get(ds) or {}
+        t = targets[ds]  # Study checked that every study dataset is a target
         s = sets.get(ds)
         if s is None:
             out.append(
-                f"| {dataset_title(ds)} | {t.get('format', '?')} | {t.get('splits', '?')} | — | "
+                f"| {dataset_title(ds)} | {t.format} | {t.splits} | — | "
                 "no results | — | — |"
             )
             continue
         out.append(
-            f"| {dataset_title(ds)} | {t.get('format', '?')} | {t.get('splits', '?')} | {s['split']} | "
+            f"| {dataset_title(ds)} | {t.format} | {t.splits} | {s['split']} | "
             f"{len(s['videos'])} | {s['frames']} | {len(s['classes'])} |"
         )
     out += ["", "Test videos:", ""]
@@ -175,11 +174,10 @@ def protocol_markdown(
         "",
         "## Frames and inference",
         "",
-        f"- sampling: {frames.get('fps', 1)} frame per second; second i = frame round(i x video fps);"
+        f"- sampling: {p.frames.fps:g} frame per second; second i = frame round(i x video fps);"
         " labels joined on the second (docs/protocol.md §5)",
-        f"- transform: resize to {transform.get('size')} (H, W), centre crop {transform.get('crop')}, "
-        f"{transform.get('resample', 'bilinear')} resampling; normalised with mean {visual.get('mean')}, "
-        f"std {visual.get('std')}",
+        f"- transform: resize to {transform['size']} (H, W), centre crop {transform['crop']}, "
+        f"{transform['resample']} resampling; normalised with mean {visual['mean']}, std {visual['std']}",
         "- score: 100 x cosine similarity of the L2-normalised frame and prompt embeddings; argmax, ties to "
         "the lowest class id",
         "",
@@ -190,10 +188,10 @@ def protocol_markdown(
         *_released_lines(results, released_notes),
         "## Model and pretraining",
         "",
-        f"- visual encoder: {visual.get('preset')} (init: {visual.get('weights') or 'random'}), "
-        f"image size {visual.get('image_size')}",
-        f"- text encoder: {text.get('encoder')}, pooling {text.get('pooling')}, max length "
-        f"{text.get('max_length')} tokens, frozen {text.get('freeze')}",
+        f"- visual encoder: {visual['preset']} (init: {visual['weights'] or 'random'}), "
+        f"image size {visual['image_size']}",
+        f"- text encoder: {text.encoder}, pooling {text.pooling}, max length {text.max_length} tokens, "
+        f"frozen {text.freeze}",
         *_variant_lines(study, list(dict.fromkeys([study.baseline, study.main]))),
     ]
     if pair_stats:
