@@ -154,3 +154,19 @@ def test_a_section_validates_on_its_own() -> None:
     with pytest.raises(HecvlError, match=r"train.batch_size.video is required"):
         validate_section(TrainSettings, {"batch_size": {"clip": 4, "phase": 2}}, "train")
     assert isinstance(Params(), Params)  # every section has defaults: a stage runs on an empty file
+
+
+def test_trained_levels_decide_what_the_ensemble_averages() -> None:
+    from hecvl.evaluation.embed import levels_for
+
+    params = load_params(PARAMS)
+    assert params.variant("hecvl").train.trained_levels == ("clip", "phase", "video")
+    assert params.variant("clip_only").train.trained_levels == ("clip",)
+    assert params.variant("clip_phase").train.trained_levels == ("clip", "phase")
+    no_video = params.updated({"train": {"alternation": {"video": 0}}})
+    assert no_video.train.trained_levels == ("clip", "phase")
+    joint = params.variant("joint").updated({"train": {"level_weights": {"phase": 0.0}}})
+    assert joint.train.trained_levels == ("clip", "video")
+    # the ensemble of a clip + phase model leaves out the video head it never trained
+    assert levels_for("ensemble", ("clip", "phase")) == ["clip", "phase"]
+    assert levels_for("ensemble") == ["clip", "phase", "video"] and levels_for("video", ("clip",)) == ["video"]

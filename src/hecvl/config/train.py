@@ -113,6 +113,17 @@ class TrainSettings(Section):
         return self
 
     @property
+    def trained_levels(self) -> tuple[str, ...]:
+        """The levels this run trains (fine to coarse): those of `levels` the schedule gives batches."""
+        if self.schedule == "clip_only":
+            return ("clip",)
+        if self.schedule == "fine_to_coarse":
+            return tuple(lvl for lvl in self.levels if self.alternation[lvl] > 0)
+        if self.schedule == "joint":
+            return tuple(lvl for lvl in self.levels if self.level_weights[lvl] > 0)
+        return self.levels
+
+    @property
     def positives(self) -> PositiveRule | None:
         """The MIL-NCE bag rule of the clip level, or None when `mil_nce.enabled` is false (InfoNCE)."""
         from hecvl.pairing.positives import PositiveRule

@@ -31,11 +31,12 @@ log = logging.getLogger(__name__)
 
 
 
-def levels_for(space: str) -> list[str]:
-    """The embedding levels a space needs: one head, or all three for the ensemble."""
+def levels_for(space: str, trained: Sequence[str] = LEVELS) -> list[str]:
+    """The embedding levels a space needs: one head, or for the ensemble every level the model trained
+    (a head that never saw a batch is its random initialisation: averaging it in only adds noise)."""
     if space not in SPACES:
         raise HecvlError(f"unknown embedding space {space!r} (choose from {', '.join(SPACES)})")
-    return list(LEVELS) if space == "ensemble" else [space]
+    return [lv for lv in LEVELS if lv in trained] if space == "ensemble" else [space]
 
 
 def model_key(model: Any) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hecvl.config import EvalSettings, Params, coerce_params
+from hecvl.config import LEVELS, EvalSettings, Params, coerce_params
 from hecvl.errors import HecvlError
 from hecvl.evaluation.confusion_plot import plot_confusion
 from hecvl.evaluation.embed import (
@@ -136,6 +136,8 @@ def evaluate_many(
         transform = released.transform
     else:
         model, key, model_desc = load_model(params, weights, seed, device)
+    # the levels the model trained (an untrained model: all, its heads are alike untrained)
+    trained = params.train.trained_levels if weights is not None and released is None else LEVELS
     results: list[dict[str, Any]] = []
     datasets = list(dict.fromkeys(item.dataset for item in plan))
     progress = tqdm(total=len(plan), desc="evaluate", unit="eval", disable=None)
@@ -149,7 +151,8 @@ def evaluate_many(
         if released is not None:
             levels = [released.space]
         else:
-            levels = list(dict.fromkeys(lv for item in items for lv in levels_for(item.settings.space)))
+            levels = list(dict.fromkeys(
+                lv for item in items for lv in levels_for(item.settings.space, trained)))
         emb_cache = EmbeddingCache(Path(first.cache), key, dataset, transform.key())
 
         def embed(ids: list[str], ds: Any = ds, levels: list[str] = levels, cache: Any = emb_cache):
@@ -169,11 +172,12 @@ def evaluate_many(
         for item in items:
             settings = item.settings
             space = released.space if released is not None else settings.space
-            space_levels = [space] if released is not None else levels_for(space)
+            space_levels = [space] if released is not None else levels_for(space, trained)
             run_info: dict[str, Any] = {
                 "dataset": dataset,
                 "split": split,
                 "space": space,
+                "levels": space_levels,
                 "model": model_desc,
                 "model_key": key,
                 "variant": released.variant if released is not None else (variant or "main"),

@@ -125,7 +125,7 @@ class Trainer:
         vis = self.model.config.visual
 
         s = self.settings
-        candidate = ("clip",) if s.schedule == "clip_only" else s.levels
+        candidate = s.trained_levels
         self.data: dict[str, LevelData] = build_level_data(
             self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
             vis.image_size, tuple(vis.mean), tuple(vis.std), self._frame_cache(), s.frame_cache_fps,
