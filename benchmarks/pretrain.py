@@ -3,13 +3,18 @@
     .venv/bin/python benchmarks/pretrain.py --pairs DIR --corpus DIR [--params params.yaml]
         [--steps 5] [--warmup 1] [--threads 0] [--paper]
 
-For each level (clip, phase, video) it builds the real trainer (`hecvl.training.Trainer`) restricted
-to that level, warms the text-feature cache, runs --warmup untimed optimizer steps and then --steps
-timed ones, and reports: steps/s, pairs/s ("clips/s": samples of that level per second), frames/s,
+It first measures the machine's single-precision matrix-multiply rate (a 1024^3 matmul, same threads)
+and the visual encoder's FLOPs per frame (torch's FLOP counter on one forward pass at the model's
+image size); each level's row then says the GFLOP/s the visual step achieved (3x the forward FLOPs:
+forward + backward) and its share of that peak, which is where CPU time can be won (FLOPs) and where
+not (already near the peak). For each level (clip, phase, video) it builds the real trainer
+(`hecvl.training.Trainer`) restricted to that level, warms the text-feature cache, runs --warmup
+untimed optimizer steps and then --steps timed ones, and reports: steps/s, pairs/s ("clips/s": samples of
+that level per second), frames/s,
 the share of the step spent waiting for data (decode + crop in the loader), and the process CPU time
 per step (on a shared machine wall time inflates, CPU time much less). With --paper and CUDA it
-repeats the measurement for the paper preset (ResNet-50, 336 px crops, the protocol's batch sizes
-120/80/25 split as on the paper's 4 GPUs, i.e. 30/20/6 per GPU unless --per-gpu-batch is given;
+repeats the measurement for params.yaml's `paper` preset (ResNet-50, 336 px crops, its global batch
+sizes split as on the paper's 4 GPUs, i.e. 30/20/6 per GPU unless --per-gpu-batch is given;
 frames per sample as planned in the manifests, 4/16/64 with the default pairing rules), with bf16
 autocast, frames decoded by loader workers, peak GPU memory and mean GPU utilisation (nvidia-ml-py).
 The last line of output is one JSON object.
@@ -28,18 +33,40 @@ from typing import Any
 
 import torch
 
-from hecvl.config import deep_merge, load_params
+from hecvl.config import LEVELS, Params, TextConfig, deep_merge, load_params
 from hecvl.training.trainer import Trainer
 
-LEVELS = ("clip", "phase", "video")
-PAPER: dict[str, Any] = {
-    "model": {"visual": {"preset": "resnet50", "image_size": 336}},
-    # real-size frames are decoded by loader workers, not cached (360x640 at 25 fps would fill the disk)
-    "train": {"precision": "auto", "device": "cuda", "frame_cache": False,
-              "num_workers": max(1, min(8, (os.cpu_count() or 2) - 1))},
-}
-PAPER_GLOBAL_BATCH = {"clip": 120, "phase": 80, "video": 25}
-PAPER_GPUS = 4
+PAPER_GPUS = 4  # the paper's batch sizes are global over 4 GPUs
+# the paper preset on one GPU: real-size frames decoded by loader workers, not cached (360x640 at
+# 25 fps would fill the disk); the visual side as the paper, random init and the default frozen text
+# encoder (the step's cost is the ResNet-50 at 336 px; no local checkpoint files needed)
+PAPER_RUN: dict[str, Any] = {"train": {"device": "cuda", "frame_cache": False,
+                                       "num_workers": max(1, min(8, (os.cpu_count() or 2) - 1))},
+                             "model": {"visual": {"weights": None}, "text": TextConfig().to_dict()}}
+
+
+def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 5) -> float:
+    """The best single-precision matmul rate of this CPU at `threads` threads (GFLOP/s): the baseline."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def visual_flops_per_frame(model: torch.nn.Module, image_size: int) -> int:
+    """Forward FLOPs of the visual encoder on one frame (torch's FLOP counter: convolutions, matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    visual = getattr(model, "module", model).visual
+    frame = torch.zeros(1, 3, image_size, image_size, device=next(visual.parameters()).device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        visual(frame)
+    return int(counter.get_total_flops())
 
 
 class GpuSampler:
@@ -77,11 +104,13 @@ class GpuSampler:
         return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
 
 
-def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace) -> dict[str, Any]:
+def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace,
+                peak_gflops: float | None = None) -> dict[str, Any]:
     """Time `args.steps` optimizer steps of one level with the real trainer."""
     steps = args.warmup + args.steps
-    cfg = deep_merge(params, {"train": {"schedule": "fine_to_coarse", "levels": [level], "steps": steps,
-                                        "warmup_steps": 0}})
+    run = {k: v for k, v in params.items() if k not in ("study", "variants", "ablations")}  # a run
+    cfg = deep_merge(run, {"train": {"schedule": "fine_to_coarse", "levels": [level], "steps": steps,
+                                     "warmup_steps": 0}})
     trainer = Trainer(cfg, args.pairs, None, corpus_root=args.corpus, variant=f"bench-{level}")
     threads = args.threads or trainer.settings.threads
     if threads:
@@ -107,6 +136,9 @@ def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace) ->
             torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     frames = int(trainer.data[level].dataset.rows[0]["frames"])  # as planned in the manifest
+    flops = visual_flops_per_frame(trainer.model, trainer.model.config.visual.image_size)
+    work = 3 * flops * samples * frames / 1e9  # GFLOP: forward + backward (2x) of every frame
+    achieved = work / wall
     out = {
         "level": level,
         "batch": trainer.data[level].batch_size,
@@ -117,6 +149,11 @@ def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace) ->
         "data_wait_share": round(wait / wall, 3),
         "cpu_s_per_step": round(cpu / args.steps, 3),
         "wall_s_per_step": round(wall / args.steps, 3),
+        "visual_mflops_per_frame": round(flops / 1e6, 1),
+        "visual_gflops_per_s": round(achieved, 2),
+        "visual_share_of_matmul_peak": round(achieved / peak_gflops, 3) if peak_gflops else None,
+        # per CPU-second: steadier than wall time on a shared machine
+        "visual_gflops_per_cpu_s": round(work / cpu, 2),
         "threads": torch.get_num_threads(),
         "device": str(trainer.device),
     }
@@ -136,15 +173,15 @@ class _Null:
         return None
 
 
-def estimate_run(params: dict[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def estimate_run(params: Params, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Seconds of a whole `fine_to_coarse` run of train.steps from the per-level step times."""
     from hecvl.training.schedules import build_schedule
 
-    train = params["train"]
-    counts = build_schedule(train, int(train["steps"])).counts()
+    train = params.train
+    counts = build_schedule(train, train.steps).counts()
     est = {key: sum(counts[lvl] * results[lvl][key] for lvl in counts if counts[lvl])
            for key in ("wall_s_per_step", "cpu_s_per_step")}
-    return {"steps": int(train["steps"]), "batches": counts, "wall_s": round(est["wall_s_per_step"], 1),
+    return {"steps": train.steps, "batches": counts, "wall_s": round(est["wall_s_per_step"], 1),
             "cpu_s": round(est["cpu_s_per_step"], 1)}
 
 
@@ -165,13 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HECVL_TRACKING", "off")
 
-    params = load_params(args.params).to_dict()
-    report: dict[str, Any] = {"cpu_default": {}, "torch": torch.__version__, "cpus": os.cpu_count()}
-    if args.frame_cache_root:
-        params = deep_merge(params, {"train": {"frame_cache_root": args.frame_cache_root}})
-    cpu_params = deep_merge(params, {"train": {"device": "cpu"}})
+    overrides = [{"train": {"frame_cache_root": args.frame_cache_root}}] if args.frame_cache_root else []
+    params = load_params(args.params, overrides)
+    threads = args.threads or params.train.threads or torch.get_num_threads()
+    peak = matmul_peak_gflops(threads)
+    report: dict[str, Any] = {"cpu_default": {}, "torch": torch.__version__, "cpus": os.cpu_count(),
+                              "matmul_peak_gflops": round(peak, 1), "matmul_threads": threads}
+    print(f"matmul peak: {peak:.1f} GFLOP/s at {threads} thread(s)", file=sys.stderr)
+    cpu_params = params.updated({"train": {"device": "cpu"}})
     for level in args.levels:
-        res = bench_level(cpu_params, level, args)
+        res = bench_level(cpu_params.to_dict(), level, args, peak)
         report["cpu_default"][level] = res
         print(json.dumps(res), file=sys.stderr)
     if set(args.levels) == set(LEVELS):
@@ -180,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             report["paper"] = "skipped: CUDA not available"
         else:
+            preset = load_params(args.params, [{"preset": "paper"}, *overrides, PAPER_RUN])
             per_gpu = dict(zip(LEVELS, args.per_gpu_batch, strict=True)) if args.per_gpu_batch else {
-                lvl: max(2, PAPER_GLOBAL_BATCH[lvl] // PAPER_GPUS) for lvl in LEVELS}
-            paper = deep_merge(params, deep_merge(PAPER, {"train": {"batch_size": per_gpu}}))
+                lvl: max(2, preset.train.batch_size[lvl] // PAPER_GPUS) for lvl in LEVELS}
+            paper = deep_merge(preset.to_dict(), {"train": {"batch_size": per_gpu}})
             report["paper"] = {"per_gpu_batch": per_gpu, "gpu": torch.cuda.get_device_name(0)}
             for level in args.levels:
                 res = bench_level(paper, level, args)

@@ -4,6 +4,7 @@ whose metrics come from EVAL's scoring code (tests/paper_helpers.py)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -13,8 +14,17 @@ import pytest
 from paper_helpers import ablation_rows, run_cli, shared_tree, study_params
 
 from hecvl.config import load_params
+from hecvl.paper.collect import load_results, runs_frame
 from hecvl.paper.published import load_published
-from hecvl.paper.tables import latex_escape, markdown_table, seed_summary
+from hecvl.paper.tables import (
+    PAIRED_COLUMNS,
+    latex_escape,
+    markdown_table,
+    paired_differences,
+    seed_summary,
+    t_quantile,
+    write_paired_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_LABEL = "published (PeskaVLP paper, Table 1)"
@@ -125,7 +135,7 @@ def _cells(line: str) -> int:
     return len(re.findall(r"(?<!\\)\|", line)) - 1
 
 
-@pytest.mark.parametrize("name", ["main_table", "ablation_table"])
+@pytest.mark.parametrize("name", ["main_table", "ablation_table", "paired"])
 def test_markdown_tables_are_well_formed(paper_tree, name: str) -> None:
     root, _ = paper_tree
     blocks = _markdown_tables((root / f"results/paper/{name}.md").read_text())
@@ -241,3 +251,119 @@ def test_seed_summary_refuses_duplicates_and_foreign_datasets() -> None:
         seed_summary(runs, ["x"])
     with pytest.raises(HecvlError, match="outside the study"):
         seed_summary(runs.iloc[:1], ["y"])
+
+
+# --- paired differences (paired.csv / paired.md) ----------------------------------------------------
+def _runs(values: dict[tuple[str, int, str], float]) -> pd.DataFrame:
+    """A runs frame from {(label, seed, dataset): accuracy}; F1 = accuracy - 10 (main) / - 5 (base)."""
+    rows = [
+        {"label": lab, "seed": s, "dataset": ds, "accuracy_mean": acc,
+         "f1_mean": acc - (10.0 if lab == "m" else 5.0), "accuracy_std": 1.0, "f1_std": 1.0}
+        for (lab, s, ds), acc in values.items()
+    ]
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=3)  # the input order must not matter
+
+
+def test_paired_differences_match_a_hand_computation_with_three_seeds() -> None:
+    acc = {
+        ("m", 0, "x"): 50.0, ("m", 1, "x"): 54.0, ("m", 2, "x"): 58.0,
+        ("b", 0, "x"): 40.0, ("b", 1, "x"): 42.0, ("b", 2, "x"): 47.0,
+        ("m", 0, "y"): 30.0, ("m", 1, "y"): 30.0, ("m", 2, "y"): 36.0,
+        ("b", 0, "y"): 32.0, ("b", 1, "y"): 26.0, ("b", 2, "y"): 30.0,
+        ("m", 3, "x"): 99.0,  # no baseline run with seed 3: nothing to pair it with, left out
+    }
+    table = paired_differences(_runs(acc), ["x", "y"], main="m", baseline="b")
+    assert list(table.columns) == PAIRED_COLUMNS
+    assert list(zip(table["dataset"], table["metric"], strict=True)) == [
+        (d, m) for d in ("x", "y", "average") for m in ("accuracy", "f1")
+    ]
+    assert set(table["main"]) == {"m"} and set(table["baseline"]) == {"b"} and set(table["n"]) == {3}
+    # by hand: differences per seed, mean, sd (ddof=1), mean ± t(0.975, 2) sd / sqrt(3), t = 4.302653
+    # x accuracy [10, 12, 11]: 11 ± 4.302653 * 1 / sqrt(3) = 11 ± 2.4841
+    # y accuracy [-2, 4, 6]: 2.6667 ± 4.302653 * 4.163332 / sqrt(3) = 2.6667 ± 10.3423
+    # average accuracy, per seed ((10 - 2) / 2, (12 + 4) / 2, (11 + 6) / 2) = [4, 8, 8.5]: 6.8333 ± 6.1270
+    # F1 is accuracy - 10 for m and - 5 for b: every difference 5 lower, same spread
+    expected = {
+        ("x", "accuracy"): (11.0, 8.5159, 13.4841),
+        ("x", "f1"): (6.0, 3.5159, 8.4841),
+        ("y", "accuracy"): (2.6667, -7.6756, 13.0090),
+        ("y", "f1"): (-2.3333, -12.6756, 8.0090),
+        ("average", "accuracy"): (6.8333, 0.7064, 12.9603),
+        ("average", "f1"): (1.8333, -4.2936, 7.9603),
+    }
+    for (ds, metric), (mean, low, high) in expected.items():
+        row = _row(table, dataset=ds, metric=metric)
+        assert (row["mean_diff"], row["ci_low"], row["ci_high"]) == pytest.approx((mean, low, high), abs=1e-4)
+
+
+def test_paired_interval_is_left_empty_with_one_seed(tmp_path: Path) -> None:
+    acc = {("m", 4, "x"): 50.0, ("b", 4, "x"): 40.0, ("m", 4, "y"): 30.0, ("b", 4, "y"): 35.0}
+    table = paired_differences(_runs(acc), ["x", "y"], main="m", baseline="b")
+    assert set(table["n"]) == {1}
+    assert table["ci_low"].isna().all() and table["ci_high"].isna().all()
+    assert _row(table, dataset="average", metric="accuracy")["mean_diff"] == pytest.approx(2.5)
+    paths = write_paired_table(table, tmp_path, ["a note"])
+    assert [p.name for p in paths] == ["paired.csv", "paired.md"]
+    lines = paths[0].read_text().splitlines()
+    assert lines[0] == "dataset,metric,n,mean_diff,ci_low,ci_high,main,baseline"
+    assert "x,accuracy,1,10.0,,,m,b" in lines and "average,f1,1,-2.5,,,m,b" in lines
+    md = paths[1].read_text()
+    assert "| x | accuracy | 1 | +10.0 | — (one seed) |" in md and "- a note" in md
+
+
+@pytest.mark.parametrize(
+    ("df", "value"), [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (10, 2.228), (29, 2.045), (30, 2.042)]
+)
+def test_t_quantile_known_values(df: int, value: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(value, abs=5e-4)
+    assert t_quantile(0.025, df) == -t_quantile(0.975, df)
+
+
+@pytest.mark.parametrize("p", [0.55, 0.9, 0.975, 0.995, 0.9995])
+def test_t_quantile_closed_forms_and_normal_limit(p: float) -> None:
+    assert t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-10)  # Cauchy
+    assert t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-10)
+    # large df: the normal quantile (1.959964 at 0.975), approached from above
+    normal = {0.55: 0.125661, 0.9: 1.281552, 0.975: 1.959964, 0.995: 2.575829, 0.9995: 3.290527}[p]
+    assert t_quantile(p, 1e7) == pytest.approx(normal, abs=1e-5)
+    assert t_quantile(p, 100) > t_quantile(p, 1e7)
+    with pytest.raises(ValueError):
+        t_quantile(1.0, 3)
+    assert t_quantile(0.5, 3) == 0.0
+
+
+def test_paired_csv_of_the_build_pairs_the_metrics_files_by_seed(paper_tree, tmp_path: Path) -> None:
+    root, study = paper_tree
+    path = root / "results/paper/paired.csv"
+    table = pd.read_csv(path, keep_default_na=False)
+    assert list(table.columns) == PAIRED_COLUMNS
+    assert set(table["main"]) == {study.main} == {"hecvl"}
+    assert set(table["baseline"]) == {study.baseline} == {"clip_only"}
+    entries = {(e.label, e.seed, e.dataset): e for e in study.main_entries()}
+
+    def diffs(key: str, ds: str | None) -> np.ndarray:
+        sets = [study.datasets] if ds is None else [[ds]]
+        return np.array([
+            np.mean([_metric(root, entries[(study.main, s, d)], key)
+                     - _metric(root, entries[(study.baseline, s, d)], key) for d in sets[0]])
+            for s in study.seeds
+        ])
+
+    t1 = 12.706204736  # t(0.975, 1): two seeds
+    for ds in [*study.datasets, "average"]:
+        for metric in ("accuracy", "f1"):
+            d = diffs(f"{metric}_mean", None if ds == "average" else ds)
+            half = t1 * d.std(ddof=1) / math.sqrt(len(d))
+            row = _row(table, dataset=ds, metric=metric)
+            assert row["n"] == len(study.seeds) == 2
+            assert float(row["mean_diff"]) == pytest.approx(d.mean(), abs=1e-4)
+            assert float(row["ci_low"]) == pytest.approx(d.mean() - half, abs=1e-4)
+            assert float(row["ci_high"]) == pytest.approx(d.mean() + half, abs=1e-4)
+    assert _row(table, dataset="cholec80", metric="accuracy")["mean_diff"] > 0  # fewer mistakes: better
+    # the same inputs give the same bytes
+    runs = runs_frame(load_results(study.main_entries(), root))
+    again = paired_differences(runs, study.datasets, study.main, study.baseline)
+    write_paired_table(again, tmp_path, [])
+    assert (tmp_path / "paired.csv").read_bytes() == path.read_bytes()
+    md = (root / "results/paper/paired.md").read_text()
+    assert "hecvl − clip_only" in md and "Student-t" in md and "settings digest" in md

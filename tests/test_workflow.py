@@ -121,6 +121,14 @@ def test_study_writes_the_papers_outputs(study: Path):
     for name in ("main_table", "ablation_table"):
         for ext in ("csv", "md", "tex"):
             assert (paper / f"{name}.{ext}").stat().st_size > 0
+    for ext in ("csv", "md"):
+        assert (paper / f"paired.{ext}").stat().st_size > 0
+    paired = (paper / "paired.csv").read_text().splitlines()
+    assert paired[0] == "dataset,metric,n,mean_diff,ci_low,ci_high,main,baseline"
+    assert any(line.startswith("average,accuracy,") for line in paired[1:])
+    for line in paired[1:]:  # one seed (the smoke preset): the interval is left empty, not faked
+        fields = line.split(",")
+        assert fields[2] != "1" or fields[4:6] == ["", ""], line
     for fig in ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "training_curves"):
         assert (paper / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     main = (paper / "main_table.md").read_text()

@@ -1,5 +1,7 @@
 # Paper: the main table (datasets x methods, mean +/- std over seeds), the ablation table, the
-# published numbers as labelled reference rows, and the figures, under results/paper/.
+# published numbers as labelled reference rows, the paired main-minus-baseline differences
+# (paired.csv/.md), and the figures, under results/paper/. The tables' files are PAPER_TABLES
+# (hecvl.layout), the list `hecvl paper build` writes.
 
 
 rule paper:

@@ -29,7 +29,17 @@ from torch import nn
 
 from hecvl.config.model import LEVELS, ModelConfig
 from hecvl.errors import HecvlError
-from hecvl.models.losses import LogitScale, info_nce, masked_mean, mil_nce, pad_bags, parent_child_loss
+from hecvl.models.losses import (
+    LogitScale,
+    bag_keys,
+    info_nce,
+    masked_mean,
+    mil_nce,
+    pad_bags,
+    parent_child_loss,
+    same_text,
+    text_keys,
+)
 from hecvl.models.text_encoder import TextEncoder
 from hecvl.models.visual_encoder import VisualEncoder, preprocess_frames
 
@@ -137,6 +147,8 @@ class HecVLModel(nn.Module):
         texts one level down, aligned with the parent text through their mean.
         Terms: `video_text`, `parent_child` (when child_texts are given), `total` (weighted sum,
         the one to backpropagate). Going through forward() keeps DDP's gradient hooks in play.
+        Identical texts of the batch are positives of each other in every term (`hecvl.models.losses`;
+        for parent-child also identical lists of children), as in `hecvl.training.step`.
         """
         bags = _as_bags(texts)
         if not bags or len(bags) != len(frames):
@@ -158,15 +170,18 @@ class HecVLModel(nn.Module):
         text_all = self.embed_text(flat, level)  # one text-encoder pass for parents and children
         n = sum(len(b) for b in bags)
         out: dict[str, torch.Tensor] = {}
+        keys = text_keys(flat[:n], device=video.device)
         if multi:
-            padded, mask = pad_bags(text_all[:n], [len(b) for b in bags])
-            out[f"{level}/video_text"] = mil_nce(video, padded, mask, scale)
+            counts = [len(b) for b in bags]
+            padded, mask = pad_bags(text_all[:n], counts)
+            out[f"{level}/video_text"] = mil_nce(video, padded, mask, scale, pad_bags(keys, counts)[0])
         else:
-            out[f"{level}/video_text"] = info_nce(video, text_all[:n], scale)
+            out[f"{level}/video_text"] = info_nce(video, text_all[:n], scale, same_text(keys))
         total = out[f"{level}/video_text"]
         if children is not None:
             padded, mask = pad_bags(text_all[n:], [len(c) for c in children])
-            out[f"{level}/parent_child"] = parent_child_loss(text_all[:n], padded, mask, scale)
+            pairs = same_text(keys) | same_text(bag_keys(children, device=video.device))
+            out[f"{level}/parent_child"] = parent_child_loss(text_all[:n], padded, mask, scale, pairs)
             total = total + self.config.loss.parent_child_weight * out[f"{level}/parent_child"]
         out[f"{level}/total"] = total
         return out

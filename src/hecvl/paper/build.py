@@ -1,4 +1,4 @@
-"""Build the paper's outputs from the study's results: tables, figures, protocol note.
+"""Build the paper's outputs from the study's results: tables, paired differences, figures, protocol note.
 
     hecvl paper table --params params.yaml --name NAME --out results/ablations/NAME.csv LABEL=PATH ...
     hecvl paper build --params params.yaml --out results/paper
@@ -39,10 +39,12 @@ from hecvl.paper.tables import (
     ABLATION_COLUMNS,
     ablation_summary,
     main_table,
+    paired_differences,
     read_ablation_csv,
     seed_summary,
     write_ablation_table,
     write_main_table,
+    write_paired_table,
 )
 from hecvl.released_runs import ReleasedRuns
 from hecvl.study import Study
@@ -147,6 +149,8 @@ def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
     main_notes = [*notes, released_note] if released_note else notes
     written = write_main_table(table, study.datasets, out, main_notes)
     written += write_ablation_table(ablations, study.datasets, out, notes[1:])
+    paired = paired_differences(main_runs, study.datasets, study.main, study.baseline)
+    written += write_paired_table(paired, out, [f"Data: {data_long}.", notes[1]])  # notes[1]: protocol
 
     all_results = main_results + ref_results
     seeds_txt = ", ".join(map(str, study.seeds))

@@ -231,6 +231,27 @@ def confusion_figure(
     return save_figure(fig, out)
 
 
+# Unlabelled / absent seconds: a light grey that no phase colour uses (the palette holds no greys).
+UNLABELLED = "lightgrey"
+# Timelines layout, inches: strips, the gaps above (title) and below (time ticks) them, the margins.
+_TL_WIDTH, _TL_LEFT, _TL_STRIPS, _TL_LEGEND_GAP = 12.0, 1.0, 8.2, 0.2
+_TL_STRIP_H, _TL_ABOVE, _TL_BELOW = 0.5, 0.3, 0.45
+_TL_TOP, _TL_BOTTOM, _TL_GROUP_GAP = 0.6, 0.25, 0.2
+_TL_LEGEND_ROW = 0.165  # one legend entry at fontsize 7
+
+
+def phase_colours(k: int) -> list[Any]:
+    """One colour per phase id, never grey (grey means unlabelled): tab10's nine hues, then their light
+    tab20 partners; beyond 18 phases, evenly spaced hues. Phase i has the same colour in every dataset."""
+    tab10 = sns.color_palette("tab10", 10)
+    tab20 = sns.color_palette("tab20", 20)
+    grey = 7  # tab10's grey; tab20's greys are 14 and 15
+    base = [c for i, c in enumerate(tab10) if i != grey] + [
+        tab20[2 * i + 1] for i in range(10) if i != grey
+    ]
+    return base[:k] if k <= len(base) else sns.color_palette("husl", k)
+
+
 def timeline_arrays(pred: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(ground truth, prediction) per second of one video as float arrays, NaN where unlabelled/absent."""
     t = int(pred["frame_sec"].max()) + 1
@@ -248,50 +269,71 @@ def timelines_figure(
 ) -> Path:
     """Phase strips over time, ground truth above prediction: one axis per (dataset, video, preds, classes).
 
-    Grey marks seconds without a label (e.g. MultiBypass140 outside any phase); the title of each
-    strip gives the video's accuracy over its labelled seconds.
+    Consecutive panels of one dataset share a legend to their right. Grey marks seconds without a label
+    (e.g. MultiBypass140 outside any phase); the title of each strip gives the video's accuracy over its
+    labelled seconds. The layout is fixed in inches (no layout engine): a legend taller than its panels
+    can never squeeze the strips away, and equal inputs give equal bytes.
     """
     if not panels:
         raise HecvlError("timelines figure: no predictions to plot")
-    k_max = max(len(c) for *_, c in panels)
-    colours = (
-        sns.color_palette("tab20", 20)[: max(k_max, 1)] if k_max > 10 else sns.color_palette("tab10", 10)
-    )
-    cmap = ListedColormap(colours[:k_max]).with_extremes(bad="lightgrey")
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(12, 1.25 * len(panels) + 1.2))
-    last_ds = None
-    for ax, (ds, video, pred, classes) in zip(axes[:, 0], panels, strict=True):
-        gt, pr = timeline_arrays(pred)
-        img = np.ma.masked_invalid(np.vstack([gt, pr]))
-        ax.imshow(
-            img,
-            aspect="auto",
-            cmap=cmap,
-            vmin=-0.5,
-            vmax=k_max - 0.5,
-            interpolation="nearest",
-            extent=(0, len(gt), 1.5, -0.5),
-        )
-        ax.set_yticks([0, 1], labels=["ground truth", "prediction"], fontsize=8)
-        ax.grid(False)
-        labelled = ~np.isnan(gt)
-        acc = 100.0 * float(np.mean(gt[labelled] == pr[labelled])) if labelled.any() else float("nan")
-        ax.set_title(f"{dataset_title(ds)} · video {video} · accuracy {acc:.1f}%", fontsize=9, loc="left")
-        ax.set_xlabel("time (s)" if ax is axes[-1, 0] else "")
-        if ds != last_ds:
-            handles = [Patch(color=colours[i], label=f"{i} {name}") for i, name in enumerate(classes)]
-            ax.legend(
-                handles=handles,
-                loc="upper left",
-                bbox_to_anchor=(1.01, 1.15),
-                fontsize=7,
-                title=f"{dataset_title(ds)} phases",
-                title_fontsize=8,
-                frameon=False,
+    groups: list[list[tuple[str, str, pd.DataFrame, Sequence[str]]]] = []
+    for panel in panels:  # runs of one dataset, in the given order
+        if groups and groups[-1][0][0] == panel[0]:
+            groups[-1].append(panel)
+        else:
+            groups.append([panel])
+    arrays = [[timeline_arrays(pred) for _, _, pred, _ in g] for g in groups]
+    pitch = _TL_ABOVE + _TL_STRIP_H + _TL_BELOW
+    heights = []
+    for g, arr in zip(groups, arrays, strict=True):
+        unlabelled = any(np.isnan(gt).any() or np.isnan(pr).any() for gt, pr in arr)
+        entries = len(g[0][3]) + int(unlabelled) + 1  # + the legend's title
+        heights.append(max(len(g) * pitch, entries * _TL_LEGEND_ROW + _TL_ABOVE))
+    height = _TL_TOP + sum(heights) + _TL_GROUP_GAP * (len(groups) - 1) + _TL_BOTTOM
+    fig = plt.figure(figsize=(_TL_WIDTH, height))
+    fig.suptitle(title, y=1 - 0.2 / height)
+    top = height - _TL_TOP  # inches from the bottom edge
+    axes = []
+    for g, arr, block in zip(groups, arrays, heights, strict=True):
+        ds, classes = g[0][0], g[0][3]
+        colours = phase_colours(len(classes))
+        cmap = ListedColormap(colours).with_extremes(bad=UNLABELLED)
+        for i, ((_, video, _, _), (gt, pr)) in enumerate(zip(g, arr, strict=True)):
+            bottom = top - i * pitch - _TL_ABOVE - _TL_STRIP_H
+            ax = fig.add_axes(
+                (_TL_LEFT / _TL_WIDTH, bottom / height, _TL_STRIPS / _TL_WIDTH, _TL_STRIP_H / height)
             )
-            last_ds = ds
-    fig.suptitle(title)
-    fig.tight_layout()
+            ax.imshow(
+                np.ma.masked_invalid(np.vstack([gt, pr])),
+                aspect="auto",
+                cmap=cmap,
+                vmin=-0.5,
+                vmax=len(colours) - 0.5,
+                interpolation="nearest",
+                extent=(0, len(gt), 1.5, -0.5),
+            )
+            ax.set_yticks([0, 1], labels=["ground truth", "prediction"], fontsize=8)
+            ax.tick_params(axis="x", labelsize=8)
+            ax.grid(False)
+            labelled = ~np.isnan(gt)
+            acc = 100.0 * float(np.mean(gt[labelled] == pr[labelled])) if labelled.any() else float("nan")
+            ax.set_title(f"{dataset_title(ds)} · video {video} · accuracy {acc:.1f}%", fontsize=9, loc="left")
+            axes.append(ax)
+        handles = [Patch(color=colours[i], label=f"{i} {name}") for i, name in enumerate(classes)]
+        if any(np.isnan(gt).any() or np.isnan(pr).any() for gt, pr in arr):
+            handles.append(Patch(color=UNLABELLED, label="no label (not scored)"))
+        fig.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=((_TL_LEFT + _TL_STRIPS + _TL_LEGEND_GAP) / _TL_WIDTH, (top - 0.05) / height),
+            fontsize=7,
+            title=f"{dataset_title(ds)} phases",
+            title_fontsize=8,
+            frameon=False,
+            borderaxespad=0.0,
+        )
+        top -= block + _TL_GROUP_GAP
+    axes[-1].set_xlabel("time (s)", fontsize=9)
     return save_figure(fig, out)
 
 

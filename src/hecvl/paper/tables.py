@@ -11,6 +11,7 @@ Published rows are copied from the paper (real datasets); ours are on the data p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -351,4 +352,181 @@ def write_ablation_table(
     write_text(paths[1], "\n".join(text) + "\n")
     caption = "Ablations, accuracy / F1 (%). " + CELL_NOTE + " " + " ".join(notes)
     write_text(paths[2], latex_table(header, blocks, caption, "tab:ablations"))
+    return paths
+
+
+# --- paired differences: main minus baseline, per seed ---------------------------------------------
+PAIRED_COLUMNS = ["dataset", "metric", "n", "mean_diff", "ci_low", "ci_high", "main", "baseline"]
+PAIRED_METRICS = {"accuracy": "accuracy_mean", "f1": "f1_mean"}  # metric -> the run-level column
+CONFIDENCE = 0.95
+_CF_EPS = 1e-15
+_CF_MAXIT = 10_000
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, _CF_MAXIT + 1):
+        m2 = 2 * m
+        even = m * (b - m) * x / ((qam + m2) * (a + m2))
+        odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        for aa in (even, odd):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < _CF_EPS:
+            return h
+    raise ArithmeticError(f"incomplete beta: no convergence for a={a}, b={b}, x={x}")
+
+
+def _betainc(a: float, b: float, x: float, y: float) -> float:
+    """I_x(a, b), the regularised incomplete beta function; `y` is 1 - x (passed to keep its precision)."""
+    if x <= 0.0:
+        return 0.0
+    if y <= 0.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, y) / b
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with `df` degrees of freedom."""
+    if t < 0:
+        return 1.0 - t_sf(-t, df)
+    t2 = t * t
+    return 0.5 * _betainc(df / 2.0, 0.5, df / (df + t2), t2 / (df + t2))
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The p-quantile of Student's t with `df` (> 0) degrees of freedom, without scipy.
+
+    Inverts the upper tail P(T > t) = I_{df/(df+t^2)}(df/2, 1/2) / 2 by bisection, which is exact to
+    the last bits of a double and the same bits on every run (t_{0.975,4} = 2.7764...).
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"t quantile: p must be in (0, 1), got {p}")
+    if not df > 0:
+        raise ValueError(f"t quantile: degrees of freedom must be > 0, got {df}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    q = 1.0 - p  # the upper tail to reach; the tail falls as t grows
+    lo, hi = 0.0, 1.0
+    while t_sf(hi, df) > q:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(2000):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if t_sf(mid, df) > q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _paired_row(dataset: str, metric: str, diffs: np.ndarray, confidence: float) -> dict[str, object]:
+    n = len(diffs)
+    mean = float(np.mean(diffs))
+    low = high = float("nan")  # one seed: no spread across seeds, the interval is undefined
+    if n > 1:
+        half = t_quantile(0.5 + confidence / 2.0, n - 1) * float(np.std(diffs, ddof=1)) / math.sqrt(n)
+        low, high = mean - half, mean + half
+    return {"dataset": dataset, "metric": metric, "n": n, "mean_diff": mean, "ci_low": low, "ci_high": high}
+
+
+def paired_differences(
+    runs: pd.DataFrame,
+    datasets: Sequence[str],
+    main: str,
+    baseline: str,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """`main` minus `baseline` per dataset and metric, paired by seed, with a Student-t interval.
+
+    `runs`: one row per (label, seed, dataset) with accuracy_mean and f1_mean (a run's video-wise
+    means, %). Per dataset, the seeds both methods ran give the differences d_s; a row holds their
+    count n, mean, and the two-sided `confidence` interval mean ± t_{(1+c)/2, n-1} · sd(d, ddof=1) / √n
+    (NaN, written empty, when n = 1). The `average` row (studies of several datasets, as in the main
+    table) pairs per seed the average over datasets of each method, over the seeds that have every
+    dataset for both. Rows: datasets in the given order then average; accuracy before f1.
+    """
+    cols = list(PAIRED_METRICS.values())
+    sides = []
+    for label in (main, baseline):
+        d = runs[runs["label"] == label]
+        dup = d.duplicated(["seed", "dataset"])
+        if dup.any():
+            first = d[dup].iloc[0]
+            raise HecvlError(f"two results for {label} seed {first['seed']} on {first['dataset']}")
+        sides.append(d.set_index(["seed", "dataset"])[cols])
+    diff = (sides[0] - sides[1]).dropna().sort_index()  # only the (seed, dataset) both methods have
+    unknown = set(diff.index.get_level_values("dataset")) - set(datasets)
+    if unknown:
+        raise HecvlError(f"results for datasets outside the study: {sorted(unknown)}")
+    groups: list[tuple[str, pd.DataFrame]] = []
+    by_dataset = diff.reset_index()
+    for ds in datasets:
+        g = by_dataset[by_dataset["dataset"] == ds].sort_values("seed")
+        if not g.empty:
+            groups.append((ds, g))
+    if len(datasets) > 1:
+        complete = by_dataset.groupby("seed").filter(lambda s: set(s["dataset"]) == set(datasets))
+        if not complete.empty:
+            # per seed: mean over datasets of main minus that of baseline (= mean of the differences)
+            idx = complete.set_index(["seed", "dataset"]).index
+            means = [side.loc[idx].groupby(level="seed").mean() for side in sides]
+            per_seed = means[0] - means[1]
+            groups.append((AVERAGE, per_seed.sort_index().reset_index()))
+    rows = [
+        {**_paired_row(ds, metric, g[col].to_numpy(dtype=float), confidence), "main": main,
+         "baseline": baseline}
+        for ds, g in groups
+        for metric, col in PAIRED_METRICS.items()
+    ]
+    return _rounded(pd.DataFrame(rows, columns=PAIRED_COLUMNS))
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.1f}".replace("-", "−")
+
+
+def write_paired_table(
+    table: pd.DataFrame, out_dir: Path, notes: Sequence[str], confidence: float = CONFIDENCE
+) -> list[Path]:
+    """paired.csv (tidy) and paired.md (readable) of `paired_differences`."""
+    main = str(table["main"].iloc[0]) if len(table) else "main"
+    baseline = str(table["baseline"].iloc[0]) if len(table) else "baseline"
+    level = f"{confidence * 100:g} %"
+    header = ["dataset", "metric", "seeds", f"{main} − {baseline}", f"{level} CI"]
+    rows = []
+    for r in table.itertuples():
+        ci = "— (one seed)" if pd.isna(r.ci_low) else f"[{_signed(r.ci_low)}, {_signed(r.ci_high)}]"
+        metric = "F1" if r.metric == "f1" else str(r.metric)
+        rows.append([dataset_title(str(r.dataset)), metric, str(r.n), _signed(r.mean_diff), ci])
+    text = [f"# Paired difference {main} − {baseline}: accuracy / F1 (percentage points)", ""]
+    text.append(markdown_table(header, rows) if rows else "No seed has results of both methods.\n")
+    explained = [
+        f"Each seed's difference is {main} minus {baseline} of the run-level means over test videos "
+        "(accuracy / macro F1 in %, protocol.md §6), both runs with that seed; the column is the mean "
+        "of those differences over the seeds (n). Positive: "
+        f"{main} is better.",
+        f"{level} CI: two-sided Student-t interval over the per-seed differences, mean ± "
+        f"t({0.5 + confidence / 2:g}, n − 1) · sd / √n (sd with ddof = 1); with one seed it is undefined "
+        "and paired.csv leaves it empty.",
+        f"{AVERAGE}: per seed, each method's mean over the datasets (seeds with every dataset), then paired.",
+    ]
+    text += [f"- {n}" for n in (*explained, *notes)]
+    paths = [out_dir / "paired.csv", out_dir / "paired.md"]
+    write_csv(paths[0], table)
+    write_text(paths[1], "\n".join(text) + "\n")
     return paths

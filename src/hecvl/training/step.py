@@ -21,6 +21,16 @@ zero-padded to a FIXED K = `max_texts` (every rank then all-gathers the same (B_
 and its (B_local, K) mask, whatever its own bags' sizes), and padding never counts (masked out of
 numerators and denominators). `clip/positives` reports the global batch's mean bag size: a statistic,
 not a loss (see `STATISTICS`), never part of `total`.
+
+Duplicate texts (docs/protocol.md §2, `hecvl.models.losses`): identical texts of the GLOBAL batch are
+positives of each other, in both directions and at every level. Each rank computes the `text_keys` of
+its own texts and all-gathers them beside the embeddings, so twins held by different ranks still find
+each other. InfoNCE: the positives of pair i are the pairs with the same text. Parent-child: pairs whose
+parent texts are identical, or whose children are the same multiset of texts (`bag_keys`, hence equal
+child means). MIL-NCE: a text of another clip's bag that is identical to one of clip i's bag texts is a
+positive of clip i, and clip i of it. `<level>/duplicate_texts` (a statistic) counts the global batch's
+texts that repeat another sample's (B minus the distinct texts; for bags, the texts shared between
+bags); where it is 0 the losses are exactly those without the rule.
 """
 
 from __future__ import annotations
@@ -31,11 +41,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from hecvl.models.losses import info_nce, mil_nce, pad_bags, parent_child_loss
+from hecvl.models.losses import (
+    bag_keys,
+    duplicate_texts,
+    info_nce,
+    mil_nce,
+    pad_bags,
+    parent_child_loss,
+    same_text,
+    text_keys,
+)
 from hecvl.training.distributed import gather
 
 # terms of the step's output that describe the batch rather than measure a loss (logged apart)
-STATISTICS = ("positives",)
+STATISTICS = ("positives", "duplicate_texts")
 
 
 class ContrastiveStep(nn.Module):
@@ -89,17 +108,22 @@ class ContrastiveStep(nn.Module):
         text_all = model.embed_text(flat, level)  # one pass (and one cache lookup) for parents and children
         n = len(texts)
         parent = gather(text_all[:n])
-        out = {f"{level}/video_text": info_nce(video, parent, scale)}
+        keys = gather(text_keys(texts, device=video.device))  # the global batch's texts, comparable
+        positive = same_text(keys)
+        out = {f"{level}/video_text": info_nce(video, parent, scale, positive)}
         total = out[f"{level}/video_text"]
         if use_children:
             child_mean, has = _child_means(text_all[n:], counts, text_all)
             child_mean, has = gather(child_mean), gather(has)
+            child_keys = gather(bag_keys(child_texts, device=video.device))
             keep = has.bool()
             if int(keep.sum()) >= 2:
                 ones = torch.ones(int(keep.sum()), 1, dtype=torch.bool, device=parent.device)
-                term = parent_child_loss(parent[keep], child_mean[keep].unsqueeze(1), ones, scale)
+                pairs = (positive | same_text(child_keys))[keep][:, keep]
+                term = parent_child_loss(parent[keep], child_mean[keep].unsqueeze(1), ones, scale, pairs)
                 out[f"{level}/parent_child"] = term
                 total = total + weight * term
+        out[f"{level}/duplicate_texts"] = duplicate_texts(keys)
         out[f"{level}/total"] = total
         return out
 
@@ -114,12 +138,16 @@ class ContrastiveStep(nn.Module):
             raise ValueError(f"a bag of {max(counts)} texts exceeds max_texts {self.max_texts}")
         scale = model.logit_scale()
         video = gather(model.embed_video(frames, level))
-        flat = model.embed_text([t for b in bags for t in b], level)  # one text-encoder pass
+        every = [t for b in bags for t in b]
+        flat = model.embed_text(every, level)  # one text-encoder pass
         padded, mask = pad_bags(flat, counts, self.max_texts)
         texts, valid = gather(padded), gather(mask.float()).bool()  # a float mask: every backend gathers it
-        term = mil_nce(video, texts, valid, scale)
+        keys = pad_bags(text_keys(every, device=video.device), counts, self.max_texts)[0]
+        keys = gather(keys)  # (B, K) keys of the bag texts, 0 where padded (masked out)
+        term = mil_nce(video, texts, valid, scale, keys)
         positives = valid.sum(1).float().mean().detach()
-        return {f"{level}/video_text": term, f"{level}/positives": positives, f"{level}/total": term}
+        return {f"{level}/video_text": term, f"{level}/positives": positives,
+                f"{level}/duplicate_texts": duplicate_texts(keys, valid), f"{level}/total": term}
 
 
 def _child_means(
