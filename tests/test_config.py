@@ -169,4 +169,5 @@ def test_trained_levels_decide_what_the_ensemble_averages() -> None:
     assert joint.train.trained_levels == ("clip", "video")
     # the ensemble of a clip + phase model leaves out the video head it never trained
     assert levels_for("ensemble", ("clip", "phase")) == ["clip", "phase"]
-    assert levels_for("ensemble") == ["clip", "phase", "video"] and levels_for("video", ("clip",)) == ["video"]
+    assert levels_for("ensemble") == ["clip", "phase", "video"]
+    assert levels_for("video", ("clip",)) == ["video"]

@@ -212,7 +212,7 @@ def test_missing_metrics_file_is_one_clear_error_and_output_untouched(tmp_path: 
     bad.write_text('{"accuracy_mean": 1.0')
     assert run_cli(argv) == 2
     err = capsys.readouterr().err
-    assert first in err and "not a readable metrics JSON" in err
+    assert first in err and "not valid JSON" in err
 
 
 def test_a_row_the_study_does_not_define_is_refused(paper_tree, capsys) -> None:

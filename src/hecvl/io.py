@@ -1,4 +1,5 @@
-"""Atomic writes and content hashes: an interrupted stage never leaves a half-written output."""
+"""Atomic writes, content hashes and checked reads: an interrupted stage never leaves a half-written
+output, and a missing or malformed input is one error naming the file."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from hecvl.errors import HecvlError
 
 
 def _umask_mode() -> int:
@@ -99,3 +102,37 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """Where a JSON document breaks, for the one-line error that names its file."""
+    return f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+
+
+def read_json(path: str | Path, what: str = "file", missing: str | None = None) -> Any:
+    """A JSON file's content; missing (`missing`, else "<what> not found"), unreadable or malformed: a
+    HecvlError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise HecvlError(missing or f"{what} not found", path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise HecvlError(json_error(exc), path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HecvlError(f"cannot read the {what}: {exc}", path) from None
+
+
+def read_yaml(path: str | Path, what: str = "file", missing: str | None = None) -> Any:
+    """A YAML file's content (safe loader), with the same errors as `read_json`."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise HecvlError(missing or f"{what} not found", path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise HecvlError(f"not valid YAML: {exc}", path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HecvlError(f"cannot read the {what}: {exc}", path) from None

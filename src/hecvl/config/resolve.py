@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from hecvl import io
 from hecvl.errors import HecvlError
 
 T = TypeVar("T", bound=BaseModel)
@@ -25,13 +26,7 @@ T = TypeVar("T", bound=BaseModel)
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from a file; a missing or malformed file is a clear error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise HecvlError("parameter file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise HecvlError(f"not valid YAML: {exc}", path) from None
+    data = io.read_yaml(path, "parameter file")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -31,6 +31,7 @@ from hecvl.datasets.transcripts import (
     strict,
 )
 from hecvl.errors import HecvlError
+from hecvl.io import json_error
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 NARRATION_FILE = "narration.csv"
@@ -95,7 +96,7 @@ def read_meta(path: Path) -> tuple[dict[str, Any], list[Issue]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
-        return {}, [("error", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+        return {}, [("error", json_error(exc))]
     except (OSError, UnicodeDecodeError) as exc:
         return {}, [("error", f"cannot read: {exc}")]
     if not isinstance(data, dict):

@@ -37,6 +37,7 @@ from hecvl.datasets.classes import (
     multibypass_classes,
 )
 from hecvl.errors import HecvlError
+from hecvl.io import json_error
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ def _read_multibypass140(path: Path, video: str, classes: list[str]) -> pd.DataF
     try:
         doc = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
-        raise HecvlError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path) from None
+        raise HecvlError(json_error(exc), path) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("phases"), list):
         raise HecvlError("expected a JSON object with a 'phases' list", path)
     overlays = MULTIBYPASS140_OVERLAYS

@@ -7,7 +7,6 @@ two splits is an error, because it would leak training data into the test set un
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from hecvl.datasets.classes import check_format
 from hecvl.datasets.safe_pickle import load_restricted
 from hecvl.errors import HecvlError
+from hecvl.io import read_json
 
 SPLIT_ORDER = ("train", "val", "test")
 CENTRE_PREFIX: dict[str, str] = {"strasbourg": "SBP", "bern": "BBP"}
@@ -52,16 +52,7 @@ def check_splits(splits: Any, path: str | Path | None = None) -> dict[str, list[
 
 def read_splits_json(path: str | Path) -> dict[str, list[str]]:
     """Read and validate a splits JSON file such as `splits.json` of the dataset layouts."""
-    path = Path(path)
-    if not path.is_file():
-        raise HecvlError("splits file not found", path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise HecvlError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HecvlError(f"cannot read the splits file: {exc}", path) from None
-    return check_splits(data, path)
+    return check_splits(read_json(path, "splits file"), Path(path))
 
 
 def official_splits(fmt: str) -> dict[str, list[str]]:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hecvl.errors import HecvlError
-from hecvl.io import write_csv
+from hecvl.io import json_error, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def read_whisper_json(path: str | Path) -> pd.DataFrame:
     try:
         doc = json.loads(_read_transcript_text(path))
     except json.JSONDecodeError as exc:
-        raise HecvlError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", path) from None
+        raise HecvlError(json_error(exc), path) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("segments"), list):
         raise HecvlError("expected a JSON object with a 'segments' list (Whisper output)", path)
     cues = []

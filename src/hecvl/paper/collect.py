@@ -7,7 +7,6 @@ malformed one is a HecvlError naming it, never a silently shorter table.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hecvl.errors import HecvlError
+from hecvl.io import read_json
 from hecvl.study import Entry
 
 LEVELS = ("clip", "phase", "video")
@@ -44,12 +44,7 @@ def resolve(root: str | Path, path: str | Path) -> Path:
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """A metrics.json written by `hecvl evaluate` / `hecvl score`, checked for the keys the paper uses."""
     path = Path(path)
-    if not path.is_file():
-        raise HecvlError("metrics file not found (did its evaluation run?)", path)
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HecvlError(f"not a readable metrics JSON: {exc}", path) from None
+    metrics = read_json(path, "metrics file", missing="metrics file not found (did its evaluation run?)")
     if not isinstance(metrics, dict):
         raise HecvlError("metrics JSON must be an object", path)
     lacking = [k for k in REQUIRED if k not in metrics]

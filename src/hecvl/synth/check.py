@@ -29,6 +29,7 @@ from hecvl.config import TargetSettings
 from hecvl.datasets.corpus import load_lecture
 from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
+from hecvl.io import read_json
 from hecvl.synth.language import mentions
 from hecvl.video import FrameTransform, open_video
 
@@ -160,13 +161,9 @@ def narration_relevance(world: Path, manifest: dict[str, Any]) -> dict[str, Any]
 def run_check(world: str | Path, progress: bool = False) -> dict[str, Any]:
     """All sanity figures of a generated world, as a JSON-friendly dict (accuracies in percent)."""
     world = Path(world)
-    path = world / "manifest.json"
-    if not path.is_file():
+    if not (world / "manifest.json").is_file():
         raise HecvlError("not a generated world: manifest.json is missing", world)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise HecvlError(f"manifest is not valid JSON: {exc}", path) from None
+    manifest = read_json(world / "manifest.json", "world manifest")
     datasets: dict[str, Any] = {}
     data: dict[str, tuple] = {}
     models: dict[str, Any] = {}
