@@ -112,27 +112,31 @@ def json_error(exc: json.JSONDecodeError) -> str:
 def read_json(path: str | Path, what: str = "file", missing: str | None = None) -> Any:
     """A JSON file's content; missing (`missing`, else "<what> not found"), unreadable or malformed: a
     HecvlError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise HecvlError(missing or f"{what} not found", path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise HecvlError(json_error(exc), path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HecvlError(f"cannot read the {what}: {exc}", path) from None
+
+    def parse(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise HecvlError(json_error(exc), path) from None
+
+    return parse(_read_text(path, what, missing))
 
 
 def read_yaml(path: str | Path, what: str = "file", missing: str | None = None) -> Any:
     """A YAML file's content (safe loader), with the same errors as `read_json`."""
     import yaml
 
+    try:
+        return yaml.safe_load(_read_text(path, what, missing))
+    except yaml.YAMLError as exc:
+        raise HecvlError(f"not valid YAML: {exc}", path) from None
+
+
+def _read_text(path: str | Path, what: str, missing: str | None) -> str:
     path = Path(path)
     if not path.is_file():
         raise HecvlError(missing or f"{what} not found", path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise HecvlError(f"not valid YAML: {exc}", path) from None
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise HecvlError(f"cannot read the {what}: {exc}", path) from None
