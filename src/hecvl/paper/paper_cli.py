@@ -4,6 +4,8 @@ hecvl paper table --params params.yaml --name NAME --out results/ablations/NAME.
     one ablation's tidy CSV (mean ± std across seeds of the video-wise means, per label and dataset)
 hecvl paper build --params params.yaml --out results/paper
     main and ablation tables (CSV, Markdown, LaTeX), figures, protocol.md
+hecvl paper readme [--findings results/paper/findings.md] [--readme README.md] [--check]
+    the README's results block (between its results markers) replaced by the study's findings.md
 hecvl paper noise --params params.yaml --table results/noise/narration_noise.csv --out PNG
     the narration-noise sweep (study.noise) gathered into a tidy CSV, and zero-shot accuracy / F1
     against the fraction of relevant narrations; with --from-table, only the figure from an existing CSV
@@ -31,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--out", type=Path, default=Path("results/paper"), help="output folder")
     build.add_argument("--root", type=Path, default=Path("."), help="project root the paths are relative to")
 
+    readme = sub.add_parser("readme", help="copy findings.md into the README's results block")
+    readme.add_argument("--findings", type=Path, default=Path("results/paper/findings.md"))
+    readme.add_argument("--readme", type=Path, default=Path("README.md"))
+    readme.add_argument("--check", action="store_true", help="exit 1 if the README's block differs")
+
     noise = sub.add_parser("noise", help="accuracy vs narration relevance figure of the noise sweep")
     noise.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
     noise.add_argument(
@@ -53,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
         study = Study(load_params(args.params))
         table = paper.ablation_table(study, args.name, parse_rows(args.rows), args.out, args.root)
         print(f"ablation {args.name}: {table['label'].nunique()} settings, {len(table)} rows -> {args.out}")
+    elif args.paper_command == "readme":
+        from hecvl.paper.findings import refresh_readme
+
+        changed = refresh_readme(args.readme, args.findings, check=args.check)
+        if args.check:
+            print(f"{args.readme}: results block {'differs from' if changed else 'matches'} {args.findings}")
+            return 1 if changed else 0
+        state = "updated from" if changed else "already equals"
+        print(f"{args.readme}: results block {state} {args.findings}")
     elif args.paper_command == "build":
         written = paper.build(load_params(args.params), args.out, args.root)
         print(f"paper: {len(written)} files -> {args.out}")

@@ -1,0 +1,151 @@
+"""What the study found, in numbers: `results/paper/findings.md`, also the README's results block.
+
+Every sentence is generated from the run's tables (main comparison, paired differences, references,
+ablations), so the README can never claim what the run did not show. `hecvl paper readme` copies the
+file between the README's `<!-- results:begin -->` and `<!-- results:end -->` markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from hecvl.errors import HecvlError
+from hecvl.io import write_text
+from hecvl.paper.published import AVERAGE, dataset_title
+from hecvl.paper.tables import cell, markdown_table
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _verdict(row: pd.Series, main: str, baseline: str) -> str:
+    """What a paired interval says: a difference only where the interval excludes zero."""
+    if pd.isna(row["ci_low"]):
+        return "one seed: no interval"
+    if row["ci_low"] > 0:
+        return f"{main} better"
+    if row["ci_high"] < 0:
+        return f"{baseline} better"
+    return "no detectable difference"
+
+
+def _diff(row: pd.Series) -> str:
+    text = f"{row['mean_diff']:+.1f}"
+    if not pd.isna(row["ci_low"]):
+        text += f" [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]"
+    return text.replace("-", "−")
+
+
+def findings_markdown(
+    summary: pd.DataFrame,
+    references: pd.DataFrame,
+    paired: pd.DataFrame,
+    ablations: pd.DataFrame,
+    datasets: Sequence[str],
+    main: str,
+    baseline: str,
+    context: str,
+) -> str:
+    """The findings of one build. `summary`: seed_summary rows of the main comparison (label, dataset);
+    `references`: the untrained / linear-probe rows; `paired`: paired_differences; `ablations`: the
+    ablation table's rows; `context`: what data, seeds and units the numbers are on."""
+    columns = [*datasets, AVERAGE] if len(datasets) > 1 else list(datasets)
+    titles = [dataset_title(d) if d != AVERAGE else "average" for d in columns]
+    out = ["### Findings of this run", "", context, ""]
+
+    rows = []
+    for label, frame in [*summary.groupby("label", sort=False), *references.groupby("label", sort=False)]:
+        by_ds = {r["dataset"]: r for _, r in frame.iterrows()}
+        seeds = frame["n_seeds"].dropna()
+        n = int(seeds.max()) if len(seeds) else 0
+        name = f"{label}, {n} seed{'s' if n > 1 else ''}" if n else str(label)
+        rows.append([name, *(cell(by_ds.get(c)) for c in columns)])
+    out += [markdown_table(["method", *titles], rows)]
+
+    out += [f"**Does the hierarchy help?** {main} − {baseline}, paired by seed (points; 95 % Student-t "
+            "interval over seeds in brackets; a difference is claimed only where the interval excludes 0):",
+            ""]
+    rows = []
+    for dataset, frame in paired.groupby("dataset", sort=False):
+        by_metric = {r["metric"]: r for _, r in frame.iterrows()}
+        acc, f1 = by_metric.get("accuracy"), by_metric.get("f1")
+        rows.append([
+            dataset_title(str(dataset)) if dataset != AVERAGE else "average",
+            _diff(acc) if acc is not None else "—", _verdict(acc, main, baseline) if acc is not None else "—",
+            _diff(f1) if f1 is not None else "—", _verdict(f1, main, baseline) if f1 is not None else "—",
+        ])
+    out += [markdown_table(["dataset", "accuracy", "", "F1", ""], rows)]
+    out += [_summary_sentence(paired, main, baseline), ""]
+
+    if len(ablations):
+        out += ["**Ablations** (average over the datasets; accuracy / F1; the best accuracy of each block "
+                "in bold):", ""]
+        for name, block in ablations.groupby("ablation", sort=False):
+            avg = block[block["dataset"] == (AVERAGE if len(datasets) > 1 else datasets[0])]
+            if avg.empty:
+                continue
+            best_acc = avg["accuracy_mean"].max()
+            parts = []
+            for _, r in avg.iterrows():
+                text = f"{r['label']} {r['accuracy_mean']:.1f} / {r['f1_mean']:.1f}"
+                parts.append(f"**{text}**" if r["accuracy_mean"] == best_acc else text)
+            seeds = int(avg["n_seeds"].max())
+            out.append(f"- {name} ({seeds} seed{'s' if seeds > 1 else ''}): " + "; ".join(parts))
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _summary_sentence(paired: pd.DataFrame, main: str, baseline: str) -> str:
+    """One sentence per metric on the average over datasets, and where the hierarchy helped or hurt."""
+    if paired.empty:
+        return "No seed has results of both methods."
+    where = {"helps": [], "hurts": []}
+    for _, r in paired[paired["dataset"] != AVERAGE].iterrows():
+        verdict = _verdict(r, main, baseline)
+        metric = "F1" if r["metric"] == "f1" else r["metric"]
+        if verdict == f"{main} better":
+            where["helps"].append(f"{dataset_title(str(r['dataset']))} {metric}")
+        elif verdict == f"{baseline} better":
+            where["hurts"].append(f"{dataset_title(str(r['dataset']))} {metric}")
+    avg = paired[paired["dataset"] == AVERAGE]
+    parts = []
+    for _, r in avg.iterrows():
+        metric = "F1" if r["metric"] == "f1" else r["metric"]
+        parts.append(f"average {metric} {_diff(r)}: {_verdict(r, main, baseline)}")
+    text = ("On this run: " + "; ".join(parts) + ". ") if parts else ""
+    text += f"{main} is better on: {', '.join(where['helps']) or 'none'}; "
+    text += f"{baseline} is better on: {', '.join(where['hurts']) or 'none'}."
+    return text
+
+
+def write_findings(text: str, out_dir: Path) -> Path:
+    path = Path(out_dir) / "findings.md"
+    write_text(path, text)
+    return path
+
+
+def refresh_readme(readme: str | Path, findings: str | Path, check: bool = False) -> bool:
+    """Put `findings` between the README's result markers; True when the README changed (or, with
+    `check`, would change). Everything outside the markers is left as it is."""
+    readme, findings = Path(readme), Path(findings)
+    if not findings.is_file():
+        raise HecvlError("findings not found (run `snakemake` or `hecvl paper build` first)", findings)
+    text = readme.read_text(encoding="utf-8")
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise HecvlError(f"expected one {BEGIN} ... {END} block", readme)
+    head, rest = text.split(BEGIN, 1)
+    _old, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{findings.read_text(encoding='utf-8')}{END}{tail}"
+    if new == text:
+        return False
+    if not check:
+        write_text(readme, new)
+    return True
+
+
+def readme_block(readme: str | Path) -> str:
+    """The text between the README's result markers."""
+    text = Path(readme).read_text(encoding="utf-8")
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].removeprefix("\n")

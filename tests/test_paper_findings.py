@@ -1,0 +1,73 @@
+"""findings.md says what the run's tables say, and the README's results block is exactly that file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from paper_helpers import shared_tree
+
+from hecvl.cli import main
+from hecvl.errors import HecvlError
+from hecvl.paper.findings import BEGIN, END, readme_block, refresh_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper_tree(tmp_path_factory: pytest.TempPathFactory):
+    return shared_tree(tmp_path_factory)
+
+
+def _structure(text: str) -> list[str]:
+    """The skeleton of a findings text: headings, bold leads and the paired table's header (the
+    datasets and numbers differ between studies)."""
+    keep = ("#", "**", "| method", "| dataset")
+    return [re.sub(r"\|.*", "|", line.split(":")[0]) for line in text.splitlines() if line.startswith(keep)]
+
+
+def test_findings_state_every_paired_difference_and_its_verdict(paper_tree) -> None:
+    root, study = paper_tree
+    text = (root / "results/paper/findings.md").read_text(encoding="utf-8")
+    paired = pd.read_csv(root / "results/paper/paired.csv")
+    assert len(paired) and f"{study.main} − {study.baseline}" in text
+    for r in paired.itertuples():
+        diff = f"{r.mean_diff:+.1f}".replace("-", "−")
+        assert diff in text  # every mean difference of paired.csv is quoted
+        if not pd.isna(r.ci_low):
+            interval = f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}]".replace("-", "−")
+            assert interval in text
+    # a verdict is only claimed where the interval excludes 0
+    claimed = text.count(f"| {study.main} better") + text.count(f"| {study.baseline} better")
+    excludes = int(((paired["ci_low"] > 0) | (paired["ci_high"] < 0)).sum())
+    assert claimed == excludes
+    for label in (study.baseline, study.main, "untrained", "linear_probe"):
+        assert f"| {label}" in text
+
+
+def test_readme_block_is_replaced_and_nothing_else(tmp_path: Path, paper_tree) -> None:
+    root, _study = paper_tree
+    findings = root / "results/paper/findings.md"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n\n{BEGIN}\nold numbers\n{END}\n\nafter\n", encoding="utf-8")
+    assert main(["paper", "readme", "--readme", str(readme), "--findings", str(findings), "--check"]) == 1
+    assert refresh_readme(readme, findings) is True
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("# x\n\nbefore\n\n") and text.endswith(f"{END}\n\nafter\n")
+    assert readme_block(readme) == findings.read_text(encoding="utf-8")
+    assert refresh_readme(readme, findings) is False  # idempotent
+    assert main(["paper", "readme", "--readme", str(readme), "--findings", str(findings), "--check"]) == 0
+    readme.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(HecvlError, match="expected one"):
+        refresh_readme(readme, findings)
+
+
+def test_the_project_readme_block_has_the_shape_the_paper_build_writes(paper_tree) -> None:
+    """The committed README block is a findings.md (not hand-edited prose): same headings and tables."""
+    root, _study = paper_tree
+    built = (root / "results/paper/findings.md").read_text(encoding="utf-8")
+    block = readme_block(ROOT / "README.md")
+    assert block.strip(), "README.md has an empty results block: run `make study && make readme`"
+    assert _structure(block) == _structure(built)
