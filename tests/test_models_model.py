@@ -12,6 +12,8 @@ import torch
 from hecvl.config import ModelConfig, load_params
 from hecvl.errors import HecvlError
 from hecvl.models import LEVELS, HecVLModel, build_model, load_pretrained, save_pretrained
+from hecvl.models.losses import info_nce, same_text, text_keys
+from hecvl.training.step import ContrastiveStep
 
 ROOT = Path(__file__).resolve().parents[1]
 NARRATIONS = ["we clip the cystic duct", "the hook dissects", "as you can see", "the grasper holds it"]
@@ -123,6 +125,29 @@ def test_overlapping_narrations_use_mil_nce_which_equals_infonce_for_one(model):
         several = model("clip", x, [[t, "and now"] for t in NARRATIONS])["clip/video_text"]
     torch.testing.assert_close(bags, single)
     assert not torch.isclose(several, single)
+
+
+def test_identical_texts_are_positives_in_forward_as_in_the_step(model):
+    """forward() applies the same duplicate rule as the training step: every term, both paths."""
+    model.eval()
+    x = frames(4, 2, seed=6)
+    texts = ["as you can see", "we clip the cystic duct", "as you can see", "the hook dissects"]
+    children = [["we start"], ["the hook", "we dissect"], ["we dissect", "the hook"], ["bag it"]]
+    bags = [[t, "and now"] for t in texts]
+    step = ContrastiveStep(model)
+    with torch.no_grad():
+        out = model("phase", x, texts, child_texts=children)
+        terms = step.level_terms("phase", x, texts, children)
+        for name in ("phase/video_text", "phase/parent_child", "phase/total"):
+            torch.testing.assert_close(out[name], terms[name])
+        assert terms["phase/duplicate_texts"].item() == 1.0
+        clip = model("clip", x, texts)["clip/video_text"]
+        video, text = model.embed_video(x, "clip"), model.embed_text(texts, "clip")
+        scale = model.logit_scale()
+        torch.testing.assert_close(clip, info_nce(video, text, scale, same_text(text_keys(texts))))
+        assert not torch.isclose(clip, info_nce(video, text, scale))
+        torch.testing.assert_close(model("clip", x, bags)["clip/video_text"],
+                                   step.level_terms("clip", x, texts, bags=bags)["clip/video_text"])
 
 
 def test_preprocess_resizes_crops_and_normalises(model):
