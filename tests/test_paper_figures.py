@@ -1,16 +1,24 @@
-"""The paper's figures: written, non-empty, readable, deterministic; the narration-noise figure and CLI."""
+"""The paper's figures: written, readable, deterministic, and showing what they claim (read back as
+pixels: the plotted content is inside the axes); the narration-noise figure and CLI."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
 from paper_helpers import run_cli, shared_tree
+from PIL import Image
 
+from hecvl.datasets.classes import CLASSES
 from hecvl.errors import HecvlError
+from hecvl.paper import figures
 from hecvl.paper.collect import load_results, losses_frame, read_losses, runs_frame
 from hecvl.paper.figures import (
     accuracy_f1_figure,
@@ -41,6 +49,225 @@ def _check_png(path: Path, min_side: int = 300) -> np.ndarray:
 def test_build_writes_every_figure(paper_tree, name: str) -> None:
     root, _ = paper_tree
     _check_png(root / "results" / "paper" / f"{name}.png")
+
+
+# --- pixels -------------------------------------------------------------------------------------------
+# A pixel is "coloured" when its channels spread by more than CHROMA (0..1): white, black, the grid's and
+# the unlabelled seconds' greys and anti-aliased text are not. Colours are counted as exact 8-bit RGB
+# triples covering at least MIN_PIXELS pixels, so anti-aliased edges do not count as colours.
+CHROMA = 0.12
+MIN_PIXELS = 40
+STRIP_PX = 16  # a timeline strip is at least this tall (0.16 in at the figures' 100 dpi)
+
+
+@dataclass
+class Drawn:
+    """One figure of `paper build`: its PNG, its inputs, and where its axes lie (fractions, bottom-left)."""
+
+    path: Path
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    axes: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)
+
+    def rgb(self) -> np.ndarray:
+        return np.asarray(Image.open(self.path).convert("RGB"), dtype=np.uint8)
+
+    def main_axes(self) -> list[tuple[float, float, float, float]]:
+        return [bounds for label, bounds in self.axes if label != "<colorbar>"]
+
+
+def _recording_save(record: Callable[[Path], Drawn]) -> Callable[..., Path]:
+    """figures.save_figure, then the saved figure's axes positions into `record(path)`."""
+    real_save = figures.save_figure
+
+    def recording_save(fig, path):
+        written = real_save(fig, path)  # layout is final once drawn; the Figure outlives plt.close
+        record(path).axes = [(ax.get_label(), ax.get_position().bounds) for ax in fig.axes]
+        return written
+
+    return recording_save
+
+
+@pytest.fixture(scope="module")
+def drawn(paper_tree, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Drawn]:
+    """`paper build` again into a scratch folder, recording each figure's inputs and axes positions.
+
+    The figures are deterministic, so these PNGs are the shared tree's (checked below) and the
+    recorded axes say where in them the plotted content has to be.
+    """
+    root, _ = paper_tree
+    out = tmp_path_factory.mktemp("redrawn")
+    seen = {name: Drawn(out / f"{name}.png") for name in FIGURES}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HECVL_TRACKING", "off")
+        mp.setattr(figures, "save_figure", _recording_save(lambda path: seen[Path(path).stem]))
+        for name in FIGURES:
+            real = getattr(figures, f"{name}_figure")
+
+            def recording(*args, _real=real, _name=name, **kwargs):
+                seen[_name].args, seen[_name].kwargs = args, kwargs
+                return _real(*args, **kwargs)
+
+            mp.setattr(figures, f"{name}_figure", recording)
+        argv = ["paper", "build", "--params", str(root / "params.yaml"), "--out", str(out)]
+        assert run_cli([*argv, "--root", str(root)]) == 0
+    assert all(d.axes for d in seen.values())
+    return seen
+
+
+def _box(img: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """The pixels of a figure-fraction box (x0, y0, width, height; y from the bottom), edges left out."""
+    h, w = img.shape[:2]
+    x0, y0, bw, bh = bounds
+    top, bottom = round(h * (1 - y0 - bh)), round(h * (1 - y0))
+    left, right = round(w * x0), round(w * (x0 + bw))
+    return img[top + 1 : bottom - 1, left + 1 : right - 1]
+
+
+def _box_mask(shape: tuple[int, ...], bounds: tuple[float, float, float, float]) -> np.ndarray:
+    mask = np.zeros(shape[:2], bool)
+    _box(mask, bounds)[...] = True
+    return mask
+
+
+def _coloured(img: np.ndarray) -> np.ndarray:
+    rgb = img.astype(np.int16)
+    return (rgb.max(axis=-1) - rgb.min(axis=-1)) > CHROMA * 255
+
+
+def _colours(img: np.ndarray, mask: np.ndarray) -> set[tuple[int, int, int]]:
+    """The exact colours of the masked pixels that cover at least MIN_PIXELS pixels."""
+    values, counts = np.unique(img[mask].reshape(-1, 3), axis=0, return_counts=True)
+    return {tuple(int(c) for c in v) for v, n in zip(values, counts, strict=True) if n >= MIN_PIXELS}
+
+
+def _solid(img: np.ndarray, run: int = 8) -> np.ndarray:
+    """Coloured pixels in a vertical run of at least `run` pixels of their exact colour: filled strips and
+    patches, not lines, text or the edges between them."""
+    change = np.ones(img.shape[:2], bool)
+    change[1:] = (img[1:] != img[:-1]).any(axis=-1)
+    ids = np.cumsum(change.T.ravel())  # column by column: a run never spans two columns
+    lengths = np.bincount(ids)[ids].reshape(img.shape[1], img.shape[0]).T
+    return (lengths >= run) & _coloured(img)
+
+
+def _axes_area(d: Drawn) -> float:
+    return sum(w * h for _, _, w, h in d.main_axes())
+
+
+def _rgb8(colour) -> tuple[int, int, int]:
+    return tuple(round(255 * float(c)) for c in colour[:3])
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_redrawn_figures_are_the_built_ones(paper_tree, drawn, name: str) -> None:
+    """Byte-identical builds: the recorded axes positions are those of the built PNGs."""
+    root, _ = paper_tree
+    assert drawn[name].path.read_bytes() == (root / "results" / "paper" / f"{name}.png").read_bytes()
+
+
+def test_accuracy_figure_shows_a_bar_per_method(drawn) -> None:
+    """Both panels hold filled bars in every method's colour (seaborn draws bars at saturation 0.75)."""
+    d = drawn["accuracy_f1"]
+    img = d.rgb()
+    methods = list(dict.fromkeys(d.args[0]["method"]))
+    colours = figures.palette(methods)
+    assert len(d.main_axes()) == 2 and _axes_area(d) > 0.4
+    for bounds in d.main_axes():
+        box = _box(img, bounds)
+        assert _coloured(box).mean() > 0.15  # bars up to each mean accuracy/F1 on a 0-100 axis
+        bars = _colours(box, _solid(box))
+        assert len(bars) >= len(methods)
+        assert {_rgb8(sns.desaturate(colours[m], 0.75)) for m in methods} <= bars
+
+
+@pytest.mark.parametrize("name", ["per_phase_f1", "confusion"])
+def test_heatmaps_fill_their_axes(drawn, name: str) -> None:
+    """Per-phase F1 (viridis, every defined cell coloured) and confusion (Blues, dark where counted)."""
+    d = drawn[name]
+    img = d.rgb()
+    datasets = d.args[1] if name == "per_phase_f1" else d.args[0]  # names, or (dataset, counts, classes)
+    assert len(d.main_axes()) == len(datasets) and _axes_area(d) > 0.25
+    share = 0.5 if name == "per_phase_f1" else 0.04  # Blues: near-zero fractions stay near white
+    for bounds in d.main_axes():
+        box = _box(img, bounds)
+        assert _coloured(box).mean() > share
+        assert len(_colours(box, _coloured(box))) >= 4
+
+
+def test_training_curves_draw_a_curve_per_method(drawn) -> None:
+    """One panel per level, each with the line colour of every method that trained the level."""
+    d = drawn["training_curves"]
+    img = d.rgb()
+    losses = d.args[0]
+    colours = figures.palette(list(dict.fromkeys(losses["method"])))
+    levels = [lvl for lvl in ("clip", "phase", "video") if lvl in set(losses["level"])]
+    assert len(d.main_axes()) == len(levels) and _axes_area(d) > 0.4
+    for bounds, level in zip(d.main_axes(), levels, strict=True):
+        box = _box(img, bounds)
+        assert _coloured(box).mean() > 0.01  # lines and their ± std bands
+        methods = set(losses.loc[losses["level"] == level, "method"])
+        assert {_rgb8(colours[m]) for m in methods} <= _colours(box, _coloured(box))
+
+
+def _check_timelines(d: Drawn) -> None:
+    """Ground truth and prediction of every panel as filled strips at least STRIP_PX tall, one colour per
+    phase present, each the legend's colour of that phase; the legend lists every phase of each dataset."""
+    img = d.rgb()
+    panels = d.args[0]
+    boxes = d.main_axes()
+    assert len(boxes) == len(panels) and _axes_area(d) > 0.15
+    solid = _solid(img, run=STRIP_PX)
+    # the strip area: from the top of the first panel to the bottom of the last, across the strips
+    x0, y_top = boxes[0][0], boxes[0][1] + boxes[0][3]
+    x1, y_bottom = boxes[0][0] + boxes[0][2], boxes[-1][1]
+    strip_area = (x0, y_bottom, x1 - x0, y_top - y_bottom)
+    area = _box(solid, strip_area)
+    assert area.size > 0.2 * solid.size
+    assert area.mean() > 0.25, "strips cover the strip area, apart from titles, time axes and gaps"
+    for bounds in boxes:  # both strips of each panel are filled across the panel (grey: unlabelled)
+        box = _box(img, bounds)
+        grey = np.abs(box.astype(int) - 211).max(axis=-1) <= 2  # matplotlib's "lightgrey"
+        assert box.size and (_box(solid, bounds) | grey).mean() > 0.95
+    present: set[int] = set()
+    for _, _, pred, _ in panels:
+        present |= set(pred["phase_id"]) | set(pred["gt_phase_id"].dropna())
+    strip_colours = _colours(img, solid & _box_mask(img.shape, strip_area))
+    assert len(strip_colours) >= len(present)
+    legend = np.zeros(img.shape[:2], bool)
+    legend[:, round(img.shape[1] * x1) + 2 :] = True
+    legend_colours = _colours(img, legend & _solid(img, run=5))
+    assert strip_colours <= legend_colours
+    for classes in {tuple(c) for *_, c in panels}:
+        assert {_rgb8(c) for c in figures.phase_colours(len(classes))} <= legend_colours
+    assert {_rgb8(figures.phase_colours(max(present) + 1)[p]) for p in present} <= strip_colours
+
+
+def test_timelines_draw_a_coloured_strip_per_video(drawn) -> None:
+    _check_timelines(drawn["timelines"])
+
+
+def test_timelines_keep_their_strips_beside_long_legends(drawn, tmp_path: Path) -> None:
+    """Eight panels of four datasets with 7- and 12-phase legends, as in the study: the legends, taller
+    than their panels, once squeezed every strip to a pixel (tight_layout made room for them)."""
+    shown = drawn["timelines"].args[0]
+    by_ds = {
+        ds: [(v, pred) for d, v, pred, _ in shown if d == ds] for ds in dict.fromkeys(p[0] for p in shown)
+    }
+    short, long_ = by_ds["cholec80"], by_ds["strasbypass70"]
+    panels = [
+        *[(ds, v, pred, CLASSES[ds]) for ds in ("cholec80", "autolaparo") for v, pred in short],
+        *[
+            (ds, v, pred, CLASSES["multibypass140"])
+            for ds in ("strasbypass70", "bernbypass70")
+            for v, pred in long_
+        ],
+    ]
+    seen = Drawn(tmp_path / "timelines.png", (panels,))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figures, "save_figure", _recording_save(lambda _: seen))
+        figures.timelines_figure(panels, seen.path, "t")
+    _check_timelines(seen)
 
 
 def test_no_temporary_files_are_left(paper_tree) -> None:

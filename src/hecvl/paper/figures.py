@@ -246,9 +246,7 @@ def phase_colours(k: int) -> list[Any]:
     tab10 = sns.color_palette("tab10", 10)
     tab20 = sns.color_palette("tab20", 20)
     grey = 7  # tab10's grey; tab20's greys are 14 and 15
-    base = [c for i, c in enumerate(tab10) if i != grey] + [
-        tab20[2 * i + 1] for i in range(10) if i != grey
-    ]
+    base = [c for i, c in enumerate(tab10) if i != grey] + [tab20[2 * i + 1] for i in range(10) if i != grey]
     return base[:k] if k <= len(base) else sns.color_palette("husl", k)
 
 
@@ -283,18 +281,18 @@ def timelines_figure(
         else:
             groups.append([panel])
     arrays = [[timeline_arrays(pred) for _, _, pred, _ in g] for g in groups]
+    greys = [any(np.isnan(gt).any() or np.isnan(pr).any() for gt, pr in arr) for arr in arrays]
     pitch = _TL_ABOVE + _TL_STRIP_H + _TL_BELOW
-    heights = []
-    for g, arr in zip(groups, arrays, strict=True):
-        unlabelled = any(np.isnan(gt).any() or np.isnan(pr).any() for gt, pr in arr)
-        entries = len(g[0][3]) + int(unlabelled) + 1  # + the legend's title
+    heights = []  # per dataset: its panels, or its legend (phases, grey, title) where that is taller
+    for g, grey in zip(groups, greys, strict=True):
+        entries = len(g[0][3]) + int(grey) + 1
         heights.append(max(len(g) * pitch, entries * _TL_LEGEND_ROW + _TL_ABOVE))
     height = _TL_TOP + sum(heights) + _TL_GROUP_GAP * (len(groups) - 1) + _TL_BOTTOM
     fig = plt.figure(figsize=(_TL_WIDTH, height))
     fig.suptitle(title, y=1 - 0.2 / height)
     top = height - _TL_TOP  # inches from the bottom edge
     axes = []
-    for g, arr, block in zip(groups, arrays, heights, strict=True):
+    for g, arr, grey, block in zip(groups, arrays, greys, heights, strict=True):
         ds, classes = g[0][0], g[0][3]
         colours = phase_colours(len(classes))
         cmap = ListedColormap(colours).with_extremes(bad=UNLABELLED)
@@ -320,7 +318,7 @@ def timelines_figure(
             ax.set_title(f"{dataset_title(ds)} · video {video} · accuracy {acc:.1f}%", fontsize=9, loc="left")
             axes.append(ax)
         handles = [Patch(color=colours[i], label=f"{i} {name}") for i, name in enumerate(classes)]
-        if any(np.isnan(gt).any() or np.isnan(pr).any() for gt, pr in arr):
+        if grey:
             handles.append(Patch(color=UNLABELLED, label="no label (not scored)"))
         fig.legend(
             handles=handles,
