@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--space",
-        choices=("clip", "phase", "video", "ensemble"),
+        choices=SPACES,
         help="embedding space that answers (default: eval.space)",
     )
     parser.add_argument("--prompts", choices=STYLES, help="prompt style (default: eval.prompts)")

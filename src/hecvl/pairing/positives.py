@@ -32,8 +32,8 @@ import pyarrow as pa
 class PositiveRule:
     """Which narrations are positives of a clip: within `context_s` of its span, `max_texts` at most."""
 
-    context_s: float = 2.0
-    max_texts: int = 4
+    context_s: float  # train.mil_nce.context_s (hecvl.config.train holds the default)
+    max_texts: int
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.context_s) and self.context_s >= 0):
