@@ -18,7 +18,7 @@ class SyntheticSettings(Section):
     preset: Literal["smoke", "default"] = reason("smoke: 3 short lectures for tests; default: the study",
                                                  "default")
     seed: int = 0
-    scale: PositiveFloat = reason("multiplies the number of lectures and target videos", 1.0)
+    scale: PositiveFloat = reason("multiplies the number of lectures (targets keep their size)", 1.0)
     narration_relevance: float = reason("fraction of narration sentences that describe what is visible",
                                         0.5, ge=0, le=1)
 
