@@ -20,9 +20,10 @@ study: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report results/paper/report.html
 
-# the README's results block, refreshed from the last study's results/paper/findings.md
+# the README's result blocks, refreshed from the last study's findings (and its narration-noise sweep's)
 readme: install
 	$(BIN)/hecvl paper readme
+	test ! -f results/noise/findings.md || $(BIN)/hecvl paper readme --block noise
 
 test: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

@@ -71,3 +71,38 @@ def test_the_project_readme_block_has_the_shape_the_paper_build_writes(paper_tre
     block = readme_block(ROOT / "README.md")
     assert block.strip(), "README.md has an empty results block: run `make study && make readme`"
     assert _structure(block) == _structure(built)
+
+
+def _noise_table() -> pd.DataFrame:
+    rows = []
+    for rel, shift in ((0.25, -5.0), (0.5, 0.0), (0.8, 3.0)):
+        for seed in (0, 1, 2):
+            for dataset, base in (("cholec80", 40.0), ("strasbypass70", 10.0)):
+                rows.append({"relevance": rel, "method": "clip_only", "seed": seed, "dataset": dataset,
+                             "accuracy": base + seed, "f1": base / 2})
+                rows.append({"relevance": rel, "method": "hecvl", "seed": seed, "dataset": dataset,
+                             "accuracy": base + seed + shift + 0.5 * seed, "f1": base / 2 + shift})
+    return pd.DataFrame(rows)
+
+
+def test_noise_findings_give_each_level_its_means_and_paired_difference() -> None:
+    from hecvl.paper.findings import noise_findings_markdown
+
+    text = noise_findings_markdown(_noise_table(), ["cholec80", "strasbypass70"], "hecvl", "clip_only", 0.5)
+    # relevance 0.8: clip_only averages 25 + seed -> 26.0 ± 0.8 (population std of 25, 26, 27)
+    assert "| 0.8 | 26.0 ± 0.8 / 12.5 ± 0.0 |" in text and "| 0.5 (the default world) |" in text
+    # hecvl - clip_only at 0.8: 3 + 0.5 * seed -> mean +3.5, F1 exactly +3.0 (zero spread)
+    assert "relevance 0.8: hecvl − clip_only, paired by seed: accuracy +3.5 [" in text
+    assert "F1 +3.0 [+3.0, +3.0] (hecvl better)" in text
+    assert "relevance 0.25" in text and "F1 −5.0 [−5.0, −5.0] (clip_only better)" in text
+
+
+def test_the_project_readme_noise_block_is_a_noise_findings_file() -> None:
+    from hecvl.paper.findings import noise_findings_markdown
+
+    built = noise_findings_markdown(_noise_table(), ["cholec80", "strasbypass70"], "hecvl", "clip_only", 0.5)
+    block = readme_block(ROOT / "README.md", "noise")
+    assert block.strip(), "README.md has an empty noise block: run `snakemake narration_noise && make readme`"
+    assert _structure(block) == _structure(built)
+    assert [line[:14] for line in block.splitlines() if line.startswith("- relevance")] == [
+        line[:14] for line in built.splitlines() if line.startswith("- relevance")]

@@ -236,5 +236,11 @@ def test_narration_noise_sweep_runs_on_its_own_worlds(study: Path):
     assert table[["accuracy", "f1"]].notna().all().all()
     png = study / "results" / "paper" / "narration_noise.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    findings = (study / "results" / "noise" / "findings.md").read_text(encoding="utf-8")
+    assert "- relevance 0.25: hecvl − clip_only" in findings and "- relevance 0.8:" in findings
+    readme = study / "README.md"
+    readme.write_text("<!-- noise:begin -->\n<!-- noise:end -->\n", encoding="utf-8")
+    _run([str(BIN / "hecvl"), "paper", "readme", "--block", "noise", "--readme", str(readme)], study)
+    assert findings in readme.read_text(encoding="utf-8")  # what `make readme` puts in the README
     again = _snakemake(study, dry=True)  # the sweep changed nothing the study depends on
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout

@@ -19,7 +19,10 @@ NOISE = "results/noise"
 LOGS = "logs"
 RELEASED_EVAL = f"{EVAL}/released"
 
-RESOLVED = f"{CONFIG}/study.yaml"  # the resolved configuration every job of the DAG reads
+RESOLVED = f"{CONFIG}/study.yaml"
+NOISE_TABLE = f"{NOISE}/narration_noise.csv"
+NOISE_FINDINGS = f"{NOISE}/findings.md"
+FINDINGS = f"{PAPER}/findings.md"  # the resolved configuration every job of the DAG reads
 
 
 def model_dir(variant: str, seed: int | str, root: str = MODELS) -> str:

@@ -98,7 +98,8 @@ rule narration_noise:
     input:
         [e.path for _rel, e in STUDY.noise_entries()],
     output:
-        table=f"{NOISE}/narration_noise.csv",
+        table=layout.NOISE_TABLE,
+        findings=layout.NOISE_FINDINGS,
         figure=report(f"{PAPER}/narration_noise.png", caption="../report/narration_noise.rst", category="Figures"),
     params:
         file=RESOLVED,
@@ -108,4 +109,4 @@ rule narration_noise:
     conda:
         ENV
     shell:
-        "hecvl paper noise --params {params.file} --table {output.table} --out {output.figure} > {log} 2>&1"
+        "hecvl paper noise --params {params.file} --table {output.table} --out {output.figure} --findings {output.findings} > {log} 2>&1"

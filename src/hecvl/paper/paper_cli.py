@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hecvl import layout
 from hecvl.config import load_params
+from hecvl.io import write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     build = sub.add_parser("build", help="tables, figures and protocol note of the whole study")
     build.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
-    build.add_argument("--out", type=Path, default=Path("results/paper"), help="output folder")
+    build.add_argument("--out", type=Path, default=Path(layout.PAPER), help="output folder")
     build.add_argument("--root", type=Path, default=Path("."), help="project root the paths are relative to")
 
     readme = sub.add_parser("readme", help="copy findings.md into the README's results block")
-    readme.add_argument("--findings", type=Path, default=Path("results/paper/findings.md"))
+    readme.add_argument("--findings", type=Path, default=None,
+                        help=f"default: {layout.FINDINGS} (--block noise: {layout.NOISE_FINDINGS})")
+    readme.add_argument("--block", choices=("results", "noise"), default="results",
+                        help="which of the README's generated blocks (default: results)")
     readme.add_argument("--readme", type=Path, default=Path("README.md"))
     readme.add_argument("--check", action="store_true", help="exit 1 if the README's block differs")
 
@@ -49,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise.add_argument("--from-table", action="store_true", help="plot an existing table, gather nothing")
     noise.add_argument("--root", type=Path, default=Path("."), help="project root the paths are relative to")
     noise.add_argument("--out", type=Path, required=True, help="PNG to write")
+    noise.add_argument("--findings", type=Path, default=Path(layout.NOISE_FINDINGS),
+                       help=f"the sweep's findings in numbers (default: {layout.NOISE_FINDINGS})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,20 +70,30 @@ def run(args: argparse.Namespace) -> int:
     elif args.paper_command == "readme":
         from hecvl.paper.findings import refresh_readme
 
-        changed = refresh_readme(args.readme, args.findings, check=args.check)
+        if args.findings is None:
+            args.findings = Path(layout.NOISE_FINDINGS if args.block == "noise" else layout.FINDINGS)
+        changed = refresh_readme(args.readme, args.findings, check=args.check, block=args.block)
         if args.check:
-            print(f"{args.readme}: results block {'differs from' if changed else 'matches'} {args.findings}")
+            state = "differs from" if changed else "matches"
+            print(f"{args.readme}: {args.block} block {state} {args.findings}")
             return 1 if changed else 0
         state = "updated from" if changed else "already equals"
-        print(f"{args.readme}: results block {state} {args.findings}")
+        print(f"{args.readme}: {args.block} block {state} {args.findings}")
     elif args.paper_command == "build":
         written = paper.build(load_params(args.params), args.out, args.root)
         print(f"paper: {len(written)} files -> {args.out}")
     else:
         from hecvl.paper.figures import noise_figure
+        from hecvl.paper.findings import noise_findings_markdown
 
+        study = Study(load_params(args.params))
         if not args.from_table:
-            paper.write_noise_table(Study(load_params(args.params)), args.table, args.root)
-        noise_figure(paper.read_noise_table(args.table), args.out)
-        print(f"narration-noise figure -> {args.out}")
+            paper.write_noise_table(study, args.table, args.root)
+        table = paper.read_noise_table(args.table)
+        noise_figure(table, args.out)
+        data = study.params.data
+        synthetic = data.synthetic.narration_relevance if data.source == "synthetic" else None
+        findings = noise_findings_markdown(table, study.datasets, study.main, study.baseline, synthetic)
+        write_text(args.findings, findings)
+        print(f"narration-noise figure -> {args.out}; findings -> {args.findings}")
     return 0
