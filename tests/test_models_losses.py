@@ -15,12 +15,23 @@ from hecvl.models.losses import (
     duplicate_texts,
     info_nce,
     mil_nce,
-    multi_positive_info_nce,
     pad_bags,
     parent_child_loss,
     same_text,
     text_keys,
 )
+
+
+def multi_positive_info_nce(video, text, logit_scale, positive):
+    """Independent reference: symmetric InfoNCE with positive sets, always by the general formula
+    (-log sum over P(i) of the softmax, both directions), with no shortcut for distinct texts."""
+    logits = logit_scale * (video.float() @ text.float().T)
+
+    def rows(lg, pos):
+        own = torch.logsumexp(lg.masked_fill(~pos, float("-inf")), dim=1)
+        return (torch.logsumexp(lg, dim=1) - own).mean()
+
+    return (rows(logits, positive) + rows(logits.T, positive.T)) / 2
 
 
 def _nll(logits: list[float], target: int) -> float:

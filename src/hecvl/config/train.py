@@ -104,19 +104,20 @@ class TrainSettings(Section):
 
     @model_validator(mode="after")
     def _schedule_trains_something(self) -> TrainSettings:
-        if self.schedule == "fine_to_coarse" and not any(self.alternation[lvl] for lvl in self.levels):
-            raise ValueError("alternation gives no batches to any of train.levels")
-        if self.schedule == "joint" and not any(self.level_weights[lvl] > 0 for lvl in self.levels):
-            raise ValueError("level_weights must give at least one of train.levels a positive weight")
-        if self.schedule == "clip_only" and "clip" not in self.levels:
-            raise ValueError("the clip_only schedule needs clip in train.levels")
+        if not self.trained_levels:
+            raise ValueError({
+                "fine_to_coarse": "alternation gives no batches to any of train.levels",
+                "joint": "level_weights must give at least one of train.levels a positive weight",
+                "clip_only": "the clip_only schedule needs clip in train.levels",
+            }[self.schedule])
         return self
 
     @property
     def trained_levels(self) -> tuple[str, ...]:
-        """The levels this run trains (fine to coarse): those of `levels` the schedule gives batches."""
+        """The levels this run trains (fine to coarse): those of `levels` the schedule gives batches.
+        The schedules (`hecvl.training.schedules`) and the evaluation's ensemble both follow it."""
         if self.schedule == "clip_only":
-            return ("clip",)
+            return tuple(lvl for lvl in self.levels if lvl == "clip")
         if self.schedule == "fine_to_coarse":
             return tuple(lvl for lvl in self.levels if self.alternation[lvl] > 0)
         if self.schedule == "joint":

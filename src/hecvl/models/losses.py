@@ -154,19 +154,6 @@ def info_nce(
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-def multi_positive_info_nce(
-    video: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor | float, positive: torch.Tensor
-) -> torch.Tensor:
-    """`info_nce` with positive sets, always through the multi-positive formula (no shortcut when
-    there are no duplicates): what `info_nce` computes with duplicates, for tests and comparisons."""
-    if video.shape != text.shape or video.ndim != 2:
-        raise ValueError(f"expected two (B, E) tensors of equal shape, got {tuple(video.shape)} and "
-                         f"{tuple(text.shape)}")
-    _checked_positive(positive, len(video))
-    logits = logit_scale * (video.float() @ text.float().T)
-    return (_multi_positive_rows(logits, positive) + _multi_positive_rows(logits.T, positive.T)) / 2
-
-
 def mil_nce(
     video: torch.Tensor,
     texts: torch.Tensor,

@@ -194,10 +194,9 @@ def noise_findings_markdown(table: pd.DataFrame, datasets: Sequence[str], main: 
         by_metric = {r["metric"]: r for _, r in last.iterrows()}
         parts = [f"{'F1' if k == 'f1' else k} {_diff(r)} ({_verdict(r, main, baseline)})"
                  for k, r in by_metric.items()]
+        means = sweep.groupby(["method", "dataset"])["accuracy"].mean()
         leads = [dataset_title(d) for d in datasets
-                 if not sweep[(sweep["method"] == main) & (sweep["dataset"] == d)].empty
-                 and sweep[(sweep["method"] == main) & (sweep["dataset"] == d)]["accuracy"].mean()
-                 > sweep[(sweep["method"] == baseline) & (sweep["dataset"] == d)]["accuracy"].mean()]
+                 if (main, d) in means and (baseline, d) in means and means[main, d] > means[baseline, d]]
         sentences.append(f"- relevance {rel:g}: {main} − {baseline}, paired by seed: {'; '.join(parts)}; "
                          f"{main} has the higher mean accuracy on: {', '.join(leads) or 'none'}.")
     out += [markdown_table(["narration relevance", baseline, main], rows), *sentences]

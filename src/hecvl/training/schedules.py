@@ -71,17 +71,15 @@ def build_schedule(
     """
     if steps < 1:
         raise HecvlError(f"a schedule needs at least 1 step, got {steps}")
-    enabled = train.levels
+    enabled = train.trained_levels  # fine to coarse, each given batches by the schedule
     weights = {lvl: float(w) for lvl, w in train.level_weights.items()}
     if train.schedule == "fine_to_coarse":
-        block = [(lvl,) for lvl in LEVELS if lvl in enabled for _ in range(train.alternation[lvl])]
+        block = [(lvl,) for lvl in enabled for _ in range(train.alternation[lvl])]
         plan = [block[s % len(block)] for s in range(steps)]
-    elif train.schedule == "joint":
-        plan = [tuple(lvl for lvl in LEVELS if weights[lvl] > 0 and lvl in enabled)] * steps
-    elif train.schedule == "clip_only":
-        plan = [("clip",)] * steps
-    else:
+    elif train.schedule == "epoch_alternation":
         plan = _epoch_alternation(train, steps, batches_per_epoch, enabled)
+    else:  # joint: every trained level each step; clip_only: the clip level
+        plan = [enabled] * steps
     return Schedule(name=train.schedule, plan=tuple(plan), weights=weights)
 
 
