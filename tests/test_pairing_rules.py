@@ -47,8 +47,7 @@ def test_project_params_yaml_parses():
         ({"phase": {"frames": 0}}, r"pairing\.phase\.frames must be > 0, got 0$"),
         ({"phase": {"text": "abstract"}},
          r"pairing\.phase\.text must be one of .*'title'.*, got 'abstract'$"),
-        ({"loader": {"size": [32, 48], "crop": 64}},
-         r"pairing\.loader: crop 64 (exceeds|is larger than) .*\[32, 48\]$"),
+        ({"loader": {"size": [32, 48]}}, r"pairing\.loader\.size is not a setting$"),
     ],
 )
 def test_bad_settings_are_clear_errors(section, match):

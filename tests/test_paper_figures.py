@@ -23,13 +23,13 @@ from hecvl.paper.collect import load_results, losses_frame, read_losses, runs_fr
 from hecvl.paper.figures import (
     accuracy_f1_figure,
     confusion_figure,
+    convergence_figure,
     noise_figure,
     row_normalised,
     timeline_arrays,
-    training_curves_figure,
 )
 
-FIGURES = ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "training_curves")
+FIGURES = ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "convergence")
 
 
 @pytest.fixture(scope="module")
@@ -195,17 +195,29 @@ def test_heatmaps_fill_their_axes(drawn, name: str) -> None:
         assert len(_colours(box, _coloured(box))) >= 4
 
 
-def test_training_curves_draw_a_curve_per_method(drawn) -> None:
-    """One panel per level, each with the line colour of every method that trained the level."""
-    d = drawn["training_curves"]
+def test_convergence_draws_accuracy_and_loss_curves_per_method(drawn) -> None:
+    """Top row: a validation-accuracy panel per dataset plus their mean; bottom row: a loss panel per level;
+    every panel holds the line colour of each method it shows, and the last quarter is shaded."""
+    d = drawn["convergence"]
     img = d.rgb()
-    losses = d.args[0]
-    colours = figures.palette(list(dict.fromkeys(losses["method"])))
+    validation, losses = d.args[0], d.args[1]
+    colours = figures.palette(list(dict.fromkeys([*validation["method"], *losses["method"]])))
+    datasets = list(dict.fromkeys(validation["dataset"]))
     levels = [lvl for lvl in ("clip", "phase", "video") if lvl in set(losses["level"])]
-    assert len(d.main_axes()) == len(levels) and _axes_area(d) > 0.4
-    for bounds, level in zip(d.main_axes(), levels, strict=True):
+    boxes = d.main_axes()
+    assert "average" in datasets and len(boxes) == len(datasets) + len(levels) and _axes_area(d) > 0.3
+    tops = sorted(boxes, key=lambda b: -b[1])
+    top_row, bottom_row = tops[: len(datasets)], tops[len(datasets):]
+    assert min(b[1] for b in top_row) > max(b[1] + b[3] for b in bottom_row)  # two rows, not overlapping
+    for bounds, dataset in zip(sorted(top_row), datasets, strict=True):
         box = _box(img, bounds)
-        assert _coloured(box).mean() > 0.01  # lines and their ± std bands
+        methods = set(validation.loc[validation["dataset"] == dataset, "method"])
+        assert {_rgb8(colours[m]) for m in methods} <= _colours(box, _coloured(box))
+        shade = np.abs(box.astype(int) - round(0.92 * 255)).max(axis=-1) <= 1
+        assert shade.mean() > 0.05  # the last quarter's band
+    for bounds, level in zip(sorted(bottom_row), levels, strict=True):
+        box = _box(img, bounds)
+        assert _coloured(box).mean() > 0.01
         methods = set(losses.loc[losses["level"] == level, "method"])
         assert {_rgb8(colours[m]) for m in methods} <= _colours(box, _coloured(box))
 
@@ -276,7 +288,7 @@ def test_no_temporary_files_are_left(paper_tree) -> None:
     assert leftovers == []
 
 
-def test_training_curves_read_the_level_totals_and_are_deterministic(paper_tree, tmp_path: Path) -> None:
+def test_convergence_reads_the_level_totals_and_is_deterministic(paper_tree, tmp_path: Path) -> None:
     root, study = paper_tree
     e = next(e for e in study.main_entries() if e.label == study.main)
     path = root / study.model_dir(e.variant, e.seed) / "losses.csv"
@@ -286,8 +298,10 @@ def test_training_curves_read_the_level_totals_and_are_deterministic(paper_tree,
     clip_steps = raw.loc[raw["clip/total"].notna(), "step"].tolist()
     assert long.loc[long["level"] == "clip", "step"].tolist() == clip_steps  # only the steps that trained it
     frame = losses_frame({("hecvl", 0): path, ("hecvl", 1): path})
-    a = training_curves_figure(frame, tmp_path / "a.png", "t")
-    b = training_curves_figure(frame, tmp_path / "b.png", "t")
+    val = pd.DataFrame({"method": "hecvl", "seed": [0, 0, 1, 1], "step": [0, 40, 0, 40],
+                        "dataset": "average", "accuracy": [10.0, 30.0, 12.0, 31.0]})
+    a = convergence_figure(val, frame, 30, tmp_path / "a.png", "t")
+    b = convergence_figure(val, frame, 30, tmp_path / "b.png", "t")
     assert a.read_bytes() == b.read_bytes()
 
 

@@ -37,7 +37,7 @@ def fixed_losses(trainer: Trainer) -> dict[str, float]:
     `train.mil_nce` on, the clip batch carries its bags of positives, as in training."""
     model = copy.deepcopy(trainer.model).train()
     vis = model.config.visual
-    size, crop = frame_geometry(trainer.params.pairing, vis.image_size)
+    size, crop = frame_geometry(trainer.params, vis.image_size)
     out = {}
     with torch.no_grad():
         for level in trainer.data:

@@ -72,6 +72,7 @@ def _rel(relevance: float | str) -> str:
 
 _TABLES = ("main_table", "ablation_table")
 PAPER_TABLES = [f"{PAPER}/{n}.{ext}" for n in _TABLES for ext in ("csv", "md", "tex")]
-PAPER_TABLES += [f"{PAPER}/{n}" for n in ("paired.csv", "paired.md", "protocol.md", "findings.md")]
+PAPER_TABLES += [f"{PAPER}/{n}" for n in ("paired.csv", "paired.md", "convergence.csv", "protocol.md",
+                                          "findings.md")]
 PAPER_FIGURES = [f"{PAPER}/{n}.png" for n in ("accuracy_f1", "per_phase_f1", "confusion", "timelines",
-                                              "training_curves")]
+                                              "convergence")]

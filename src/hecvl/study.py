@@ -266,6 +266,12 @@ class Study:
             jobs.append(dataclasses.replace(job, metrics=metrics))
         return jobs
 
+    def trained_models(self) -> list[tuple[str, int]]:
+        """(canonical variant, seed) of every pretraining run the study's tables read, main runs first."""
+        entries = [e for e in self.all_entries() if e.variant not in REFERENCES]
+        runs = [(self.canonical(e.variant), e.seed) for e in entries]
+        return list(dict.fromkeys(runs))
+
     def all_entries(self, defined: bool = False) -> list[Entry]:
         """The main table's and the active ablations' entries (`defined`: every defined ablation's)."""
         ablations = self.defined_ablations if defined else self.ablations

@@ -7,6 +7,7 @@ import sys
 
 from hecvl import layout
 from hecvl.config import read_yaml, resolve, typed_command_line, write_resolved
+from hecvl.config.identity import validation_datasets
 from hecvl.errors import HecvlError
 from hecvl.layout import FRAMES, LOGS, NOISE, PAIRS, PAPER
 from hecvl.released_runs import ReleasedRuns
@@ -56,6 +57,14 @@ def gpus(variant):
     return STUDY.resolved(variant).train.gpus
 
 
+def validation_frames(variant):
+    """The frame-cache records of the datasets a pretraining run validates on (train.validation)."""
+    params = STUDY.resolved(variant)
+    if not params.train.validation.every:
+        return []
+    return [f"{FRAMES}/{d}.json" for d in validation_datasets(params)]
+
+
 def launcher(variant):
     n = gpus(variant)
     return f"torchrun --standalone --nproc_per_node {n} -m hecvl.cli" if n > 1 else "hecvl"
@@ -68,6 +77,7 @@ def paper_inputs():
         "predictions": sorted({layout.predictions(e.path) for e in main}),
         "ablations": [layout.ablation_table(a) for a in STUDY.ablations],
         "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/losses.csv" for e in main}),
+        "validation": [f"{STUDY.model_dir(v, s)}/validation.csv" for v, s in STUDY.trained_models()],
         "pairs": f"{PAIRS}/stats.json",
         "released": paths(RELEASED.entries()),
     }

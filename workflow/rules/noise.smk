@@ -49,6 +49,7 @@ rule noise_pair:
 rule noise_pretrain:
     input:
         clip=ancient(f"{NOISE_WORLD}/pairs/clip.parquet"),
+        frames=lambda wc: [ancient(f) for f in validation_frames(wc.variant)],  # the study's targets
     output:
         weights=f"{NOISE_MODEL}/model.safetensors",
     params:

@@ -13,8 +13,8 @@ rule paper:
         per_phase=report(f"{PAPER}/per_phase_f1.png", caption="../report/per_phase_f1.rst", category="Figures"),
         confusion=report(f"{PAPER}/confusion.png", caption="../report/confusion.rst", category="Figures"),
         timelines=report(f"{PAPER}/timelines.png", caption="../report/timelines.rst", category="Figures"),
-        curves=report(
-            f"{PAPER}/training_curves.png", caption="../report/training_curves.rst", category="Figures"
+        convergence=report(
+            f"{PAPER}/convergence.png", caption="../report/convergence.rst", category="Figures"
         ),
     params:
         file=RESOLVED,

@@ -10,10 +10,13 @@ rule pretrain:
         clip=ancient(f"{PAIRS}/clip.parquet"),
         phase=ancient(f"{PAIRS}/phase.parquet"),
         video=ancient(f"{PAIRS}/video.parquet"),
+        # validation frames (train.validation): decoded once by `frames`, read from the frame cache
+        frames=lambda wc: [ancient(f) for f in validation_frames(wc.variant)],
     output:
         weights=f"{MODEL}/model.safetensors",
         config=f"{MODEL}/config.json",
         losses=f"{MODEL}/losses.csv",
+        validation=f"{MODEL}/validation.csv",
     params:
         file=RESOLVED,
         pairs=lambda wc, input: os.path.dirname(input.clip),

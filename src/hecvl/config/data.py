@@ -35,6 +35,9 @@ class TargetSettings(Section):
     fold: NonNegativeInt = reason("MultiBypass140 official split fold", 0)
     split_pickles: str = reason("MultiBypass140 official split pickles", "labels/{centre}/labels_by70_splits")
     tables: str = reason("MultiBypass140 class tables (phase.csv)", "tables")
+    ignore: tuple[str, ...] | None = reason(
+        "classes left out of the protocol (their frames unscored, never predicted); null = the published "
+        "protocol's: MultiBypass140 drops other_intervention, the others none", None)
 
     @model_validator(mode="after")
     def _consistent(self) -> TargetSettings:

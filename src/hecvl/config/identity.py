@@ -16,10 +16,22 @@ from hecvl.config.train import OPERATIONAL
 
 
 def training_settings(params: Any) -> dict[str, Any]:
-    """The resolved settings that decide a pretraining run: model, train (not operational), pairing, seed."""
+    """The resolved settings that decide a pretraining run: model, train (not operational), pairing, seed,
+    and the frame resize (training frames are resized as the evaluation's, `frames.transform.size`)."""
     train = {k: v for k, v in params.train.to_dict().items() if k not in OPERATIONAL}
-    return {"model": params.model.to_dict(), "train": train, "pairing": params.pairing.to_dict(),
-            "seed": params.seed}
+    out = {"model": params.model.to_dict(), "train": train, "pairing": params.pairing.to_dict(),
+           "seed": params.seed, "resize": params.frames.transform.to_dict()["size"]}
+    if params.train.validation.every:  # what the run's validation.csv scores, and how
+        frames = {k: v for k, v in params.frames.to_dict().items() if k != "cache"}
+        out["validation"] = {"datasets": list(validation_datasets(params)), "frames": frames,
+                             "prompts": params.eval.prompts, "prompt_file": params.eval.prompt_file}
+    return out
+
+
+def validation_datasets(params: Any) -> tuple[str, ...]:
+    """The datasets a run validates on: train.validation.datasets, or the study's."""
+    chosen = params.train.validation.datasets
+    return tuple(params.study.datasets if chosen is None else chosen)
 
 
 def run_key(params: Any, manifests: Mapping[str, str] | None = None) -> str:

@@ -11,10 +11,14 @@ from hecvl.config.base import LEVELS, Section, reason
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LEVELS", "RESNET_PRESETS", "HeadConfig", "LossConfig",
            "ModelConfig", "TextConfig", "VisualConfig"]
 
-# Architectures of the visual ResNet, as `transformers.ResNetConfig` fields. `small` trains in minutes
-# on 2 cores at 64 px (about 1.2 M parameters); `resnet50` equals torchvision's resnet50
+# Architectures of the visual ResNet, as `transformers.ResNetConfig` fields. `tiny` (0.31 M parameters,
+# 12.7 MFLOP per 64 px frame) is the CPU study's: a 2-core budget is a FLOP budget (the step already runs
+# near the matmul peak, benchmarks/pretrain.py), and a third of `small`'s FLOPs buys three times the
+# steps; `small` (1.2 M, 41 MFLOP) is twice as wide; `resnet50` equals torchvision's resnet50
 # (docs/checkpoints.md §5), the paper's backbone.
 RESNET_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"layer_type": "basic", "depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128],
+             "embedding_size": 16},
     "small": {"layer_type": "basic", "depths": [1, 1, 1, 1], "hidden_sizes": [32, 64, 128, 256],
               "embedding_size": 32},
     "resnet50": {"layer_type": "bottleneck", "depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048],
@@ -28,8 +32,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class VisualConfig(Section):
     """Visual ResNet: a preset architecture (overridable field by field) and optional local init weights."""
 
-    preset: Literal["small", "resnet50"] = reason("small: random-init basic ResNet for CPUs; resnet50: paper",
-                                                  "small")
+    preset: Literal["tiny", "small", "resnet50"] = reason(
+        "tiny / small: random-init basic ResNets for CPUs; resnet50: paper", "tiny")
     weights: str | None = reason("local HF ResNet dir or torchvision state dict (never downloaded); "
                                  "null = random init (paper: ImageNet resnet50 .pth)", None)
     image_size: int = reason("square training crop in px (paper: 336)", 64, ge=16)

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from hecvl.config.base import Section, check_crop, reason
+from hecvl.config.base import Section, reason
 from hecvl.config.model import TextConfig
 
 __all__ = ["ClipRules", "DeriveRules", "LoaderRules", "PairingRules", "PhaseRules", "TranscriptRules",
@@ -84,20 +84,12 @@ class DeriveRules(Section):
 
 
 class LoaderRules(Section):
-    """Defaults of the training loaders (`hecvl.pairing.datasets`)."""
+    """Defaults of the training loaders (`hecvl.pairing.datasets`). Their resize is `frames.transform.size`
+    and their random crop `model.visual.image_size`: one pixel scale at training and test (protocol.md §2)."""
 
-    size: tuple[PositiveInt, PositiveInt] | None = reason("decode + resize to H x W (paper: 360 x 640)",
-                                                          (360, 640))
-    crop: PositiveInt | None = reason("square crop, random in training (paper: 336); pretraining scales "
-                                      "size and crop so the crop is model.visual.image_size", 336)
     dtype: Literal["uint8", "float32"] = reason("float32: 0-1", "uint8")
     max_open_videos: PositiveInt = reason("decoders kept open per worker", 4)
     backend: Literal["auto", "decord", "pyav"] = "auto"
-
-    @model_validator(mode="after")
-    def _crop_fits(self) -> LoaderRules:
-        check_crop(self.size, self.crop)
-        return self
 
 
 class PairingRules(Section):

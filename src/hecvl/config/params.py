@@ -73,6 +73,15 @@ class Params(Section):
             check(overrides, RUN_SECTIONS, f"variants.{name}", "a section a variant cannot override:")
         return self
 
+    @model_validator(mode="after")
+    def _training_crop_fits(self) -> Params:
+        """Training crops model.visual.image_size from frames resized to frames.transform.size."""
+        size, crop = self.frames.transform.size, self.model.visual.image_size
+        if size is not None and crop > min(size):
+            raise ValueError(f"model.visual.image_size {crop} is larger than frames.transform.size "
+                             f"{list(size)}, which training frames are resized to")
+        return self
+
     def updated(self, changes: dict[str, Any]) -> Params:
         """This configuration with `changes` merged in (e.g. `{"train": {"steps": 5}}`), validated."""
         from hecvl.config.resolve import deep_merge, validate_section

@@ -45,6 +45,22 @@ class MilNce(Section):
                                     "fixed bag width DDP ranks all-gather", 4)
 
 
+class ValidationSettings(Section):
+    """Zero-shot on the targets' validation split while pretraining (`hecvl.evaluation.validation`)."""
+
+    every: NonNegativeInt = reason("steps between validations (and at step 0 and the last); 0 = off", 25)
+    split: str = reason("the targets' split scored; never the test split the study reports", "val",
+                        min_length=1)
+    datasets: tuple[str, ...] | None = reason("null = the study's datasets (study.datasets)", None)
+
+    @field_validator("split")
+    @classmethod
+    def _not_test(cls, split: str) -> str:
+        if split == "test":
+            raise ValueError("must not be the test split: a budget chosen on it would be fitted to it")
+        return split
+
+
 class TrainSettings(Section):
     schedule: Literal["fine_to_coarse", "joint", "clip_only", "epoch_alternation"] = reason(
         "fine_to_coarse: HecVL; joint: all levels every step; clip_only: SurgVLP-style baseline",
@@ -87,6 +103,7 @@ class TrainSettings(Section):
     keep_checkpoints: PositiveInt = reason("newest kept (older good ones back up a corrupt one)", 2)
     log_every: PositiveInt = reason("steps between logged losses", 1)
     mil_nce: MilNce = Field(default_factory=MilNce)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @field_validator("levels")
     @classmethod

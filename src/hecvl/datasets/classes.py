@@ -52,6 +52,10 @@ MULTIBYPASS140: list[str] = [
 # they say something about the frame, never which phase it belongs to.
 MULTIBYPASS140_OVERLAYS: dict[int, str] = {12: "out_of_body", 13: "severe_index"}
 
+# Classes the published zero-shot protocol leaves out (PeskaVLP's tables: MultiBypass140 without "other").
+# Their frames are not scored and they are never predicted; the ids of the other classes stay as published.
+PROTOCOL_IGNORED: dict[str, tuple[str, ...]] = {"multibypass140": ("other_intervention",)}
+
 CLASSES: dict[str, list[str]] = {
     "cholec80": CHOLEC80,
     "autolaparo": AUTOLAPARO,

@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from hecvl.config import TargetSettings, coerce_params
-from hecvl.datasets.classes import CLASSES, multibypass_classes
+from hecvl.datasets.classes import CLASSES, PROTOCOL_IGNORED, multibypass_classes
 from hecvl.datasets.labels import (
     empty_label_table,
     find_label_files,
@@ -61,6 +61,7 @@ class TargetDataset:
     fold: int
     split_pickles: str
     tables: Path | None
+    ignore_spec: tuple[str, ...] | None = None
     _split_cache: dict[str, list[str]] | None = field(default=None, repr=False)
 
     @classmethod
@@ -86,6 +87,7 @@ class TargetDataset:
             fold=cfg.fold,
             split_pickles=cfg.split_pickles,
             tables=root / cfg.tables if cfg.format == "multibypass140" else None,
+            ignore_spec=cfg.ignore,
         )
 
     @cached_property
@@ -94,6 +96,21 @@ class TargetDataset:
         if self.fmt == "multibypass140":
             return multibypass_classes(self.tables if self.tables and self.tables.exists() else None)
         return list(CLASSES[self.fmt])
+
+    @cached_property
+    def ignored(self) -> list[int]:
+        """Ids of the classes the protocol leaves out (`ignore`, default the published protocol's)."""
+        names = PROTOCOL_IGNORED.get(self.fmt, ()) if self.ignore_spec is None else self.ignore_spec
+        unknown = [n for n in names if n not in self.classes]
+        if unknown:
+            raise HecvlError(f"target {self.name}: ignore names unknown classes {unknown} "
+                             f"(classes: {', '.join(self.classes)})")
+        return sorted(self.classes.index(n) for n in names)
+
+    @property
+    def scored_classes(self) -> list[str]:
+        """The protocol's class set: every class but the ignored ones."""
+        return [c for i, c in enumerate(self.classes) if i not in self.ignored]
 
     def splits(self) -> dict[str, list[str]]:
         """All splits {name: [video ids]}, restricted to this dataset's centre."""
@@ -134,7 +151,8 @@ class TargetDataset:
         return {v: p for v, p in files.items() if v in keep}
 
     def labels(self, split: str | None = None) -> pd.DataFrame:
-        """The 1 fps label table of a split's videos (all labelled videos when `split` is None)."""
+        """The 1 fps label table of a split's videos (all labelled videos when `split` is None), without
+        the seconds of ignored classes (the protocol does not score them)."""
         files = self.label_files()
         videos = self.split(split) if split is not None else list(files)
         missing = [v for v in videos if v not in files]
@@ -146,7 +164,10 @@ class TargetDataset:
         parts = []
         for video in tqdm(videos, desc=f"labels {self.name}", unit="video", disable=None, leave=False):
             parts.append(self._video_labels(video, files[video]))
-        return sort_label_table(pd.concat(parts, ignore_index=True)) if parts else empty_label_table()
+        table = sort_label_table(pd.concat(parts, ignore_index=True)) if parts else empty_label_table()
+        if self.ignored:
+            table = table[~table["phase_id"].isin(self.ignored)].reset_index(drop=True)
+        return table
 
     def _video_labels(self, video: str, label_file: Path) -> pd.DataFrame:
         path = self.video_path(video)

@@ -184,6 +184,7 @@ def evaluate_many(
                 "seed": seed,
                 "transform": transform.key(),
                 "videos": videos,
+                "ignored_classes": [ds.classes[i] for i in ds.ignored],
             }
             if released is not None:
                 run_info.update(
@@ -193,7 +194,8 @@ def evaluate_many(
                 model, ds, embed, space_levels, settings, seed, linear_probe,
                 untrained=weights is None and released is None, run_info=run_info,
             )
-            predictions = prediction_table(test_emb, scorer, labels, len(ds.classes))
+            predictions = prediction_table(test_emb, without_classes(scorer, ds.ignored), labels,
+                                           len(ds.classes))
             frames, info = align(labels, predictions, pred_source="predictions")
             metrics = score_predictions(frames, class_names=ds.classes)
             metrics.update(info)
@@ -275,6 +277,21 @@ def _probe_scorer(
         return probe_scores(clf, features(emb, levels), k)
 
     return scorer
+
+
+def without_classes(
+    scorer: Callable[[dict[str, np.ndarray]], np.ndarray], ignored: Sequence[int]
+) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """The scorer with the protocol's ignored classes at -inf: they can never be predicted."""
+    if not ignored:
+        return scorer
+
+    def masked(emb: dict[str, np.ndarray]) -> np.ndarray:
+        scores = np.array(scorer(emb), copy=True)
+        scores[:, list(ignored)] = -np.inf
+        return scores
+
+    return masked
 
 
 def prediction_table(

@@ -128,13 +128,16 @@ class PairDataset(Dataset):
         params: Any,
         **kwargs: Any,
     ) -> PairDataset:
-        """A dataset with the `pairing:` rules and `pairing.loader` defaults; `kwargs` override them."""
+        """A dataset with the `pairing:` rules and `pairing.loader` defaults; `kwargs` override them.
+
+        Frames are resized as at test (`frames.transform.size`) and cropped to the model's input size,
+        so one object covers as many pixels in training as in evaluation."""
         params = coerce_params(params)
         rules = params.pairing
         defaults = {
             "rules": rules,
-            "size": rules.loader.size,
-            "crop": rules.loader.crop,
+            "size": params.frames.transform.size,
+            "crop": params.model.visual.image_size,
             "dtype": rules.loader.dtype,
             "backend": rules.loader.backend,
             "max_open_videos": rules.loader.max_open_videos,

@@ -8,6 +8,7 @@ without a Software/date stamp, so identical inputs give identical bytes.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -336,35 +337,49 @@ def timelines_figure(
 
 
 @_themed
-def training_curves_figure(losses: pd.DataFrame, out: str | Path, title: str) -> Path:
-    """Loss per level over optimizer steps, one panel per level, mean over seeds ± std across seeds.
+def convergence_figure(
+    validation: pd.DataFrame, losses: pd.DataFrame, last_from: float, out: str | Path, title: str
+) -> Path:
+    """Top: zero-shot validation accuracy against the optimizer step, one panel per dataset and one for
+    their mean, each method in its headline space; bottom: the loss per level. Mean ± std over seeds;
+    the last quarter, over which the plateau criterion is judged, is shaded (from step `last_from`).
 
-    `losses`: long rows (method, seed, step, level, loss); a level is plotted at the steps that trained it.
-    """
-    _require(losses, ["method", "seed", "step", "level", "loss"], "training curves")
+    `validation`: rows (method, seed, step, dataset, accuracy), the dataset "average" included;
+    `losses`: long rows (method, seed, step, level, loss)."""
+    _require(validation, ["method", "seed", "step", "dataset", "accuracy"], "convergence (validation)")
+    _require(losses, ["method", "seed", "step", "level", "loss"], "convergence (losses)")
+    datasets = list(dict.fromkeys(validation["dataset"]))
     levels = [lvl for lvl in ("clip", "phase", "video") if lvl in set(losses["level"])]
-    methods = list(dict.fromkeys(losses["method"]))
+    methods = list(dict.fromkeys([*validation["method"], *losses["method"]]))
     colours = palette(methods)
-    fig, axes = plt.subplots(1, len(levels), squeeze=False, figsize=(4.6 * len(levels), 4.0))
-    for ax, level in zip(axes[0], levels, strict=True):
+    width = 3.6 * max(len(datasets), len(levels))
+    fig = plt.figure(figsize=(width, 7.6), layout="constrained")
+    cols = math.lcm(len(datasets), len(levels))  # both rows fill the width, whatever their panel counts
+    grid = fig.add_gridspec(2, cols)
+    top = [fig.add_subplot(grid[0, i * cols // len(datasets):(i + 1) * cols // len(datasets)])
+           for i in range(len(datasets))]
+    bottom = [fig.add_subplot(grid[1, i * cols // len(levels):(i + 1) * cols // len(levels)])
+              for i in range(len(levels))]
+    for ax, dataset in zip(top, datasets, strict=True):
+        d = validation[validation["dataset"] == dataset]
+        ax.axvspan(last_from, d["step"].max(), color="0.92", zorder=0)
+        sns.lineplot(d, x="step", y="accuracy", hue="method", palette=colours, errorbar=std_interval,
+                     hue_order=[m for m in methods if m in set(d["method"])], marker="o", markersize=3,
+                     linewidth=1.2, ax=ax)
+        name = "mean over datasets" if dataset == "average" else dataset_title(dataset)
+        ax.set_title(f"{name}: validation accuracy", fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("zero-shot accuracy (%)")
+        ax.legend(fontsize="x-small")
+    for ax, level in zip(bottom, levels, strict=True):
         d = losses[losses["level"] == level]
-        sns.lineplot(
-            d,
-            x="step",
-            y="loss",
-            hue="method",
-            hue_order=[m for m in methods if m in set(d["method"])],
-            palette=colours,
-            errorbar=std_interval,
-            linewidth=1.2,
-            ax=ax,
-        )
-        ax.set_title(f"{level} level")
+        sns.lineplot(d, x="step", y="loss", hue="method", palette=colours, errorbar=std_interval,
+                     hue_order=[m for m in methods if m in set(d["method"])], linewidth=1.0, ax=ax)
+        ax.set_title(f"{level} level loss", fontsize=10)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("contrastive loss (level total)")
-        ax.legend(title="method", fontsize="small")
+        ax.legend(fontsize="x-small")
     fig.suptitle(title)
-    fig.tight_layout()
     return save_figure(fig, out)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from hecvl.errors import HecvlError
 from hecvl.io import write_text
+from hecvl.paper.convergence import PLATEAU_POINTS
 from hecvl.paper.published import AVERAGE, dataset_title
 from hecvl.paper.tables import cell, markdown_table, paired_differences
 
@@ -54,10 +55,14 @@ def findings_markdown(
     main: str,
     baseline: str,
     context: str,
+    converged: pd.DataFrame | None = None,
+    class_name_note: str | None = None,
 ) -> str:
     """The findings of one build. `summary`: seed_summary rows of the main comparison (label, dataset);
     `references`: the untrained / linear-probe rows; `paired`: paired_differences; `ablations`: the
-    ablation table's rows; `context`: what data, seeds and units the numbers are on."""
+    ablation table's rows; `context`: what data, seeds and units the numbers are on; `converged`: the
+    plateau criterion per method (`hecvl.paper.convergence.plateau`); `class_name_note`: which class names
+    were training texts (`hecvl.paper.overlap`), said beside the class-name prompt rows."""
     columns = [*datasets, AVERAGE] if len(datasets) > 1 else list(datasets)
     titles = [dataset_title(d) if d != AVERAGE else "average" for d in columns]
     out = ["### Findings of this run", "", context, ""]
@@ -85,6 +90,8 @@ def findings_markdown(
         ])
     out += [markdown_table(["dataset", "accuracy", "", "F1", ""], rows)]
     out += [_summary_sentence(paired, main, baseline), ""]
+    if converged is not None and len(converged):
+        out += [_convergence_sentence(converged), ""]
 
     if len(ablations):
         out += ["**Ablations** (average over the datasets; accuracy / F1; the best accuracy of each block "
@@ -100,8 +107,23 @@ def findings_markdown(
                 parts.append(f"**{text}**" if r["accuracy_mean"] == best_acc else text)
             seeds = int(avg["n_seeds"].max())
             out.append(f"- {name} ({seeds} seed{'s' if seeds > 1 else ''}): " + "; ".join(parts))
+        if class_name_note:
+            out.append(f"- {class_name_note}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _convergence_sentence(converged: pd.DataFrame) -> str:
+    """The plateau criterion in numbers, per method (results/paper/convergence.csv, convergence.png)."""
+    parts = []
+    for _, r in converged.iterrows():
+        state = "plateaued" if r["plateaued"] else "still moving"
+        text = (f"{r['method']} {r['from_acc']:.1f} at step {r['from_step']} → {r['to_acc']:.1f} at step "
+                f"{r['to_step']} ({r['change']:+.1f}; range {r['range']:.1f}): {state}")
+        parts.append(text.replace("-", "−"))
+    return ("**Converged?** Zero-shot accuracy on the validation split in each method's headline space, "
+            "mean over datasets and seeds, over the last quarter of training (criterion: it moves by at "
+            f"most {PLATEAU_POINTS:g} points): " + "; ".join(parts) + ".")
 
 
 def _summary_sentence(paired: pd.DataFrame, main: str, baseline: str) -> str:

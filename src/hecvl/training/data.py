@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
-from hecvl.config.pairing import PairingRules
+from hecvl.config import Params, coerce_params
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
 from hecvl.pairing.positives import PositiveRule
@@ -136,20 +136,11 @@ class KeyBatches(Sampler):
         return max(0, self.stop - self.start)
 
 
-def frame_geometry(rules: PairingRules, image_size: int) -> tuple[tuple[int, int] | None, int]:
-    """Decode size and square crop so that the crop is the model's input size.
-
-    The loader's size / crop proportions (protocol: 360x640, crop 336) are kept and scaled, so the
-    training crop covers the same share of the frame at 64 px as at 336 px.
-    """
-    size, crop = rules.loader.size, rules.loader.crop
-    if crop == image_size:
-        return size, crop
-    if size is None:
-        return None, image_size
-    ref = crop or min(size)
-    scale = image_size / ref
-    return (max(image_size, round(size[0] * scale)), max(image_size, round(size[1] * scale))), image_size
+def frame_geometry(params: Params, image_size: int) -> tuple[tuple[int, int] | None, int]:
+    """Training decode size and random crop: the evaluation resize (`frames.transform.size`) and the
+    model's input size, so train and test frames share one pixel scale and one aspect handling (the
+    paper resizes both to 360x640, then crops 336 at training and 224 at test)."""
+    return params.frames.transform.size, image_size
 
 
 def build_level_data(
@@ -175,7 +166,7 @@ def build_level_data(
     missing ones first, the others then find them). `positives` (MIL-NCE): clip samples also carry
     their bag of positive narrations (`texts`).
     """
-    size, crop = frame_geometry(params.pairing, image_size)
+    size, crop = frame_geometry(coerce_params(params), image_size)
     out: dict[str, LevelData] = {}
     for level in levels:
         ds = CachedPairDataset.from_params(

@@ -14,8 +14,10 @@ What a run guarantees:
 - Outputs (main rank only, all written atomically), in `out_dir`: `model.safetensors` + `config.json`
   (`save_pretrained`: `load_pretrained(out_dir)` reads them), `train_config.json` (resolved params,
   training settings, schedule, effective batch sizes; deterministic), `losses.csv` (one row per
-  step: lr, every loss term, gradient norm; deterministic), `summary.json` (timing, throughput),
-  `checkpoints/`.
+  step: lr, every loss term, gradient norm; deterministic), `validation.csv` (zero-shot accuracy
+  and F1 on the targets' validation split at step 0, every `train.validation.every` steps and at the
+  end, per dataset and trained space; deterministic, checkpointed with the losses), `summary.json`
+  (timing, throughput), `checkpoints/`.
 - Tracking: one MLflow run per invocation (hecvl.tracking), with params, per-step metrics, system
   metrics and the outputs above as artifacts.
 - Devices: CUDA when available (bf16 autocast), else CPU (fp32). Under torchrun: DDP with global
@@ -42,7 +44,10 @@ from torch import nn
 from tqdm import tqdm
 
 from hecvl.config import Params, TrainSettings, coerce_params, run_key
+from hecvl.config.identity import validation_datasets
 from hecvl.errors import HecvlError
+from hecvl.evaluation.validation import COLUMNS as VALIDATION_COLUMNS
+from hecvl.evaluation.validation import Validation
 from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
 from hecvl.training import checkpoint as ckpt
@@ -139,6 +144,8 @@ class Trainer:
                                            max_texts=rule.max_texts if rule is not None else None)
         self.optimizer, self.scheduler = build_optimizer(self.model, s, s.steps)
         self.fingerprint = config_fingerprint(self.params, self.pairs_dir)
+        self.validation: Validation | None = None  # built by the main rank when training starts
+        self.val_rows: list[dict[str, Any]] = []
 
     # --- setup helpers ---------------------------------------------------------------------------
     def _cache_root(self) -> Path:
@@ -215,6 +222,7 @@ class Trainer:
             "data_position": {k: int(v) for k, v in self.schedule.batches_before(step).items()},
             "fingerprint": self.fingerprint,
             "losses": {c: [r.get(c) for r in rows] for c in _columns(rows)},
+            "validation": {c: [r[c] for r in self.val_rows] for c in VALIDATION_COLUMNS},
         }
 
     def restore(self, state: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]]]:
@@ -240,6 +248,9 @@ class Trainer:
         cols = state.get("losses") or {}
         n = len(next(iter(cols.values()))) if cols else 0
         rows = [{c: cols[c][i] for c in cols if cols[c][i] is not None} for i in range(n)]
+        val = state.get("validation") or {}
+        m = len(next(iter(val.values()))) if val else 0
+        self.val_rows = [{c: val[c][i] for c in VALIDATION_COLUMNS} for i in range(m)]
         return step, rows
 
     def _frozen_keys(self) -> set[str]:
@@ -339,6 +350,10 @@ class Trainer:
             bar = tqdm(total=s.steps, initial=start, desc=f"pretrain {self.variant}", unit="step",
                        disable=True if not env.is_main else (None if progress is None else not progress))
             metrics = _MetricBuffer(run)
+            if env.is_main:
+                self.validation = self._build_validation()
+                if start == 0:
+                    self._validate(0, metrics)
             for step in range(start, s.steps):
                 t0 = time.perf_counter()
                 row = self.train_step(step, wrapped, batches)
@@ -373,10 +388,33 @@ class Trainer:
             log.info("step %d/%d: %s", done, s.steps, ", ".join(f"{k} {v}" for k, v in post.items()))
         if done % s.log_every == 0:
             metrics.add(_metrics(row, rate, seconds), step=done)
+        every = s.validation.every
+        if every and (done % every == 0 or done == s.steps):
+            self._validate(done, metrics)
         due = done == s.steps or (s.checkpoint_every and done % s.checkpoint_every == 0)
         if self.out_dir is not None and due:
             state = self.state(done, rows)
             ckpt.save_checkpoint(self.out_dir / "checkpoints", done, state, keep=s.keep_checkpoints)
+
+    def _build_validation(self) -> Validation | None:
+        """The validation frames of `train.validation` (None when it is off or names no dataset)."""
+        datasets = validation_datasets(self.params)
+        if not self.settings.validation.every or not datasets:
+            return None
+        return Validation(self.params, datasets, self.schedule.levels)
+
+    def _validate(self, step: int, metrics: _MetricBuffer) -> None:
+        """Score the model as it is now on the validation split; rows kept (and checkpointed), logged."""
+        if self.validation is None:
+            return
+        rows = self.validation(self.model, step, self.device)
+        self.val_rows.extend(rows)
+        metrics.add({f"val_{m}/{r['dataset']}/{r['space']}": r[m] for r in rows for m in ("accuracy", "f1")},
+                    step=step)
+        spaces = self.validation.spaces
+        mean = {sp: np.mean([r["accuracy"] for r in rows if r["space"] == sp]) for sp in spaces}
+        log.info("step %d validation accuracy (mean over datasets): %s", step,
+                 ", ".join(f"{sp} {v:.1f}" for sp, v in mean.items()))
 
     def write_outputs(
         self, losses: pd.DataFrame, timing: Mapping[str, Any], seconds: float, start: int, n_texts: int
@@ -385,6 +423,8 @@ class Trainer:
         save_pretrained(self.model, self.run_config(), self.out_dir)
         write_json(self.out_dir / "train_config.json", self.resolved_config())
         write_csv(self.out_dir / "losses.csv", losses)
+        # always written (only a header when train.validation is off): a fixed set of outputs per run
+        write_csv(self.out_dir / "validation.csv", pd.DataFrame(self.val_rows, columns=VALIDATION_COLUMNS))
         per_level = {  # keyed by the step's levels ("clip", or "clip+phase+video" for joint steps)
             key: {
                 "samples": n,
