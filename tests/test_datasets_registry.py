@@ -159,6 +159,29 @@ def test_multibypass140_centre_and_official_folds(fixtures_dir: Path, tmp_path: 
     assert len(official.labels("test")) == 5141
 
 
+def test_protocol_class_set_leaves_out_ignored_classes(fixtures_dir: Path, tmp_path: Path) -> None:
+    """MultiBypass140 drops other_intervention by default (the published protocol); `ignore` names others."""
+    root = tmp_path / "multibypass140"
+    folder = root / "labels" / "strasbourg" / "labels_by70"
+    folder.mkdir(parents=True)
+    (folder / "SBP01.mp4.json").symlink_to(fixtures_dir / "multibypass140" / "SBP01.mp4.json")
+    (root / "splits.json").write_text(json.dumps({"test": ["SBP01"]}))
+    cfg = {"format": "multibypass140", "root": str(root), "centre": "strasbourg",
+           "labels": "labels/strasbourg/labels_by70", "splits": "splits.json"}
+    default = TargetDataset.from_params("s", _params("s", **cfg))
+    assert default.ignored == [11] and "other_intervention" not in default.scored_classes
+    assert len(default.labels("test")) == 5141  # SBP01 has no other_intervention second
+    custom = TargetDataset.from_params("s", _params("s", **cfg, ignore=["preparation"]))
+    labels = custom.labels("test")
+    assert custom.ignored == [0] and 0 not in set(labels["phase_id"]) and 0 < len(labels) < 5141
+    assert TargetDataset.from_params("s", _params("s", **cfg, ignore=[])).ignored == []
+    cholec = TargetDataset.from_params("c", _params("c", **{**cfg, "format": "cholec80", "centre": None}))
+    assert cholec.ignored == []
+    bad = TargetDataset.from_params("s", _params("s", **cfg, ignore=["lunch"]))
+    with pytest.raises(HecvlError, match=r"target s: ignore names unknown classes \['lunch'\]"):
+        bad.labels("test")
+
+
 def test_from_params_errors(tmp_path: Path) -> None:
     cfg = {"root": str(tmp_path), "videos": "videos/{video}.mp4", "labels": "l", "splits": "s.json"}
     with pytest.raises(HecvlError, match=r"unknown target dataset 'x' in data.targets \(known: a\)"):

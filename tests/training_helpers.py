@@ -40,9 +40,12 @@ SMALL: dict[str, Any] = {
         "threads": 1,  # tiny tensors: one thread is several times faster than two on shared cores
         "checkpoint_every": 2,
         "keep_checkpoints": 2,
+        "validation": {"every": 0},  # on in test_training_validation.py, which points data at the world
     },
     "pairing": {"clip": {"frames": 2}, "phase": {"frames": 4}, "video": {"frames": 4}},
     "model": {"visual": {"image_size": 32}},
+    # training frames are resized as the evaluation's: the default 103x183 -> 64 proportions at 32 px
+    "frames": {"transform": {"size": [52, 92], "crop": 32}},
 }
 
 
