@@ -112,7 +112,7 @@ def test_autolaparo_and_multibypass_text_formats(world):
     text = (mbp / "labels/bern/labels_by70/BBP01.mp4.json").read_text()
     assert text.startswith('{"phases": [{"start": ') and not text.endswith("\n")
     splits = json.loads((mbp / "splits_bern.json").read_text())
-    assert splits == {"train": ["BBP01"], "test": ["BBP02", "BBP03"]}
+    assert splits == {"train": ["BBP01"], "val": ["BBP02"], "test": ["BBP03", "BBP04"]}  # ids in split order
 
 
 @pytest.mark.parametrize("name", ["cholec80", "autolaparo", "strasbypass70", "bernbypass70"])
@@ -120,7 +120,8 @@ def test_readers_give_the_generated_phases(world, manifest, name):
     ds = TargetDataset.from_params(name, _target_params(world, manifest, name))
     assert ds.split("test") == manifest["targets"][name]["test"]
     table = ds.labels()
-    assert set(table["video"]) == set(manifest["targets"][name]["train"] + manifest["targets"][name]["test"])
+    t = manifest["targets"][name]
+    assert set(table["video"]) == set(t["train"] + t["val"] + t["test"])
     videos = {
         v["id"]: v for v in _videos(manifest, "target") if v["source"] == manifest["targets"][name]["centre"]
     }
@@ -231,8 +232,10 @@ def test_failed_generation_keeps_the_old_world_and_leaves_no_temporary_folder(wo
 
 def test_check_figures(world, tmp_path, capsys):
     out = tmp_path / "check.json"
-    assert main(["synth", "--check", str(world), "--out", str(out)]) == 0
+    rc = main(["synth", "--check", str(world), "--out", str(out)])
     report = json.loads(out.read_text())
+    failed = [k for k, v in report["criteria"].items() if not all((v.values() if isinstance(v, dict) else [v]))]
+    assert rc == (1 if failed else 0)  # a failed criterion is a non-zero exit (the 4-video smoke world fails)
     printed = capsys.readouterr().out
     assert "probe acc" in printed and "cross-centre" in printed and "narration" in printed
     assert set(report["datasets"]) == set(FMT)
@@ -244,6 +247,6 @@ def test_check_figures(world, tmp_path, capsys):
     assert set(report["lectures_to_targets"]) == set(FMT)
     narr = report["narration"]
     assert narr["configured"] == 0.5 and 0 < narr["mention_visible_phase"] < 1 and narr["sentences"] > 10
-    assert set(report["criteria"]) == {"probe_at_least_3x_chance", "cross_centre_below_within",
-                                       "narration_near_configured"}  # fmt: skip
+    assert set(report["criteria"]) == {"probe_at_least_60", "tool_tips_at_least_2px", "site_colours_separated",
+                                       "cross_centre_below_within", "narration_near_configured"}  # fmt: skip
     assert np.isfinite([c["accuracy"] for c in report["cross_centre"]]).all()

@@ -139,8 +139,8 @@ def test_world_sizes_and_scale():
     assert plan_to_dict(lec2[0].plan) == plan_to_dict(lec[0].plan)
     assert {j.plan.procedure for j in lec} == {"cholecystectomy", "hysterectomy", "gastric_bypass"}
     assert set(splits) == {"cholec80", "autolaparo", "strasbypass70", "bernbypass70"}
-    assert all(len(s["test"]) == 2 for s in splits.values())
-    assert len(tgt) == sum(len(s["train"]) + len(s["test"]) for s in splits.values())
+    assert all(len(s["train"]) == 1 and len(s["val"]) == 1 and len(s["test"]) == 2 for s in splits.values())
+    assert len(tgt) == sum(len(v) for s in splits.values() for v in s.values())
     with pytest.raises(HecvlError, match="unknown preset"):
         world_params("huge", 0, 1, 0.5)
     with pytest.raises(HecvlError, match="relevance"):

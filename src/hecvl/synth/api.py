@@ -17,7 +17,14 @@ from hecvl.synth.generate import GENERATOR, GENERATOR_VERSION, generate_world, w
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ensure_world", "existing_world", "format_report", "generate_world", "run_check"]
+__all__ = [
+    "ensure_world",
+    "existing_world",
+    "failed_criteria",
+    "format_report",
+    "generate_world",
+    "run_check",
+]
 
 
 def existing_world(root: str | Path, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -62,11 +69,19 @@ def ensure_world(
     return generate_world(root, preset, seed, scale, relevance, workers=workers)
 
 
-def run_check(world: str | Path, progress: bool = False) -> dict[str, Any]:
-    """The world's sanity figures (see hecvl.synth.check; imported lazily: it needs scikit-learn)."""
-    from hecvl.synth.check import run_check as _run_check
+def run_check(world: str | Path, progress: bool = False, transform: Any = None) -> dict[str, Any]:
+    """The world's sanity figures and criteria (see hecvl.synth.check; imported lazily: it needs
+    scikit-learn). `transform` (a hecvl.video.FrameTransform) defaults to check.MODEL_INPUT."""
+    from hecvl.synth import check
 
-    return _run_check(world, progress=progress)
+    return check.run_check(world, progress=progress, transform=transform or check.MODEL_INPUT)
+
+
+def failed_criteria(report: dict[str, Any]) -> list[str]:
+    """The criteria of a check report that fail (`name[item]`); empty when the world passes."""
+    from hecvl.synth.check import failed_criteria as _failed
+
+    return _failed(report)
 
 
 def format_report(report: dict[str, Any]) -> str:

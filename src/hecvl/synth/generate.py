@@ -30,7 +30,8 @@ from hecvl.synth.world import VideoPlan, plan_to_dict, plan_video, rng_for
 log = logging.getLogger(__name__)
 
 GENERATOR = "hecvl.synth"
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
+SPLITS = ("train", "val", "test")  # the target datasets' splits, in id order
 # target dataset (params.yaml data.targets) -> (centre, folder, video id prefix, splits file, labels folder)
 TARGETS = {
     "cholec80": ("cholec80", "cholec80", "video", "splits.json", "phase_annotations"),
@@ -84,7 +85,8 @@ def world_params(preset: str, seed: int, scale: float, narration_relevance: floa
 def plan_world(
     preset: str, seed: int, scale: float
 ) -> tuple[list[Job], list[Job], dict[str, dict[str, list[str]]]]:
-    """All videos of the world as jobs: lectures, target videos, and the targets' train/test splits."""
+    """All videos of the world as jobs: lectures, target videos, and the targets' train/val/test splits
+    (consecutive ids in that order; no val split when the preset asks for none)."""
     sizes = preset_sizes(preset)
     w = vocab.world()
     lec_cfg = w["lectures"]
@@ -110,11 +112,16 @@ def plan_world(
         lectures.append(Job(plan, Path("corpus") / lid / "video.mp4", gop))
     target_jobs: list[Job] = []
     splits: dict[str, dict[str, list[str]]] = {}
-    n_train, n_test = int(sizes["targets"]["train"]), int(sizes["targets"]["test"])
+    counts = {split: int(sizes["targets"].get(split, 0)) for split in SPLITS}
     for name, (centre, folder, prefix, _, _) in TARGETS.items():
         look = style.centre_style(centre)
-        ids = [f"{prefix}{k + 1:02d}" for k in range(n_train + n_test)]
-        splits[name] = {"train": ids[:n_train], "test": ids[n_train:]}
+        ids = [f"{prefix}{k + 1:02d}" for k in range(sum(counts.values()))]
+        splits[name] = {}
+        k = 0
+        for split, n in counts.items():  # consecutive ids: train first, then val, then test
+            if n or split != "val":
+                splits[name][split] = ids[k : k + n]
+            k += n
         for vid in ids:
             rng = rng_for(seed, "target", name, vid)
             lo, hi = sizes["targets"]["duration_s"]
@@ -289,6 +296,4 @@ def _write_targets(root: Path, jobs: list[Job], splits: dict[str, dict[str, list
             targets.write_multibypass(base, plan, plan.source, severe_index=plan.source == "bern")
     targets.write_multibypass_tables(root / "targets" / "multibypass140")
     for name, (_, folder, _, split_file, _) in TARGETS.items():
-        targets.write_splits(
-            root / "targets" / folder / split_file, splits[name]["train"], splits[name]["test"]
-        )
+        targets.write_splits(root / "targets" / folder / split_file, splits[name])

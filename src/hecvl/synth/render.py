@@ -20,6 +20,7 @@ Array = np.ndarray
 CANVAS = 1.6  # canvas size relative to the view: the camera's room to move
 SMOKE = np.array([0.86, 0.86, 0.84], dtype=np.float32).reshape(3, 1, 1)
 BLOOD = np.array([0.36, 0.03, 0.05], dtype=np.float32)
+TINT_SD = 0.06  # each video (patient) tints each site's colours by gains exp(N(0, TINT_SD)) per channel
 
 
 class Camera:
@@ -103,7 +104,7 @@ class Renderer:
         self.canvas_shape = (int(h * CANVAS) + 2, int(w * CANVAS) + 2)
         sites = vocab.world()["sites"]
         patient = rng_for(plan.seed, "patient")
-        self.tints = {s: np.exp(patient.normal(0.0, 0.06, 3)).astype(np.float32) for s in sorted(sites)}
+        self.tints = {s: np.exp(patient.normal(0.0, TINT_SD, 3)).astype(np.float32) for s in sorted(sites)}
         self._tissue: dict[str, Array] = {}
         self.smoke = ZoomCanvas(textures.fbm(rng, self.canvas_shape, 2.5, octaves=3)[None])
         self.room = ZoomCanvas(textures.operating_room(self.canvas_shape, rng))

@@ -18,6 +18,7 @@ Array = np.ndarray
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 NOISE_BANK = 6
 SLIDE_S = 25.0  # the banner's caption changes about this often
+OFFSET_SD = 0.015  # spread of a lecture's per-channel colour offset (0-1 units)
 
 
 def centre_style(name: str) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def lecture_style(rng: np.random.Generator) -> dict[str, Any]:
         "gop_s": float(cfg["gop_s"]),
         "render_scale": 1,
         "gains": [round(float(g), 4) for g in np.exp(rng.normal(0.0, float(cfg["gains_sd"]), 3))],
-        "offset": [round(float(o), 4) for o in rng.normal(0.0, 0.015, 3)],
+        "offset": [round(float(o), 4) for o in rng.normal(0.0, OFFSET_SD, 3)],
         "saturation": u(cfg["saturation"]),
         "tone": u(cfg["tone"]),
         "vignette": u(cfg["vignette"]),
@@ -68,6 +69,26 @@ def lecture_style(rng: np.random.Generator) -> dict[str, Any]:
     return style
 
 
+def colour_matrix(gains: Any, saturation: float) -> Array:
+    """Saturation and channel gains as one colour matrix: G (s I + (1 - s) 1 luma^T)."""
+    sat = float(saturation)
+    mix = sat * np.eye(3, dtype=np.float32) + (1.0 - sat) * LUMA[None, :]
+    return (np.asarray(gains, dtype=np.float32)[:, None] * mix).astype(np.float32)
+
+
+def balance(colours: Array, style: dict[str, Any]) -> Array:
+    """A look's colour balance applied to plain colours (..., 3) in 0-1, exactly as `Look.finish` does
+    away from the vignette and before noise: y = T(clip(M c)) + offset, with M = colour_matrix(gains,
+    saturation) and the tone curve T(x) = x + tone * x * (1 - x) (no clipping of the result)."""
+    c = np.asarray(colours, dtype=np.float32)
+    x = c @ colour_matrix(style["gains"], style["saturation"]).T
+    tone = float(style.get("tone", 0.0))
+    if tone:
+        x = np.clip(x, 0.0, 1.0)
+        x = x * ((1.0 + tone) - tone * x)
+    return x + np.asarray(style["offset"], dtype=np.float32)
+
+
 class Look:
     """Turns a rendered scene (float32 0-1) into the encoded video's uint8 frame for one style."""
 
@@ -86,10 +107,7 @@ class Look:
             self.inner_at = (0, 0)
             self.scene_size = (h // self.scale, w // self.scale)
         sh, sw = self.scene_size
-        # saturation and channel gains as one colour matrix: out = matrix @ scene + offset
-        sat = float(style["saturation"])
-        mix = sat * np.eye(3, dtype=np.float32) + (1.0 - sat) * LUMA[None, :]
-        self.matrix = (np.asarray(style["gains"], dtype=np.float32)[:, None] * mix).astype(np.float32)
+        self.matrix = colour_matrix(style["gains"], style["saturation"])  # out = matrix @ scene + offset
         self.tone = float(style.get("tone", 0.0))
         mask_size = (sh, sw) if border else (sh * self.scale, sw * self.scale)
         self.mask = self._vignette(*mask_size)

@@ -2,7 +2,7 @@
 
 hecvl synth --preset default --seed 0 --out data/world
 hecvl synth --params params.yaml                 # settings from data.synthetic, output to data.root
-hecvl synth --check data/world --out reports/synth_check.json
+hecvl synth --check data/world --out reports/synth_check.json   # exit status 1 when a criterion fails
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="rendering processes (default: 2)")
     parser.add_argument(
-        "--check", type=Path, metavar="DIR", help="print the sanity figures of the world in DIR"
+        "--check",
+        type=Path,
+        metavar="DIR",
+        help="print the sanity figures of the world in DIR; exit status 1 when a criterion fails",
     )
     parser.add_argument(
         "--out",
@@ -44,11 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty()
     if args.check is not None:
-        from hecvl.synth.api import format_report, run_check
+        from hecvl.synth.api import failed_criteria, format_report, run_check
 
         report = run_check(args.check, progress=progress)
         print(format_report(report))
         write_json(args.out or args.check / "check.json", report)
+        failed = failed_criteria(report)
+        if failed:
+            print(f"hecvl synth --check: {len(failed)} criteria failed: {', '.join(failed)}", file=sys.stderr)
+            return 1
         return 0
     from hecvl.synth.api import generate_world
 

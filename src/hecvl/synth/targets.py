@@ -135,5 +135,6 @@ def write_multibypass_tables(root: Path) -> None:
     )
 
 
-def write_splits(path: Path, train: list[str], test: list[str]) -> None:
-    write_json(path, {"train": train, "test": test})
+def write_splits(path: Path, splits: dict[str, list[str]]) -> None:
+    """The splits file {split: [video ids]} (train, val, test), as hecvl.datasets.splits reads it."""
+    write_json(path, {name: list(ids) for name, ids in splits.items()})
