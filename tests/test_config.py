@@ -66,7 +66,7 @@ def test_defaults_are_stated_once_and_the_study_file_does_not_restate_them() -> 
     assert not {"model", "train", "pairing", "frames", "eval"} & set(raw)
     params = load_params(PARAMS)
     assert params.train == TrainSettings()  # the default preset adds nothing
-    assert params.train.steps == 150 and params.train.lr == 1e-3
+    assert params.train.steps == 600 and params.train.lr == 1e-3
 
 
 def test_presets_then_overrides_then_variants() -> None:
@@ -75,7 +75,7 @@ def test_presets_then_overrides_then_variants() -> None:
     over = load_params(PARAMS, [{"preset": "smoke", "train": {"steps": 5}}])
     assert over.train.steps == 5 and over.train.warmup_steps == 4  # the override beats the preset
     joint = over.variant("joint")
-    assert joint.train.schedule == "joint" and joint.train.steps == 50  # a variant's own value wins
+    assert joint.train.schedule == "joint" and joint.train.steps == 6  # the (smoke) variant's own value wins
     assert over.variant("main") is over and over.variant("joint") is joint  # cached
     paper = load_params(PARAMS, [{"preset": "paper"}])
     assert paper.model.visual.preset == "resnet50" and paper.model.visual.image_size == 336
@@ -134,8 +134,8 @@ def test_params_show_prints_the_resolved_variant(capsys: pytest.CaptureFixture[s
     assert main(["params", "show", "--params", str(PARAMS), "--preset", "smoke", "--variant", "joint"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["preset"] == "smoke" and shown["train"]["schedule"] == "joint"
-    assert shown["train"]["steps"] == 50 and shown["study"]["seeds"] == [0]
-    assert resolve(shown).train.steps == 50  # what `show` prints is itself a valid configuration
+    assert shown["train"]["steps"] == 6 and shown["study"]["seeds"] == [0]
+    assert resolve(shown).train.steps == 6  # what `show` prints is itself a valid configuration
 
 
 def test_bad_parameter_file_is_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "backend": "pyav",
             "transform": {"size": [48, 64], "crop": 32},
         },
+        "model": {"visual": {"image_size": 32}},  # our models train on crops of those frames
         "eval": {"cache": str(root / "emb"), "batch_size": 4},
     }
     path = root / "params.yaml"

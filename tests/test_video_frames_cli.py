@@ -84,6 +84,7 @@ def test_frames_for_a_dataset_split_from_params(
     (root / "splits.json").write_text(json.dumps({"train": ["01", "02"], "test": ["03"]}))
     params = {
         "frames": {"fps": 1, "transform": {"size": [48, 80], "crop": 32}, "cache": str(tmp_path / "cache")},
+        "model": {"visual": {"image_size": 32}},  # training crops must fit the resized frames
         "data": {
             "targets": {
                 "autolaparo": {

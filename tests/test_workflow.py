@@ -129,7 +129,11 @@ def test_study_writes_the_papers_outputs(study: Path):
     for line in paired[1:]:  # one seed (the smoke preset): the interval is left empty, not faked
         fields = line.split(",")
         assert fields[2] != "1" or fields[4:6] == ["", ""], line
-    for fig in ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "training_curves"):
+    convergence = (paper / "convergence.csv").read_text().splitlines()
+    assert convergence[0] == "variant,seed,step,dataset,split,space,prompts,accuracy,f1"
+    assert any(",val," in line for line in convergence[1:])  # scored on the validation split, never test
+    assert not any(",test," in line for line in convergence[1:])
+    for fig in ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "convergence"):
         assert (paper / f"{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     main = (paper / "main_table.md").read_text()
     assert "published" in main and "hecvl" in main and "clip_only" in main
@@ -220,7 +224,7 @@ def test_pinned_reproduction_of_an_ablation(study: Path):
 def test_report_builds_with_the_figures(study: Path):
     _run([str(BIN / "snakemake"), "--report", "results/paper/report.html"], study)  # as `make study` does
     html = (study / "results" / "paper" / "report.html").read_text(errors="replace")
-    assert "accuracy_f1.png" in html and "training_curves.png" in html
+    assert "accuracy_f1.png" in html and "convergence.png" in html
 
 
 def test_narration_noise_sweep_runs_on_its_own_worlds(study: Path):
