@@ -235,7 +235,7 @@ def test_check_figures(world, tmp_path, capsys):
     out = tmp_path / "check.json"
     rc = main(["synth", "--check", str(world), "--out", str(out)])
     report = json.loads(out.read_text())
-    failed = [k for k, v in report["criteria"].items() if not all((v.values() if isinstance(v, dict) else [v]))]
+    failed = [k for k, v in report["criteria"].items() if not all(v.values() if isinstance(v, dict) else [v])]
     assert rc == (1 if failed else 0)  # a failed criterion is a non-zero exit (the 4-video smoke world fails)
     printed = capsys.readouterr().out
     assert "probe acc" in printed and "cross-centre" in printed and "narration" in printed
@@ -250,6 +250,7 @@ def test_check_figures(world, tmp_path, capsys):
     assert set(report["lectures_to_targets"]) == set(FMT)
     narr = report["narration"]
     assert narr["configured"] == 0.5 and 0 < narr["mention_visible_phase"] < 1 and narr["sentences"] > 10
-    assert set(report["criteria"]) == {"probe_at_least_60", "tool_tips_at_least_2px", "site_colours_separated",
-                                       "cross_centre_below_within", "narration_near_configured"}  # fmt: skip
+    assert set(report["criteria"]) == {
+        "probe_at_least_60", "tool_tips_at_least_2px", "site_colours_separated", "cross_centre_below_within",
+        "narration_near_configured"}  # fmt: skip
     assert np.isfinite([c["accuracy"] for c in report["cross_centre"]]).all()

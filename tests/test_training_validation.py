@@ -40,8 +40,8 @@ def params_for(world: dict[str, Path], tmp: Path, every: int) -> dict:
 def test_validation_rows_at_start_every_and_end(world: dict[str, Path], tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HECVL_TRACKING", "off")
-    on = pretrain(params_for(world, tmp_path, 4), world["pairs"], tmp_path / "on", corpus_root=world["corpus"],
-                  progress=False)
+    on = pretrain(params_for(world, tmp_path, 4), world["pairs"], tmp_path / "on",
+                  corpus_root=world["corpus"], progress=False)
     table = pd.read_csv(tmp_path / "on" / "validation.csv")
     assert list(table.columns) == COLUMNS
     assert sorted(table["step"].unique()) == [0, 4, 6]  # step 0, every 4, and the last
@@ -51,8 +51,8 @@ def test_validation_rows_at_start_every_and_end(world: dict[str, Path], tmp_path
     assert table["accuracy"].between(0, 100).all() and table["f1"].between(0, 100).all()
     assert table.groupby(["dataset", "space"])["accuracy"].nunique().max() > 1  # the scores follow training
 
-    off = pretrain(params_for(world, tmp_path, 0), world["pairs"], tmp_path / "off", corpus_root=world["corpus"],
-                   progress=False)
+    off = pretrain(params_for(world, tmp_path, 0), world["pairs"], tmp_path / "off",
+                   corpus_root=world["corpus"], progress=False)
     pd.testing.assert_frame_equal(on.losses, off.losses)  # validation draws nothing, changes nothing
     assert pd.read_csv(tmp_path / "off" / "validation.csv").empty  # header only: a fixed set of outputs
     again = pretrain(params_for(world, tmp_path, 4), world["pairs"], tmp_path / "again",
@@ -66,8 +66,8 @@ def test_validation_rows_survive_a_resume(world: dict[str, Path], tmp_path: Path
     monkeypatch.setenv("HECVL_TRACKING", "off")
     params = params_for(world, tmp_path, 2)
     trainer = Trainer(params, world["pairs"], tmp_path / "run", corpus_root=world["corpus"])
-    trainer.val_rows = [{c: v for c, v in zip(COLUMNS, (2, "cholec80", "val", "clip", "decomposed", 10.0, 5.0),
-                                              strict=True)}]
+    row = (2, "cholec80", "val", "clip", "decomposed", 10.0, 5.0)
+    trainer.val_rows = [dict(zip(COLUMNS, row, strict=True))]
     state = trainer.state(2, [])
     state["step"] = 2
     fresh = Trainer(params, world["pairs"], tmp_path / "run", corpus_root=world["corpus"])
