@@ -106,3 +106,34 @@ def test_the_project_readme_noise_block_is_a_noise_findings_file() -> None:
     assert _structure(block) == _structure(built)
     assert [line[:14] for line in block.splitlines() if line.startswith("- relevance")] == [
         line[:14] for line in built.splitlines() if line.startswith("- relevance")]
+
+
+def _paired(acc: tuple[float, float, float], f1: tuple[float, float, float], n: int = 3) -> pd.DataFrame:
+    rows = [{"dataset": "average", "metric": m, "n": n, "mean_diff": v[0],
+             "ci_low": v[1] if n > 1 else float("nan"), "ci_high": v[2] if n > 1 else float("nan")}
+            for m, v in (("accuracy", acc), ("f1", f1))]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("acc", "f1", "n", "says"), [
+    ((4.0, 1.0, 7.0), (3.0, 0.5, 5.5), 3, "Yes, on both metrics: accuracy +4.0 [+1.0, +7.0]; F1 +3.0"),
+    ((4.0, 1.0, 7.0), (1.0, -2.0, 4.0), 3, "In part, on one metric only"),
+    ((-4.0, -7.0, -1.0), (1.0, -2.0, 4.0), 3, "No: the baseline is better"),
+    ((1.0, -2.0, 4.0), (1.0, -2.0, 4.0), 3, "Not shown: neither metric's interval excludes 0"),
+    ((9.0, 0.0, 0.0), (9.0, 0.0, 0.0), 1, "Not tested: one seed gives no interval"),
+])
+def test_the_claim_is_read_off_the_average_intervals(acc, f1, n, says) -> None:
+    from hecvl.paper.findings import _claim_sentence
+
+    text = _claim_sentence(_paired(acc, f1, n), "hecvl", "clip_only")
+    assert text.startswith("**Did the paper's claim hold?**") and says in text
+
+
+def test_findings_say_whether_the_world_was_learnable(paper_tree) -> None:
+    """The tree's world check has StrasBypass70's pixel probe at 58.5 %: below the 60 % criterion."""
+    root, _study = paper_tree
+    text = (root / "results/paper/findings.md").read_text(encoding="utf-8")
+    assert ("**Is the task learnable?** `hecvl synth --check` on the world this study ran on "
+            "(results/world/check.json): a linear probe on the model's input pixels reaches Cholec80 71.5, "
+            "StrasBypass70 58.5 % test accuracy (criterion: at least 60 on every dataset; "
+            "chance 14.3 / 9.1); 1 of 5 criteria fail: probe_at_least_60[strasbypass70].") in text

@@ -254,3 +254,15 @@ def test_check_figures(world, tmp_path, capsys):
         "probe_at_least_60", "tool_tips_at_least_2px", "site_colours_separated", "cross_centre_below_within",
         "narration_near_configured"}  # fmt: skip
     assert np.isfinite([c["accuracy"] for c in report["cross_centre"]]).all()
+
+
+def test_a_failed_criterion_exits_1_unless_report_only(world, tmp_path, monkeypatch, capsys):
+    """The study's world_check rule writes the report whatever it says (the findings state the verdict)."""
+    from hecvl.synth import check
+
+    monkeypatch.setattr(check, "PROBE_MIN_ACCURACY", 101.0)  # no probe can reach it
+    assert main(["synth", "--check", str(world), "--out", str(tmp_path / "a.json")]) == 1
+    assert "probe_at_least_60[cholec80]" in capsys.readouterr().err
+    assert main(["synth", "--check", str(world), "--report-only", "--out", str(tmp_path / "b.json")]) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert not any(report["criteria"]["probe_at_least_60"].values())

@@ -129,6 +129,10 @@ def test_study_writes_the_papers_outputs(study: Path):
     for line in paired[1:]:  # one seed (the smoke preset): the interval is left empty, not faked
         fields = line.split(",")
         assert fields[2] != "1" or fields[4:6] == ["", ""], line
+    check = json.loads((study / "results" / "world" / "check.json").read_text())  # rule world_check
+    assert set(check["datasets"]) >= {"cholec80", "strasbypass70"}
+    assert check["criteria"]["tool_tips_at_least_2px"]
+    assert "**Is the task learnable?** `hecvl synth --check`" in (paper / "findings.md").read_text()
     convergence = (paper / "convergence.csv").read_text().splitlines()
     assert convergence[0] == "variant,seed,step,dataset,split,space,prompts,accuracy,f1"
     assert any(",val," in line for line in convergence[1:])  # scored on the validation split, never test

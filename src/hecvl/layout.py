@@ -19,10 +19,11 @@ NOISE = "results/noise"
 LOGS = "logs"
 RELEASED_EVAL = f"{EVAL}/released"
 
-RESOLVED = f"{CONFIG}/study.yaml"
+RESOLVED = f"{CONFIG}/study.yaml"  # the resolved configuration every job of the DAG reads
 NOISE_TABLE = f"{NOISE}/narration_noise.csv"
 NOISE_FINDINGS = f"{NOISE}/findings.md"
-FINDINGS = f"{PAPER}/findings.md"  # the resolved configuration every job of the DAG reads
+FINDINGS = f"{PAPER}/findings.md"
+WORLD_CHECK = "results/world/check.json"  # `hecvl synth --check` of the synthetic world the study ran on
 
 
 def model_dir(variant: str, seed: int | str, root: str = MODELS) -> str:

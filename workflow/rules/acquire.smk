@@ -17,3 +17,23 @@ rule acquire:
         ENV
     shell:
         "hecvl acquire --params {params.file} --workers {threads} --out {output.inventory} > {log} 2>&1"
+
+
+# The synthetic world's sanity figures and criteria (pixel linear probe >= 60 % on every target, tool tips
+# >= 2 px, site colours beyond the colour jitter, ...): the findings say whether the world the study ran
+# on is learnable at the model's resolution. Only for data.source: synthetic.
+rule world_check:
+    input:
+        inventory=layout.ACQUIRED,
+    output:
+        report=layout.WORLD_CHECK,
+    params:
+        world=P.data.root,
+    log:
+        f"{LOGS}/world_check.log",
+    benchmark:
+        f"{LOGS}/benchmarks/world_check.tsv"
+    conda:
+        ENV
+    shell:
+        "hecvl synth --check {params.world} --report-only --out {output.report} > {log} 2>&1"

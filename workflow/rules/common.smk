@@ -80,6 +80,7 @@ def paper_inputs():
         "validation": [f"{STUDY.model_dir(v, s)}/validation.csv" for v, s in STUDY.trained_models()],
         "pairs": f"{PAIRS}/stats.json",
         "released": paths(RELEASED.entries()),
+        "world_check": [layout.WORLD_CHECK] if P.data.source == "synthetic" else [],
     }
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from hecvl.config import REFERENCES, Params
 from hecvl.errors import HecvlError
 from hecvl.io import read_json, write_csv, write_text
-from hecvl.layout import PAIRS
+from hecvl.layout import PAIRS, WORLD_CHECK
 from hecvl.paper import figures
 from hecvl.paper.collect import (
     Result,
@@ -129,6 +129,16 @@ def _class_name_note(ablations: pd.DataFrame, study: Study, root: Path) -> str |
             + "; ".join(o.sentence(dataset_title(o.dataset)) for o in found) + ".")
 
 
+def _world_check(params: Params, root: Path) -> dict[str, Any] | None:
+    """The synthetic world's `hecvl synth --check` report (rule world_check), or None on real data."""
+    if params.data.source != "synthetic":
+        return None
+    path = resolve(root, WORLD_CHECK)
+    if not path.is_file():
+        raise HecvlError("the world check is missing (snakemake runs rule world_check first)", path)
+    return read_json(path, "world check report")
+
+
 def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
     """Write every output of the paper into `out`; returns the paths written."""
     study = Study(params)
@@ -183,7 +193,8 @@ def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
     steps = {m: study.resolved(m).train.steps for m in (study.baseline, study.main)}
     converged = plateau(curves, steps)
     findings = findings_markdown(ours, refs, paired, ablations, study.datasets, study.main, study.baseline,
-                                 context, converged, _class_name_note(ablations, study, root))
+                                 context, converged, _class_name_note(ablations, study, root),
+                                 _world_check(params, root))
     written.append(write_findings(findings, out))
 
     all_results = main_results + ref_results

@@ -57,12 +57,14 @@ def findings_markdown(
     context: str,
     converged: pd.DataFrame | None = None,
     class_name_note: str | None = None,
+    world_check: dict | None = None,
 ) -> str:
     """The findings of one build. `summary`: seed_summary rows of the main comparison (label, dataset);
     `references`: the untrained / linear-probe rows; `paired`: paired_differences; `ablations`: the
     ablation table's rows; `context`: what data, seeds and units the numbers are on; `converged`: the
     plateau criterion per method (`hecvl.paper.convergence.plateau`); `class_name_note`: which class names
-    were training texts (`hecvl.paper.overlap`), said beside the class-name prompt rows."""
+    were training texts (`hecvl.paper.overlap`), said beside the class-name prompt rows; `world_check`: the
+    synthetic world's `hecvl synth --check` report, whose criteria say whether the task was learnable."""
     columns = [*datasets, AVERAGE] if len(datasets) > 1 else list(datasets)
     titles = [dataset_title(d) if d != AVERAGE else "average" for d in columns]
     out = ["### Findings of this run", "", context, ""]
@@ -89,9 +91,11 @@ def findings_markdown(
             _diff(f1) if f1 is not None else "—", _verdict(f1, main, baseline) if f1 is not None else "—",
         ])
     out += [markdown_table(["dataset", "accuracy", "", "F1", ""], rows)]
-    out += [_summary_sentence(paired, main, baseline), ""]
+    out += [_summary_sentence(paired, main, baseline), "", _claim_sentence(paired, main, baseline), ""]
     if converged is not None and len(converged):
         out += [_convergence_sentence(converged), ""]
+    if world_check is not None:
+        out += [_world_sentence(world_check, datasets), ""]
 
     if len(ablations):
         out += ["**Ablations** (average over the datasets; accuracy / F1; the best accuracy of each block "
@@ -124,6 +128,44 @@ def _convergence_sentence(converged: pd.DataFrame) -> str:
     return ("**Converged?** Zero-shot accuracy on the validation split in each method's headline space, "
             "mean over datasets and seeds, over the last quarter of training (criterion: it moves by at "
             f"most {PLATEAU_POINTS:g} points): " + "; ".join(parts) + ".")
+
+
+def _world_sentence(report: dict, datasets: Sequence[str]) -> str:
+    """The world's learnability check in numbers: the pixel probe per dataset and the failed criteria."""
+    from hecvl.synth.check import PROBE_MIN_ACCURACY, failed_criteria
+
+    scored = [d for d in datasets if d in report["datasets"]]
+    probes = ", ".join(f"{dataset_title(d)} {report['datasets'][d]['probe']['accuracy']:.1f}" for d in scored)
+    chance = " / ".join(f"{report['datasets'][d]['chance']:.1f}" for d in scored)
+    total = sum(len(v) if isinstance(v, dict) else 1 for v in report["criteria"].values())
+    failed = failed_criteria(report)
+    verdict = (f"all {total} criteria pass" if not failed
+               else f"{len(failed)} of {total} criteria fail: {', '.join(failed)}")
+    return (f"**Is the task learnable?** `hecvl synth --check` on the world this study ran on "
+            f"(results/world/check.json): a linear probe on the model's input pixels reaches {probes} % "
+            f"test accuracy (criterion: at least {PROBE_MIN_ACCURACY:g} on every dataset; chance {chance}); "
+            f"{verdict}.")
+
+
+def _claim_sentence(paired: pd.DataFrame, main: str, baseline: str) -> str:
+    """Whether the paper's claim held on this run, read off the average's paired intervals only."""
+    avg = {r["metric"]: r for _, r in paired[paired["dataset"] == AVERAGE].iterrows()}
+    verdicts = {m: _verdict(r, main, baseline) for m, r in avg.items()}
+    head = (f"**Did the paper's claim hold?** (hierarchical pretraining, {main}, beats clip-level "
+            f"pretraining, {baseline}, at zero-shot phase recognition, on average over the datasets): ")
+    if not verdicts:
+        return head + "Not tested: no seed has results of both methods on every dataset."
+    if any(v == "one seed: no interval" for v in verdicts.values()):
+        return head + "Not tested: one seed gives no interval."
+    said = "; ".join(f"{'F1' if m == 'f1' else m} {_diff(avg[m])}" for m in verdicts)
+    if all(v == f"{main} better" for v in verdicts.values()):
+        return head + f"Yes, on both metrics: {said}."
+    if any(v == f"{main} better" for v in verdicts.values()) and not any(
+            v == f"{baseline} better" for v in verdicts.values()):
+        return head + f"In part, on one metric only: {said}."
+    if any(v == f"{baseline} better" for v in verdicts.values()):
+        return head + f"No: the baseline is better ({said})."
+    return head + f"Not shown: neither metric's interval excludes 0 ({said})."
 
 
 def _summary_sentence(paired: pd.DataFrame, main: str, baseline: str) -> str:

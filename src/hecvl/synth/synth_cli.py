@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the sanity figures of the world in DIR; exit status 1 when a criterion fails",
     )
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="with --check: exit 0 even when a criterion fails (the findings state the verdict)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help="output folder of the world; with --check, the JSON report (default DIR/check.json)",
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         failed = failed_criteria(report)
         if failed:
             print(f"hecvl synth --check: {len(failed)} criteria failed: {', '.join(failed)}", file=sys.stderr)
-            return 1
+            return 0 if args.report_only else 1
         return 0
     from hecvl.synth.api import generate_world
 
