@@ -137,3 +137,14 @@ def test_findings_say_whether_the_world_was_learnable(paper_tree) -> None:
             "(results/world/check.json): a linear probe on the model's input pixels reaches Cholec80 71.5, "
             "StrasBypass70 58.5 % test accuracy (criterion: at least 60 on every dataset; "
             "chance 14.3 / 9.1); 1 of 5 criteria fail: probe_at_least_60[strasbypass70].") in text
+
+
+def test_class_name_overlap_counts_only_the_scored_classes() -> None:
+    from hecvl.paper.overlap import class_name_overlap
+
+    texts = ["Omentum division with the ultrasonic shears", "other intervention", "PREPARATION of the ports"]
+    full = class_name_overlap("strasbypass70", texts)
+    assert full.classes == 12 and full.found == ("preparation", "omentum division", "other intervention")
+    scored = class_name_overlap("strasbypass70", texts, ["other_intervention"])
+    assert scored.classes == 11 and scored.found == ("preparation", "omentum division")
+    assert scored.sentence("StrasBypass70") == "StrasBypass70 2 of 11 (preparation, omentum division)"

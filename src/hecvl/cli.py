@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "acquire": ("hecvl.acquire", "generate the synthetic world or register local datasets, and verify them"),
     "labels": ("hecvl.datasets.labels_cli", "convert published phase labels to the 1 fps label table"),
     "corpus": ("hecvl.datasets.corpus_cli", "validate a lecture corpus or import transcripts into it"),
+    "dataset": ("hecvl.datasets.dataset_cli", "check your own dataset folder (the generic format)"),
     "frames": ("hecvl.video.frames_cli", "decode the 1 fps evaluation frames of videos into the frame cache"),
     "evaluate": ("hecvl.evaluation.evaluate_cli", "zero-shot phase recognition on a target dataset"),
     "score": ("hecvl.evaluation.score_cli", "score 1 fps phase predictions (CSV) against ground truth"),

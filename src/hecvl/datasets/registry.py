@@ -3,7 +3,8 @@
 One object answers the questions every evaluation asks: which videos are in a split, where is a
 video file, and what are its 1 fps labels. The labels are checked against the real video: Cholec80
 labels are sampled at the video's probed frame rate (not an assumed 25), and labels that run past the
-end of the video are trimmed within a one-second tolerance, else refused.
+end of the video are trimmed within a one-second tolerance, else refused. A `generic` dataset (your own,
+hecvl.datasets.generic) brings its classes, prompts and ignored classes in its `classes.yaml`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from hecvl.config import TargetSettings, coerce_params
+from hecvl.datasets import generic
 from hecvl.datasets.classes import CLASSES, PROTOCOL_IGNORED, multibypass_classes
 from hecvl.datasets.labels import (
     empty_label_table,
@@ -91,16 +93,27 @@ class TargetDataset:
         )
 
     @cached_property
+    def class_table(self) -> generic.ClassTable | None:
+        """A generic dataset's `classes.yaml` (classes, prompts, ignored classes); None for the others."""
+        return generic.read_class_table(self.root / generic.CLASSES_FILE) if self.fmt == "generic" else None
+
+    @cached_property
     def classes(self) -> list[str]:
         """Class names in id order (MultiBypass140: checked against `tables/phase.csv` when present)."""
+        if self.class_table is not None:
+            return list(self.class_table.classes)
         if self.fmt == "multibypass140":
             return multibypass_classes(self.tables if self.tables and self.tables.exists() else None)
         return list(CLASSES[self.fmt])
 
     @cached_property
     def ignored(self) -> list[int]:
-        """Ids of the classes the protocol leaves out (`ignore`, default the published protocol's)."""
-        names = PROTOCOL_IGNORED.get(self.fmt, ()) if self.ignore_spec is None else self.ignore_spec
+        """Ids of the classes the protocol leaves out (`ignore`, default the published protocol's; generic:
+        its classes.yaml's)."""
+        names = self.ignore_spec
+        if names is None:
+            table = self.class_table
+            names = table.ignore if table is not None else PROTOCOL_IGNORED.get(self.fmt, ())
         unknown = [n for n in names if n not in self.classes]
         if unknown:
             raise HecvlError(f"target {self.name}: ignore names unknown classes {unknown} "
@@ -141,11 +154,13 @@ class TargetDataset:
         return list(table[split])
 
     def video_path(self, video_id: str) -> Path:
-        """Path of a video from the `videos` pattern (e.g. `videos/{video}.mp4`)."""
-        return self.root / self.videos.format(video=video_id)
+        """Path of a video from the `videos` pattern (`videos/{video}.mp4`; `.*`: any video extension)."""
+        return generic.resolve_video(self.root / self.videos.format(video=video_id))
 
     def label_files(self) -> dict[str, Path]:
         """{video id: label file} under the labels folder, restricted to this dataset's centre."""
+        if self.fmt == "generic":
+            return generic.label_files(self.labels_dir)
         files = find_label_files(self.fmt, self.labels_dir)
         keep = set(filter_centre(list(files), self.centre))
         return {v: p for v, p in files.items() if v in keep}
@@ -176,11 +191,15 @@ class TargetDataset:
             log.warning(
                 "%s: video %s not found: %snot checking the labels against its length", self.name, path, extra
             )
-            return read_label_file(self.fmt, label_file, classes=self.classes)
+            return self._read_label_file(label_file, None)
         from hecvl.video import probe  # lazy: the video stack is heavy and only needed here
 
         info = probe(path)
-        fps = info.fps if self.fmt == "cholec80" else None
-        table = read_label_file(self.fmt, label_file, fps=fps, classes=self.classes)
+        table = self._read_label_file(label_file, info.fps if self.fmt == "cholec80" else None)
         seconds = seconds_in_video(info.num_frames, info.fps)
         return trim_to_video(table, seconds, label_file, path, LABEL_OVERRUN_TOLERANCE_S)
+
+    def _read_label_file(self, label_file: Path, fps: float | None) -> pd.DataFrame:
+        if self.fmt == "generic":
+            return generic.read_generic_labels(label_file, self.classes)
+        return read_label_file(self.fmt, label_file, fps=fps, classes=self.classes)

@@ -3,11 +3,13 @@
     hecvl evaluate --params P --weights MODEL_DIR --dataset D [D ...] [--setting SPACE-PROMPTS ...] --out T
     hecvl evaluate --params P --untrained ...      (or --weights MODEL_DIR --linear-probe ...)
     hecvl evaluate --params P --format surgvlp --weights FILE.pth --bert-dir DIR ...
+    hecvl evaluate --params P --weights MODEL_DIR --dataset-dir DIR --out OUT   (your own dataset folder)
 
 One process can run many evaluations of the same model: several `--dataset`s and `--setting`s, with
 `--out` a template holding `{dataset}`, `{space}` and `{prompts}` (how the workflow evaluates a model:
-starting Python, torch and MLflow for every table cell cost ten times the evaluation itself). The
-engine is `hecvl.evaluation.evaluate`.
+starting Python, torch and MLflow for every table cell cost ten times the evaluation itself). A
+`--dataset-dir` is a folder in the generic format (`hecvl dataset check DIR`), evaluated as a target
+named after the folder without editing params.yaml. The engine is `hecvl.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -54,8 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, help="seed of the untrained model and the probe (default: params seed)"
     )
+    parser.add_argument("--dataset", nargs="+", default=[], help="target dataset name(s) under data.targets")
     parser.add_argument(
-        "--dataset", nargs="+", required=True, help="target dataset name(s) under data.targets"
+        "--dataset-dir",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="dataset folder(s) in the generic format, each a target named after its folder "
+        "(instead of, or beside, --dataset)",
     )
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument(
@@ -86,6 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_format_arguments(args)
     params = load_params(args.params).variant(args.variant)
+    params, names = add_dataset_dirs(params, args.dataset_dir)
+    args.dataset = [*args.dataset, *names]
+    if not args.dataset:
+        raise HecvlError("nothing to evaluate: give --dataset NAME or --dataset-dir DIR")
     plan = evaluation_plan(params, args)
     released = None
     if args.format == "surgvlp":
@@ -111,6 +123,32 @@ def run(args: argparse.Namespace) -> int:
             f"-> {item.out}"
         )
     return 0
+
+
+def add_dataset_dirs(params: Params, folders: list[Path]) -> tuple[Params, list[str]]:
+    """The configuration with each folder as a generic target named after it, and those names.
+
+    A name that data.targets already uses for another dataset is refused rather than replaced: the
+    results and caches of the two would be filed under one name.
+    """
+    targets = params.data.targets
+    added: dict[str, dict[str, str]] = {}
+    names: list[str] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise HecvlError("--dataset-dir: dataset folder not found", folder)
+        name = folder.resolve().name
+        same = name in targets and targets[name].format == "generic" and (
+            Path(targets[name].root).resolve() == folder.resolve())
+        if name in added or (name in targets and not same):
+            raise HecvlError(
+                f"--dataset-dir: the name {name!r} (the folder's) is already taken by "
+                f"{'another --dataset-dir' if name in added else 'a dataset of data.targets'}: "
+                "rename the folder", folder)
+        if not same:
+            added[name] = {"format": "generic", "root": str(folder)}
+        names.append(name)
+    return (params.updated({"data": {"targets": added}}) if added else params), names
 
 
 def parse_setting(text: str) -> tuple[str, str]:

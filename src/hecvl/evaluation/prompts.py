@@ -6,7 +6,8 @@ must be explicit, reviewable and reported with every table (by file hash). Style
 - `class_name`: the plain class name ("clipping and cutting");
 - `ensemble`: every template filled with the plain class name; the caller averages their embeddings.
 StrasBypass70 and BernBypass70 share the MultiBypass140 file. A path to a YAML file of the same
-layout may be given instead of a dataset name (a user's own prompts).
+layout may be given instead of a dataset name (a user's own prompts). A `generic` dataset's prompts
+come from its own classes.yaml (`generic_prompts`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ FILES = {
     "strasbypass70": "multibypass140",
     "bernbypass70": "multibypass140",
 }
+
+
+# The `ensemble` style of a generic dataset: templates that assume no particular operation.
+GENERIC_TEMPLATES: tuple[str, ...] = (
+    "a surgical video frame of {}.",
+    "an endoscopic view of the surgeon performing {}.",
+    "surgical instruments and anatomy during {}.",
+)
 
 
 @dataclass(frozen=True)
@@ -144,10 +153,34 @@ def truncated_prompts(texts: Sequence[str], tokenizer: Any, max_length: int) -> 
     return long
 
 
+def generic_prompts(table: Any, style: str, dataset: str) -> PromptSet:
+    """The prompts of a generic dataset from its classes.yaml (a `generic.ClassTable`).
+
+    `decomposed`: the class's own prompts (several are averaged), else its name; `class_name`: the name;
+    `ensemble`: GENERIC_TEMPLATES filled with the name. The name is read with underscores as spaces.
+    """
+    from hecvl.datasets.generic import class_label
+
+    if style not in STYLES:
+        raise HecvlError(f"unknown prompt style {style!r} (choose from {', '.join(STYLES)})")
+    labels = [class_label(c) for c in table.classes]
+    if style == "decomposed":
+        own = [table.prompts.get(c) for c in table.classes]
+        texts = [list(mine or [label]) for mine, label in zip(own, labels, strict=True)]
+    elif style == "class_name":
+        texts = [[label] for label in labels]
+    else:
+        texts = [[t.format(label) for t in GENERIC_TEMPLATES] for label in labels]
+    return PromptSet(dataset=dataset, style=style, classes=list(table.classes), texts=texts,
+                     source=Path(table.path), sha256=table.sha256, version=0)
+
+
 def prompts_for(dataset: Any, style: str, prompt_file: str | Path | None = None) -> PromptSet:
-    """The prompts of a TargetDataset (its own file, else its format's file, or `prompt_file`),
-    checked against the dataset's class list."""
-    source = prompt_file or (dataset.name if dataset.name in FILES else dataset.fmt)
-    prompts = load_prompts(source, style)
+    """The prompts of a TargetDataset (its own file, else its format's file, or `prompt_file`; a generic
+    dataset: its classes.yaml), checked against the dataset's class list."""
+    if prompt_file is None and getattr(dataset, "fmt", None) == "generic":
+        prompts = generic_prompts(dataset.class_table, style, dataset.name)
+    else:
+        prompts = load_prompts(prompt_file or (dataset.name if dataset.name in FILES else dataset.fmt), style)
     check_class_names(prompts, dataset.classes)
     return prompts

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from hecvl.config import REFERENCES, Params
+from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
 from hecvl.io import read_json, write_csv, write_text
 from hecvl.layout import PAIRS, WORLD_CHECK
@@ -123,7 +124,9 @@ def _class_name_note(ablations: pd.DataFrame, study: Study, root: Path) -> str |
     if not path.is_file():
         return None
     texts = pd.read_parquet(path, columns=["text"])["text"].astype(str).tolist()
-    found = overlaps(study.datasets, texts)
+    left_out = {d: [ds.classes[i] for i in ds.ignored] for d in study.datasets
+                for ds in [TargetDataset.from_params(d, study.params)]}
+    found = overlaps(study.datasets, texts, left_out)
     return ("Class-name prompts: plain class names that occur verbatim in the phase-level training texts "
             f"({found[0].texts} texts; such a class is matched to a text seen in training, not described): "
             + "; ".join(o.sentence(dataset_title(o.dataset)) for o in found) + ".")

@@ -9,7 +9,7 @@ beside every class-name prompt row (the ablation notes and results/paper/finding
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hecvl.evaluation.prompts import load_prompts
@@ -27,19 +27,25 @@ class Overlap:
         return f"{title} {len(self.found)} of {self.classes}{names}"
 
 
-def class_name_overlap(dataset: str, texts: Iterable[str]) -> Overlap:
+def _plain(text: str) -> str:
+    return " ".join(str(text).lower().replace("_", " ").split())
+
+
+def class_name_overlap(dataset: str, texts: Iterable[str], left_out: Iterable[str] = ()) -> Overlap:
     """Which of `dataset`'s plain class names (the `class_name` prompts) occur in `texts`, as whole
-    words, ignoring case and the underscores of names like gastric_pouch_creation."""
+    words, ignoring case and the underscores of names like gastric_pouch_creation. Classes the protocol
+    leaves out (`left_out`, e.g. MultiBypass140's other_intervention) are never scored: not counted."""
     prompts = load_prompts(dataset, "class_name")
-    corpus = "\n".join(" ".join(str(t).lower().replace("_", " ").split()) for t in texts)
+    corpus = "\n".join(_plain(t) for t in texts)
     n = corpus.count("\n") + 1 if corpus else 0
-    found = []
-    for texts_of_class in prompts.texts:
-        name = " ".join(texts_of_class[0].lower().replace("_", " ").split())
-        if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", corpus):
-            found.append(name)
-    return Overlap(dataset, len(prompts.texts), tuple(found), n)
+    skip = {_plain(c) for c in left_out}
+    names = [_plain(t[0]) for t in prompts.texts]
+    names = [name for name in names if name not in skip]
+    found = tuple(name for name in names if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", corpus))
+    return Overlap(dataset, len(names), found, n)
 
 
-def overlaps(datasets: Sequence[str], texts: Sequence[str]) -> list[Overlap]:
-    return [class_name_overlap(d, texts) for d in datasets]
+def overlaps(datasets: Sequence[str], texts: Sequence[str],
+             left_out: Mapping[str, Sequence[str]] | None = None) -> list[Overlap]:
+    """One Overlap per dataset; `left_out`: {dataset: the classes its protocol does not score}."""
+    return [class_name_overlap(d, texts, (left_out or {}).get(d, ())) for d in datasets]
