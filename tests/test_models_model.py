@@ -39,9 +39,9 @@ def frames(b: int, t: int, seed: int = 0, size: int = 64) -> torch.Tensor:
     return torch.randn(b, t, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def test_cpu_default_is_the_small_frozen_minilm_model(model):
+def test_cpu_default_is_the_tiny_resnet_and_frozen_minilm(model):
     assert model.config == ModelConfig()  # params.yaml leaves the model to the defaults of hecvl.config
-    assert model.visual.dim == 256 and model.text.dim == 384 and model.text.frozen
+    assert model.visual.dim == 128 and model.text.dim == 384 and model.text.frozen
     assert model.config.visual.image_size == 64 and model.config.heads.dim == 256
     assert model.logit_scale().item() == pytest.approx(10.0)
 
