@@ -33,6 +33,7 @@ import pandas as pd
 from hecvl.datasets.corpus import VIDEO_EXTENSIONS
 from hecvl.datasets.labels import empty_label_table, seconds_in_video, sort_label_table
 from hecvl.datasets.transcripts import Issue, raise_first_error
+from hecvl.datasets.validate import probe_video
 from hecvl.errors import HecvlError
 from hecvl.io import read_json, read_yaml
 
@@ -493,14 +494,8 @@ def read_splits_issues(path: Path, videos: dict[str, Path] | None = None
 
 
 def _video_seconds(path: Path) -> tuple[int | None, list[Issue]]:
-    from hecvl.video import probe  # lazy: the video stack is heavy and only needed here
-
-    try:
-        info = probe(path)
-    except Exception as exc:  # any decoder failure is one reportable problem, not a crash
-        reason = exc.message if isinstance(exc, HecvlError) else f"{type(exc).__name__}: {exc}"
-        return None, [("error", f"cannot read the video: {reason}")]
-    return seconds_in_video(info.num_frames, info.fps), []
+    info, issues = probe_video(path)
+    return (None, issues) if info is None else (seconds_in_video(info.num_frames, info.fps), [])
 
 
 # --- the whole dataset ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,14 +53,21 @@ def _problems(lecture: str, path: Path, issues: list[Issue]) -> list[Problem]:
     return [Problem(lecture, path, message, severity) for severity, message in issues]
 
 
-def _video_duration(video: Path) -> tuple[float | None, list[Issue]]:
+def probe_video(video: Path) -> tuple[Any, list[Issue]]:
+    """The video's probe info, or None and the one problem that says why it cannot be read."""
     from hecvl.video import probe  # lazy: only when videos are checked
 
     try:
-        info = probe(video)
+        return probe(video), []
     except Exception as exc:  # any decoder failure is one reportable problem, not a crash
         reason = exc.message if isinstance(exc, HecvlError) else f"{type(exc).__name__}: {exc}"
         return None, [("error", f"cannot read the video: {reason}")]
+
+
+def _video_duration(video: Path) -> tuple[float | None, list[Issue]]:
+    info, issues = probe_video(video)
+    if info is None:
+        return None, issues
     if not info.duration_s or info.duration_s <= 0:
         return None, [("error", "the video has no frames")]
     return float(info.duration_s), []
