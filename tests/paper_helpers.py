@@ -8,6 +8,7 @@ and losses.csv follows the trainer's layout over the variant's real schedule (`b
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -229,3 +230,10 @@ def shared_tree(factory: pytest.TempPathFactory) -> tuple[Path, Study]:
             mp.setenv("HECVL_TRACKING", "off")
             _SHARED["tree"] = (root, build_tree(root))
     return _SHARED["tree"]
+
+
+def findings_structure(text: str) -> list[str]:
+    """The skeleton of a findings text: headings, bold leads and the paired table's header (the
+    datasets and numbers differ between studies)."""
+    keep = ("#", "**", "| method", "| dataset")
+    return [re.sub(r"\|.*", "|", line.split(":")[0]) for line in text.splitlines() if line.startswith(keep)]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from paper_helpers import findings_structure as _structure
 from paper_helpers import shared_tree
 
 from hecvl.cli import main
@@ -19,13 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def paper_tree(tmp_path_factory: pytest.TempPathFactory):
     return shared_tree(tmp_path_factory)
-
-
-def _structure(text: str) -> list[str]:
-    """The skeleton of a findings text: headings, bold leads and the paired table's header (the
-    datasets and numbers differ between studies)."""
-    keep = ("#", "**", "| method", "| dataset")
-    return [re.sub(r"\|.*", "|", line.split(":")[0]) for line in text.splitlines() if line.startswith(keep)]
 
 
 def test_findings_state_every_paired_difference_and_its_verdict(paper_tree) -> None:

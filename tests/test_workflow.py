@@ -132,7 +132,14 @@ def test_study_writes_the_papers_outputs(study: Path):
     check = json.loads((study / "results" / "world" / "check.json").read_text())  # rule world_check
     assert set(check["datasets"]) >= {"cholec80", "strasbypass70"}
     assert check["criteria"]["tool_tips_at_least_2px"]
-    assert "**Is the task learnable?** `hecvl synth --check`" in (paper / "findings.md").read_text()
+    findings = (paper / "findings.md").read_text(encoding="utf-8")
+    assert "**Is the task learnable?** `hecvl synth --check`" in findings
+    from paper_helpers import findings_structure
+
+    from hecvl.paper.findings import readme_block
+
+    # the README's results block is a findings.md of this code (refresh it: make study && make readme)
+    assert findings_structure(readme_block(ROOT / "README.md")) == findings_structure(findings)
     convergence = (paper / "convergence.csv").read_text().splitlines()
     assert convergence[0] == "variant,seed,step,dataset,split,space,prompts,accuracy,f1"
     assert any(",val," in line for line in convergence[1:])  # scored on the validation split, never test
