@@ -112,6 +112,7 @@ def _paired(acc: tuple[float, float, float], f1: tuple[float, float, float], n: 
     ((4.0, 1.0, 7.0), (3.0, 0.5, 5.5), 3, "Yes, on both metrics: accuracy +4.0 [+1.0, +7.0]; F1 +3.0"),
     ((4.0, 1.0, 7.0), (1.0, -2.0, 4.0), 3, "In part, on one metric only"),
     ((-4.0, -7.0, -1.0), (1.0, -2.0, 4.0), 3, "No: the baseline is better"),
+    ((4.0, 1.0, 7.0), (-3.0, -5.0, -1.0), 3, "Mixed: better on one metric, worse on the other"),
     ((1.0, -2.0, 4.0), (1.0, -2.0, 4.0), 3, "Not shown: neither metric's interval excludes 0"),
     ((9.0, 0.0, 0.0), (9.0, 0.0, 0.0), 1, "Not tested: one seed gives no interval"),
 ])

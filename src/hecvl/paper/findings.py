@@ -158,12 +158,15 @@ def _claim_sentence(paired: pd.DataFrame, main: str, baseline: str) -> str:
     if any(v == "one seed: no interval" for v in verdicts.values()):
         return head + "Not tested: one seed gives no interval."
     said = "; ".join(f"{'F1' if m == 'f1' else m} {_diff(avg[m])}" for m in verdicts)
-    if all(v == f"{main} better" for v in verdicts.values()):
+    wins = sum(v == f"{main} better" for v in verdicts.values())
+    losses = sum(v == f"{baseline} better" for v in verdicts.values())
+    if wins == len(verdicts):
         return head + f"Yes, on both metrics: {said}."
-    if any(v == f"{main} better" for v in verdicts.values()) and not any(
-            v == f"{baseline} better" for v in verdicts.values()):
+    if wins and losses:
+        return head + f"Mixed: better on one metric, worse on the other ({said})."
+    if wins:
         return head + f"In part, on one metric only: {said}."
-    if any(v == f"{baseline} better" for v in verdicts.values()):
+    if losses:
         return head + f"No: the baseline is better ({said})."
     return head + f"Not shown: neither metric's interval excludes 0 ({said})."
 
