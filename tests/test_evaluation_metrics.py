@@ -54,6 +54,9 @@ def _assert_matches_sklearn(frames: pd.DataFrame, k: int) -> dict:
     assert m["accuracy_std"] == pytest.approx(ref["acc"][1], abs=1e-5)
     assert m["f1_mean"] == pytest.approx(ref["f1"][0], abs=1e-5)
     assert m["f1_std"] == pytest.approx(ref["f1"][1], abs=1e-5)
+    assert m["accuracy_pooled"] == pytest.approx(100 * np.mean(frames["gt"] == frames["pred"]), abs=1e-5)
+    pooled_f1 = f1_score(frames["gt"], frames["pred"], average="macro")  # classes in gt or prediction
+    assert m["f1_pooled"] == pytest.approx(100 * pooled_f1, abs=1e-5)
     assert np.array_equal(np.array(m["confusion_matrix"]), ref["cm"])
     for metric, values in ref["per_class"].items():
         ours = [m["per_phase"][str(c)]["pooled"][metric] for c in range(k)]

@@ -165,6 +165,7 @@ def score_predictions(
         "f1_mean": round(float(f1s_pct.mean()), 6),
         "f1_std": round(float(f1s_pct.std(ddof=0)), 6),
         "accuracy_pooled": _pct(np.mean(gt == pred)),
+        "f1_pooled": _pct(np.nanmean(pooled["f1"])) if np.isfinite(pooled["f1"]).any() else None,
         "num_videos": len(per_video),
         "num_frames": len(gt),
         "num_classes": k,
@@ -176,6 +177,8 @@ def score_predictions(
         "definitions": {
             "accuracy_mean/std, f1_mean/std": "per video, then mean and population std (ddof=0) over videos",
             "per_video.f1": "macro F1 over the classes in the video's ground truth or prediction",
+            "accuracy_pooled, f1_pooled": "over all frames of all videos pooled (F1: macro over the classes "
+            "in the ground truth or prediction); the frame-pooled convention of some published protocols",
             "per_phase.pooled": "over all frames of all videos pooled",
             "per_phase.video_mean": "per video, mean over videos whose ground truth has the phase; "
             "undefined values skipped",
