@@ -16,6 +16,7 @@ import pandas as pd
 
 from hecvl.errors import HecvlError
 from hecvl.io import write_text
+from hecvl.layout import WORLD_CHECK
 from hecvl.paper.convergence import PLATEAU_POINTS
 from hecvl.paper.published import AVERAGE, dataset_title
 from hecvl.paper.tables import cell, markdown_table, paired_differences
@@ -142,7 +143,7 @@ def _world_sentence(report: dict, datasets: Sequence[str]) -> str:
     verdict = (f"all {total} criteria pass" if not failed
                else f"{len(failed)} of {total} criteria fail: {', '.join(failed)}")
     return (f"**Is the task learnable?** `hecvl synth --check` on the world this study ran on "
-            f"(results/world/check.json): a linear probe on the model's input pixels reaches {probes} % "
+            f"({WORLD_CHECK}): a linear probe on the model's input pixels reaches {probes} % "
             f"test accuracy (criterion: at least {PROBE_MIN_ACCURACY:g} on every dataset; chance {chance}); "
             f"{verdict}.")
 
