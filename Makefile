@@ -14,6 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	# CPU torch first, from the pinned release; see README for a CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# the surgclip package's own model classes, the reference of tests/test_models_surgclip.py (its __init__
+	# needs transformers 4.x and is never imported; --no-deps keeps timm and torchvision out)
+	$(BIN)/pip install --quiet --no-deps surgclip==0.1.0 einops==0.8.2
 	touch $@
 
 study: install

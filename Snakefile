@@ -1,6 +1,7 @@
 # The HecVL study: one `snakemake` reruns it end to end (see README.md).
 #
-# Stages (one file each in workflow/rules/): acquire -> frames -> pair -> pretrain -> evaluate -> paper.
+# Stages (one file each in workflow/rules/): acquire -> frames -> pair -> pretrain -> evaluate -> paper;
+# with a public corpus (data.corpus_source), corpus.smk imports it and fetches its videos first.
 # Settings: defined once in src/hecvl/config/ (type, default, range, reason); params.yaml holds this
 # study's choices (design, data, variants, ablations, presets); --config / --configfile override both.
 
@@ -13,6 +14,7 @@ configfile: "params.yaml"  # resolved with its preset and the command line in wo
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/frames.smk"
 include: "workflow/rules/pair.smk"
@@ -22,6 +24,7 @@ include: "workflow/rules/ablations.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/noise.smk"
 include: "workflow/rules/released.smk"
+include: "workflow/rules/protocols.smk"
 
 
 rule all:

@@ -28,3 +28,11 @@ def fixtures_dir() -> Path:
 def real_clip(fixtures_dir: Path) -> Path:
     """The real AutoLaparo clip: H.264, 1920x1080, 25 fps, 250 frames, with audio."""
     return fixtures_dir / "videos" / "autolaparo_clip_up.mp4"
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke-preset study, run once per session for every test that reads it (study_helpers.py)."""
+    from study_helpers import make_study
+
+    return make_study(tmp_path_factory.mktemp("study"))

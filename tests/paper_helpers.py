@@ -33,6 +33,9 @@ ERROR_RATE = {"hecvl": 0.25, "clip_only": 0.5, "shared_heads": 0.35, "untrained"
 STEPS = 40
 
 
+PROTOCOL_HASH = "0123456789ab"  # what a metrics file scored under the study protocol records
+
+
 def study_params() -> dict[str, Any]:
     """The project's params.yaml with a small study: 2 datasets, 2 seeds, three ablations."""
     params = read_yaml(ROOT / "params.yaml")
@@ -91,7 +94,8 @@ def write_evaluation(root: Path, entry, seed_offset: float = 0.0) -> dict[str, A
     labels = pd.concat([p[0] for p in parts], ignore_index=True)
     predictions = pd.concat([p[1] for p in parts], ignore_index=True)
     frames, info = align(labels, predictions[["video", "frame_sec", "phase_id"]], pred_source="predictions")
-    metrics = score_predictions(frames, class_names=classes)
+    metrics = {"protocol": "hecvl", "protocol_version": 1, "protocol_hash": PROTOCOL_HASH}
+    metrics.update(score_predictions(frames, class_names=classes))
     metrics.update(info)
     metrics["run"] = {
         "dataset": entry.dataset,

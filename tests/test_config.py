@@ -44,7 +44,7 @@ PARAMS = ROOT / "params.yaml"
         ({"variants": {"x": {"train": {"steps": 0}}}}, r"variants.x: train.steps must be > 0, got 0"),
         ({"variants": {"x": {"study": {"seeds": [1]}}}}, r"variants.x names a section a variant cannot"),
         ({"study": {"ablations": ["nope"]}}, r"study.ablations names an undefined ablation 'nope'"),
-        ({"preset": "tiny"}, r"unknown preset 'tiny' \(known: default, full, paper, smoke\)"),
+        ({"preset": "tiny"}, r"unknown preset 'tiny' \(known: default, full, paper, public-corpus, smoke\)"),
     ],
 )
 def test_every_bad_value_is_one_line_naming_the_key(override: dict, message: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from paper_helpers import ablation_rows, run_cli, shared_tree, study_params
+from paper_helpers import PROTOCOL_HASH, ablation_rows, run_cli, shared_tree, study_params
 
 from hecvl.config import load_params
 from hecvl.paper.collect import load_results, runs_frame
@@ -50,7 +50,8 @@ def _row(df: pd.DataFrame, **where) -> pd.Series:
 def test_ablation_csv_is_mean_and_population_std_across_seeds(paper_tree) -> None:
     root, study = paper_tree
     table = pd.read_csv(root / study.ablation_table("heads"), dtype={"seeds": str})
-    assert list(table.columns[:4]) == ["ablation", "label", "dataset", "n_seeds"]
+    assert list(table.columns[:5]) == ["ablation", "label", "protocol", "dataset", "n_seeds"]
+    assert set(table["protocol"]) == {f"hecvl v1 ({PROTOCOL_HASH})"}
     entries = study.ablation_entries("heads")
     for label in ("hecvl", "shared_heads"):
         per_seed = {}
@@ -118,6 +119,10 @@ def test_main_table_has_labelled_published_rows_and_our_rows_say_their_data(pape
     md = (root / "results/paper/main_table.md").read_text()
     assert f"| HecVL, {PUBLISHED_LABEL} |" in md and "41.7 / 26.3" in md
     assert "not comparable number for number" in md and "protocol.md" in md
+    # every row names the protocol it was scored under, and the table says which that was
+    assert set(table[table["group"] != "published"]["protocol"]) == {f"hecvl v1 ({PROTOCOL_HASH})"}
+    assert set(published["protocol"]) == {"published (the paper's own)"}
+    assert f"Evaluation protocol of this study's rows: hecvl v1 ({PROTOCOL_HASH})" in md
 
 
 def _markdown_tables(text: str) -> list[list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pytest
 
@@ -75,3 +77,75 @@ def test_local_store_keeps_artifacts_beside_its_database(store, tmp_path):
     exp_id = tracking.init_tracking("study-a")
     location = mlflow.MlflowClient(store).get_experiment(exp_id).artifact_location
     assert location == (tmp_path / "mlruns").as_uri()
+
+
+# --- what a user sees in the MLflow UI ------------------------------------------------------------
+
+
+def test_study_experiment_is_a_model_training_experiment(store):
+    """MLflow 3 opens a GenAI experiment on its traces overview; the study's is marked as model training."""
+    client = mlflow.MlflowClient(store)
+    exp_id = tracking.init_tracking("study-k")
+    tags = client.get_experiment(exp_id).tags
+    assert tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    # the view the printed address opens: every run flat, sorted by accuracy, accuracy and F1 as columns
+    view = json.loads(tags["mlflow.sharedViewState.study-runs"])
+    assert view["orderByKey"] == "metrics.`accuracy`" and view["orderByAsc"] is False
+    assert {"metrics.`accuracy`", "metrics.`f1`"} <= set(view["selectedColumns"])
+    # a store from before the tag gets it on the next job; a kind someone chose is left alone
+    old = client.create_experiment("study-old")
+    genai = {tracking.EXPERIMENT_KIND_TAG: "genai_development"}
+    chosen = client.create_experiment("study-chosen", tags=genai)
+    assert tracking.init_tracking("study-old") == old and tracking.init_tracking("study-chosen") == chosen
+    assert client.get_experiment(old).tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert tracking.RUNS_VIEW_TAG in client.get_experiment(old).tags
+    assert client.get_experiment(chosen).tags[tracking.EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_end_of_invocation_says_where_the_runs_table_is(store, monkeypatch, capsys):
+    monkeypatch.setenv("HECVL_PARENT_RUN_ID", tracking.start_parent_run("study-u"))
+    exp_id = mlflow.MlflowClient(store).get_experiment_by_name("study-u").experiment_id
+    tracking.end_invocation("FINISHED")
+    err = capsys.readouterr().err
+    view = "viewStateShareKey=study-runs&workflowType=machine_learning"
+    url = f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?{view}"
+    assert f"`mlflow ui --backend-store-uri {store}`, then open {url}" in err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.lab.example:8443/")
+    assert tracking.ui_hint("7") == f"https://mlflow.lab.example:8443/#/experiments/7/runs?{view}"
+
+
+def _cell(method: str, variant: str, seed: int, dataset: str, space: str, prompts: str | None) -> dict:
+    run = {"method": method, "variant": variant, "seed": seed, "dataset": dataset, "space": space}
+    return run if prompts is None else {**run, "prompts": prompts}
+
+
+def test_evaluation_run_names_tell_every_cell_apart():
+    """Two seeds, datasets, spaces or prompt styles of one model never share a run name."""
+    from hecvl.evaluation.evaluate import run_name
+
+    cells = [
+        _cell("zeroshot", variant, seed, dataset, space, prompts)
+        for variant in ("hecvl", "clip_only", "released_hecvl")
+        for seed in (0, 1)
+        for dataset in ("cholec80", "autolaparo")
+        for space in ("clip", "ensemble")
+        for prompts in ("decomposed", "simple")
+    ]
+    cells += [_cell("untrained", "main", s, "cholec80", "ensemble", "decomposed") for s in (0, 1)]
+    cells += [_cell("linear_probe", "main", s, "cholec80", "ensemble", None) for s in (0, 1)]
+    names = [run_name(c) for c in cells]
+    assert len(set(names)) == len(cells)
+    assert run_name(cells[0]) == "evaluate/hecvl/seed0/cholec80/clip-decomposed"
+    assert "evaluate/clip_only/seed1/cholec80/clip-decomposed" in names  # was evaluate/cholec80/clip_only/...
+    assert names[-1] == "evaluate/linear_probe/seed1/cholec80/ensemble"
+
+
+def test_evaluation_runs_log_accuracy_and_f1_at_the_top_level():
+    from hecvl.evaluation.evaluate import headline_metrics
+
+    metrics = {"accuracy_mean": 61.5, "accuracy_std": 3.0, "f1_mean": 42.25, "f1_std": 2.0,
+               "accuracy_pooled": 60.0, "f1_pooled": None, "num_frames": 900}
+    assert headline_metrics(metrics) == {
+        "accuracy": 61.5, "f1": 42.25, "accuracy_mean": 61.5, "accuracy_std": 3.0, "f1_mean": 42.25,
+        "f1_std": 2.0, "accuracy_pooled": 60.0,
+    }

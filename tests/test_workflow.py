@@ -1,8 +1,8 @@
 """The study's DAG on the smoke preset, for real: Snakemake, DVC with a local remote, MLflow.
 
-One temporary project runs the whole smoke study once (module-scoped); the tests then check what a
-user relies on: the paper's outputs exist, a second `snakemake` has nothing to do, every job is an
-MLflow child run of the invocation's parent run (read back through a real `mlflow server`), and the
+One temporary project runs the whole smoke study once per session (conftest's `study`); the tests
+check what a user relies on: the paper's outputs exist, a second `snakemake` has nothing to do, every
+job is an MLflow child run of the invocation's parent run (read back through a real `mlflow server`), and the
 pinned reproduction (`git checkout <tag>`, `dvc pull`, `snakemake <ablation>`) in a fresh clone gives
 the same metrics without re-running the data stages.
 """
@@ -10,64 +10,16 @@ the same metrics without re-running the data stages.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-PROJECT_FILES = [
-    "Snakefile",
-    "workflow",
-    "params.yaml",
-    "dvc.yaml",
-    ".dvc/config",
-    ".dvcignore",
-    ".gitignore",
-]
+from study_helpers import BIN, ROOT, mlflow_api, mlflow_server
+from study_helpers import run as _run
+from study_helpers import snakemake as _snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
-
-
-def _env(project: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HECVL_"))}
-    # the venv is NOT on PATH: `.venv/bin/snakemake` must find the `hecvl` beside it by itself
-    path = [p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != BIN.resolve()]
-    env.update(
-        PATH=os.pathsep.join(path),
-        MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        HF_HUB_OFFLINE="1",
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.org",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.org",
-    )
-    return env
-
-
-def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((cwd / "logs").rglob("*.log")))
-        raise AssertionError(
-            f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{logs}"
-        )
-    return proc
-
-
-def _snakemake(cwd: Path, *targets: str, dry: bool = False) -> subprocess.CompletedProcess:
-    cmd = [str(BIN / "snakemake"), *targets, "--cores", "2"]
-    return _run([*cmd, *(["-n", "--quiet", "rules"] if dry else [])], cwd)
+# `study`, the smoke study run once per session, is conftest's (made by study_helpers.make_study)
 
 
 def _planned_jobs(dry_run_stdout: str) -> dict[str, int]:
@@ -87,33 +39,6 @@ def _metrics(project: Path) -> dict[str, dict]:
         str(p.relative_to(project)): json.loads(p.read_text())
         for p in sorted((project / "results" / "eval").rglob("metrics.json"))
     }
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    """A git + DVC project with the smoke preset, its whole study run once, data pinned under a tag."""
-    base = tmp_path_factory.mktemp("study")
-    project = base / "project"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        src, dst = ROOT / name, project / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["preset"] == "default"
-    text = (project / "params.yaml").read_text().replace("preset: default ", "preset: smoke   ", 1)
-    (project / "params.yaml").write_text(text)
-    _run(["git", "init", "-q", "-b", "main"], project)
-    _run(["git", "add", "-A"], project)
-    _run(["git", "commit", "-qm", "smoke study"], project)
-    _snakemake(project)
-    # Pin the data: record the data stages' outputs in dvc.lock, push them to the default local remote.
-    _run([str(BIN / "dvc"), "commit", "-f", "-q"], project)
-    _run([str(BIN / "dvc"), "push", "-q"], project)
-    _run(["git", "add", "dvc.lock"], project)
-    _run(["git", "commit", "-qm", "pin data"], project)
-    _run(["git", "tag", "smoke-v1"], project)
-    return project
 
 
 def test_study_writes_the_papers_outputs(study: Path):
@@ -161,51 +86,10 @@ def test_second_run_has_nothing_to_do(study: Path):
 
 
 def test_runs_are_children_of_one_parent_in_mlflow_server(study: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{study / 'mlflow.db'}",
-            "--workers",
-            "1",
-        ],
-        cwd=study,
-        env=_env(study),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
-
-        def post(path: str, body: dict) -> dict:
-            req = urllib.request.Request(
-                f"{url}/{path}", json.dumps(body).encode(), {"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read())
-
-        with urllib.request.urlopen(f"{url}/experiments/get-by-name?experiment_name=hecvl-synthetic") as resp:
-            exp = json.loads(resp.read())["experiment"]
-        runs = post("runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000})["runs"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with mlflow_server(study) as base:
+        exp = mlflow_api(base, "experiments/get-by-name?experiment_name=hecvl-synthetic")["experiment"]
+        body = {"experiment_ids": [exp["experiment_id"]], "max_results": 1000}
+        runs = mlflow_api(base, "runs/search", body)["runs"]
     tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
     parents = [r["info"]["run_id"] for r, t in zip(runs, tags, strict=True) if t.get("rule") == "snakemake"]
     assert parents, "no parent run for the Snakemake invocation"
@@ -258,4 +142,31 @@ def test_narration_noise_sweep_runs_on_its_own_worlds(study: Path):
     _run([str(BIN / "hecvl"), "paper", "readme", "--block", "noise", "--readme", str(readme)], study)
     assert findings in readme.read_text(encoding="utf-8")  # what `make readme` puts in the README
     again = _snakemake(study, dry=True)  # the sweep changed nothing the study depends on
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
+
+
+def test_protocol_sensitivity_scores_the_study_models_under_every_protocol(study: Path):
+    """`snakemake protocol_sensitivity`: one sweep per model of the main comparison, then the paper's
+    table and figure; the study's own results untouched."""
+    planned = _planned_jobs(_snakemake(study, "protocol_sensitivity", dry=True).stdout)
+    assert planned == {"protocol_sweep": 4, "protocol_sensitivity": 1}, planned  # smoke: 2 variants x 2 seeds
+    _snakemake(study, "protocol_sensitivity")
+    paper = study / "results" / "paper"
+    rows = pd.read_csv(paper / "protocol_sensitivity.csv", dtype={"protocol_hash": str})
+    assert set(rows["protocol"]) == {"hecvl", "surgvlp", "peskavlp-table1", "surgclip", "surglime"}
+    assert set(rows["model"]) == {"clip_only", "hecvl"} and set(rows["seed"]) == {0, 1}
+    full = rows[rows["choice"] == "all"]
+    assert full.groupby("protocol")["protocol_hash"].nunique().eq(1).all()  # one hash per protocol
+    # the study protocol's sweep rows are the study's own evaluations, number for number
+    row = full[(full["protocol"] == "hecvl") & (full["model"] == "hecvl") & (full["seed"] == 0)
+               & (full["dataset"] == "cholec80")].iloc[0]
+    run = json.loads((study / row["path"]).read_text())["run"]
+    cell = study / f"results/eval/hecvl/seed0/cholec80/{run['space']}-{run['prompts']}/metrics.json"
+    study_metrics = json.loads(cell.read_text())
+    assert row["protocol_hash"] == study_metrics["protocol_hash"]
+    assert row["accuracy_mean"] == pytest.approx(study_metrics["accuracy_mean"])
+    md = (paper / "protocol_sensitivity.md").read_text(encoding="utf-8")
+    assert "| surgclip (all) |" in md and "clip_only: Δ accuracy / Δ F1" in md
+    assert (paper / "protocol_sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = _snakemake(study, dry=True)
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout

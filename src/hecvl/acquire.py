@@ -80,17 +80,26 @@ def register_dataset(name: str, params: Params) -> dict[str, Any]:
 
 
 def register_corpus(corpus: Path) -> dict[str, Any]:
-    """Validate the lecture corpus; any error stops the study before hours are spent on it."""
+    """Validate the lecture corpus; any error stops the study before hours are spent on it.
+
+    A downloaded corpus (one with `hecvl corpus download`'s manifest) has lectures whose video was
+    unavailable: those are warnings (pairing leaves them out, the availability report counts them).
+    """
+    from hecvl.datasets.corpus_download import MANIFEST_FILE, counts, read_manifest
     from hecvl.datasets.validate import lecture_dirs, summary, validate_corpus
 
-    problems = validate_corpus(corpus)
+    downloaded = (corpus / MANIFEST_FILE).is_file()
+    problems = validate_corpus(corpus, skip_missing_videos=downloaded)
     n = len(lecture_dirs(corpus)) if corpus.is_dir() else 0
     for p in problems:
         (log.error if p.severity == "error" else log.warning)("%s: %s: %s", p.lecture, p.path, p.message)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise HecvlError(f"lecture corpus has errors: {summary(problems, n)} (listed above)", corpus)
-    return {"root": str(corpus), "lectures": n, "warnings": len(problems)}
+    entry = {"root": str(corpus), "lectures": n, "warnings": len(problems)}
+    if downloaded:
+        entry["downloads"] = counts(read_manifest(corpus))
+    return entry
 
 
 def acquire(params: Params, workers: int = 1) -> dict[str, Any]:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("hecvl.datasets.dataset_cli", "check your own dataset folder (the generic format)"),
     "frames": ("hecvl.video.frames_cli", "decode the 1 fps evaluation frames of videos into the frame cache"),
     "evaluate": ("hecvl.evaluation.evaluate_cli", "zero-shot phase recognition on a target dataset"),
+    "protocols": ("hecvl.evaluation.protocols_cli", "list the named evaluation protocols and what they fix"),
     "score": ("hecvl.evaluation.score_cli", "score 1 fps phase predictions (CSV) against ground truth"),
     "pair": ("hecvl.pairing.pair_cli", "build the clip / phase / video pair manifests from a lecture corpus"),
     "pretrain": ("hecvl.training.pretrain_cli", "pretrain the HecVL model on the pair manifests (a variant)"),

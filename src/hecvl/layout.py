@@ -23,6 +23,9 @@ RESOLVED = f"{CONFIG}/study.yaml"  # the resolved configuration every job of the
 NOISE_TABLE = f"{NOISE}/narration_noise.csv"
 NOISE_FINDINGS = f"{NOISE}/findings.md"
 FINDINGS = f"{PAPER}/findings.md"
+CORPUS_AVAILABILITY = "results/corpus/availability.md"  # `hecvl corpus report` of a downloaded public corpus
+PROTOCOLS = "results/protocols"  # `hecvl evaluate --sensitivity` sweeps, one folder per model and seed
+PROTOCOL_SENSITIVITY = [f"{PAPER}/protocol_sensitivity.{ext}" for ext in ("csv", "md", "png")]
 WORLD_CHECK = "results/world/check.json"  # `hecvl synth --check` of the synthetic world the study ran on
 
 
@@ -48,6 +51,11 @@ def predictions(metrics_path: str) -> str:
 
 def released_dir(name: str, dataset: str, setting: str) -> str:
     return f"{RELEASED_EVAL}/{name}/{dataset}/{setting}"
+
+
+def protocol_sweep(model: str, seed: int | str) -> str:
+    """The sensitivity.csv of one model's protocol sweep (released weights: seed `released`)."""
+    return f"{PROTOCOLS}/{model}/seed{seed}/sensitivity.csv"
 
 
 def ablation_table(name: str) -> str:

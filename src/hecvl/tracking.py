@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,26 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 _MAX_PARAM_LEN = 6000
 PARENT_ENV = "HECVL_PARENT_RUN_ID"
+# MLflow 3 sorts experiments into GenAI apps ("genai_development") and model training; this tag, what the
+# UI's own experiment-kind selector writes, marks the study as the latter: a runs table, not traces.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# The UI (3.17) still opens any experiment on the GenAI overview unless its "Model training" switch is
+# on (kept per browser) or the address asks for it, and its runs table shows no metric column and folds
+# every job's run under its invocation's parent. So each study carries a shared view, the kind the UI's
+# own "share" writes (an experiment tag read through the address's viewStateShareKey): every run flat,
+# best accuracy first, accuracy and F1 as columns, names wide enough to read.
+RUNS_VIEW_KEY = "study-runs"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"
+RUNS_VIEW = {
+    "orderByKey": "metrics.`accuracy`",
+    "orderByAsc": False,
+    "selectedColumns": ["metrics.`accuracy`", "metrics.`f1`", "attributes.`Source`"],
+    "columnOrder": ["attributes.`Run Name`", "runDateAndNestInfo", "duration", "metrics.`accuracy`",
+                    "metrics.`f1`", "attributes.`Source`"],
+    "columnWidths": {"attributes.`Run Name`": 440},
+}
+EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, RUNS_VIEW_TAG: json.dumps(RUNS_VIEW)}
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -60,13 +82,16 @@ def init_tracking(experiment: str) -> str:
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
+        for key, value in EXPERIMENT_TAGS.items():  # a store from before them; a kind set by hand is kept
+            if key not in exp.tags:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     # A local store keeps artifacts beside its database, not in whatever folder a job ran from.
     location = None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         location = ((db if db.is_absolute() else Path.cwd() / db).parent / "mlruns").as_uri()
-    return client.create_experiment(experiment, artifact_location=location)
+    return client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -208,5 +233,29 @@ def begin_invocation(experiment: str) -> str | None:
 
 
 def end_invocation(status: str) -> None:
-    """Close the parent run opened by `begin_invocation` (FINISHED or FAILED)."""
-    end_parent_run(os.environ.get(PARENT_ENV), status)
+    """Close the parent run opened by `begin_invocation` (FINISHED or FAILED) and say where to see it."""
+    run_id = os.environ.get(PARENT_ENV)
+    end_parent_run(run_id, status)
+    if run_id and enabled():
+        import mlflow
+
+        exp_id = mlflow.MlflowClient(tracking_uri()).get_run(run_id).info.experiment_id
+        print(f"MLflow runs of this invocation: {ui_hint(exp_id)}", file=sys.stderr)
+
+
+def runs_url(experiment_id: str, server: str = "http://127.0.0.1:5000") -> str:
+    """The address of an experiment's runs table in the MLflow UI served at `server`.
+
+    Names the runs tab and the model-training view, so a browser on the UI's default GenAI view still
+    opens the table, and the study's shared view of it (RUNS_VIEW).
+    """
+    query = f"viewStateShareKey={RUNS_VIEW_KEY}&workflowType=machine_learning"
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_hint(experiment_id: str) -> str:
+    """How to look at an experiment's runs: the tracking server's address, or the local UI to start."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return runs_url(experiment_id, uri)
+    return f"`mlflow ui --backend-store-uri {uri}`, then open {runs_url(experiment_id)}"

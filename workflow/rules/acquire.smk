@@ -3,11 +3,15 @@
 
 
 rule acquire:
+    input:
+        # a public corpus (corpus.smk): validated once its videos are fetched
+        corpus=[layout.CORPUS_AVAILABILITY] if P.data.corpus_source is not None else [],
     output:
         inventory=layout.ACQUIRED,
     params:
         file=RESOLVED,
-        data=P.data.to_dict(),
+        # what acquire depends on (a public corpus's import and download are corpus.smk's jobs)
+        data={k: v for k, v in P.data.to_dict().items() if k not in ("corpus_source", "download")},
     log:
         f"{LOGS}/acquire.log",
     benchmark:

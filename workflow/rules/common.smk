@@ -18,9 +18,17 @@ expose_cli()  # rules call the `hecvl` installed beside this Snakemake
 # The configuration, resolved once: params.yaml, its active preset, then --configfile / --config (which
 # beat the preset). Every job reads the file written here, so what this DAG says is what the jobs run.
 PARAMS_FILE = "params.yaml"
+# `--config max_gpus=N`: the most GPUs any job requests, whatever train.gpus and the evaluation rules ask;
+# 0 where the nodes have none (workflow/profiles/slurm-local), as SLURM refuses a --gpus it cannot give.
+# A property of the machines, not of the study: kept out of the resolved parameters.
+_command_line = dict(workflow.config_settings.config)
+_max_gpus = _command_line.pop("max_gpus", None)
+if _max_gpus is not None and not str(_max_gpus).isdigit():
+    sys.exit(f"hecvl: --config max_gpus={_max_gpus}: expected a whole number of GPUs, 0 or more")
+MAX_GPUS = None if _max_gpus is None else int(_max_gpus)
 try:
     _overrides = [read_yaml(f) for f in workflow.config_settings.configfiles]
-    _overrides.append(typed_command_line(workflow.config_settings.config))
+    _overrides.append(typed_command_line(_command_line))
     P = resolve(read_yaml(PARAMS_FILE), PARAMS_FILE, _overrides, "--configfile/--config")
     STUDY = Study(P)
     RELEASED = ReleasedRuns(P)
@@ -55,6 +63,11 @@ def rows(entries):
 def gpus(variant):
     """GPUs one pretraining job uses (train.gpus); more than one launches DDP through torchrun."""
     return STUDY.resolved(variant).train.gpus
+
+
+def gpu_request(n):
+    """The GPUs a job asks its executor for: n, capped by --config max_gpus."""
+    return n if MAX_GPUS is None else min(n, MAX_GPUS)
 
 
 def validation_frames(variant):
@@ -98,7 +111,7 @@ def evaluate_arguments(job, model_dir=STUDY.model_dir):
         who = f"--weights {model_dir(job.model, job.seed)} --variant {job.model}"
     settings = " ".join(f"--setting {s}" for s in job.settings)
     return (
-        f"{who} --dataset {' '.join(job.datasets)} --split test {settings} "
+        f"{who} --dataset {' '.join(job.datasets)} {settings} "
         f"--out {shlex.quote(job.out_template)}"
     )
 

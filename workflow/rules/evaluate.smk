@@ -27,7 +27,7 @@ for _job in STUDY.evaluation_jobs():
         benchmark:
             f"{LOGS}/benchmarks/evaluate/{_job.model}/seed{_job.seed}.tsv"
         resources:
-            gpu=1,
+            gpu=gpu_request(1),
         conda:
             ENV
         shell:

@@ -60,7 +60,7 @@ rule noise_pretrain:
     log:
         f"{LOGS}/noise/rel{{rel}}/pretrain/{{variant}}/seed{{seed}}.log",
     resources:
-        gpu=1,
+        gpu=gpu_request(1),
     threads: 1
     conda:
         ENV
@@ -88,7 +88,7 @@ for _rel, _job in STUDY.noise_jobs():
         log:
             f"{LOGS}/noise/rel{_rel:g}/evaluate/{_job.model}/seed{_job.seed}.log",
         resources:
-            gpu=1,
+            gpu=gpu_request(1),
         conda:
             ENV
         shell:

@@ -29,7 +29,7 @@ rule pretrain:
     benchmark:
         f"{LOGS}/benchmarks/pretrain/{{variant}}/seed{{seed}}.tsv"
     resources:
-        gpu=lambda wc: gpus(wc.variant),
+        gpu=lambda wc: gpu_request(gpus(wc.variant)),
     threads: 1
     conda:
         ENV

@@ -43,7 +43,7 @@ rule evaluate_released:
     shell:
         "hecvl evaluate --params {params.file} --variant {params.main} --format surgvlp "
         "--weights {input.weights} --bert-dir {params.bert_dir} --name {wildcards.name} "
-        "--dataset {wildcards.dataset} --split test --prompts {wildcards.prompts} "
+        "--dataset {wildcards.dataset} --prompts {wildcards.prompts} "
         "--out {params.out} > {log} 2>&1"
 
 

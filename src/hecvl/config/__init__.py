@@ -9,7 +9,7 @@ The DAG resolves the configuration once (preset, `--configfile`, `--config`), wr
 """
 
 from hecvl.config.base import LEVELS, Section
-from hecvl.config.data import DataSettings, SyntheticSettings, TargetSettings
+from hecvl.config.data import CorpusSource, DataSettings, DownloadSettings, SyntheticSettings, TargetSettings
 from hecvl.config.evaluation import SPACES, STYLES, EvalSettings, ProbeSettings
 from hecvl.config.frames import FramesSettings, TransformSettings
 from hecvl.config.identity import run_key, training_settings
@@ -39,7 +39,9 @@ __all__ = [
     "SPACES",
     "STYLES",
     "AblationSpec",
+    "CorpusSource",
     "DataSettings",
+    "DownloadSettings",
     "EvalSettings",
     "FramesSettings",
     "HeadConfig",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import (
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
+    PositiveInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -94,6 +98,94 @@ class TargetSettings(Section):
         return self
 
 
+# yt-dlp's format selector for a lecture video: mp4 video (with m4a audio) at most `{h}` pixels high, else the
+# best single mp4 file, else any single file (remuxed to mp4). `<=?` keeps formats whose height is unknown
+# (direct links). Fixed here, not a setting, so every corpus is fetched the same way (README).
+DOWNLOAD_FORMAT = "bv*[ext=mp4][height<=?{h}]+ba[ext=m4a]/b[ext=mp4][height<=?{h}]/b[height<=?{h}]"
+
+
+class DownloadSettings(Section):
+    """How `hecvl corpus download` fetches the lecture videos named in each meta.json (yt-dlp)."""
+
+    max_height: PositiveInt = reason("the tallest video fetched (pixels); the paper's frames are 360 high",
+                                     720)
+    retries: NonNegativeInt = reason(
+        "yt-dlp retries of a failed or dropped transfer (resumed, not restarted)", 3)
+    rate_limit: str | None = reason(
+        "bytes per second, e.g. 2M or 500K (null: unlimited): be kind to the host", None)
+    sleep: NonNegativeFloat = reason("seconds to wait between two videos' downloads", 0.0)
+    duration_tolerance: NonNegativeFloat = reason(
+        "seconds a downloaded video may differ from meta.json's expected_duration before the availability "
+        "report calls it a mismatch (another upload, a trimmed copy)", 2.0)
+    cookies: str | None = reason("YOUR cookies file (Netscape format) for videos that need a login; read by "
+                                 "yt-dlp, never copied or recorded", None)
+    strict: bool = reason("exit non-zero when any video could not be fetched (it is recorded either way)",
+                          False)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9]+(\.[0-9]+)?[KMGkmg]?", value):
+            raise ValueError(f"must be bytes per second such as 2M, 500K or 100000, got {value!r}")
+        return value
+
+
+class SurgLaViImport(Section):
+    """`hecvl corpus import surglavi` options; defaults: the authors' loader (docs/corpora.md §1.3)."""
+
+    clip_level: str = reason("level name or id -> narration.csv (auto: the finest)", "auto", min_length=1)
+    phase_level: str = reason("level name or id -> keysteps.csv (auto: the next coarser than the clip level; "
+                              "none)", "auto", min_length=1)
+    abstract: str = reason("abstract.txt from: coarsest (its captions joined in time order), description "
+                           "(videos.description), none, or a level name or id", "coarsest", min_length=1)
+    clip_text: Literal["raw_narration", "caption"] = reason(
+        "raw_narration: the ASR text (HecVL's clip level); caption: the authors' rewritten caption",
+        "raw_narration")
+    phase_text: Literal["caption", "raw_narration"] = reason(
+        "text of keysteps.csv and of an abstract built from a level", "caption")
+    min_duration: NonNegativeFloat = reason("keep captions longer than this (s)", 0.0)
+    max_duration: PositiveFloat = reason("keep captions at most this long (s)", 500.0)
+    levels: tuple[str, ...] = reason("keep only these levels (names or ids; empty: all)", ())
+    pair_filter: bool = reason("keep only captions flagged is_descriptive and is_surgical_content", True)
+    normalise: bool = reason("normalise the texts as the authors' loader can (lower case, ...)", False)
+    id_from: Literal["name", "video_id"] = reason("lecture folder names from videos.name or video_id", "name")
+
+
+class SurgAtlasImport(Section):
+    """`hecvl corpus import surgatlas` options (its schema is unpublished: the map says where fields are)."""
+
+    map: str | None = reason("the YAML field map (null: the shipped default map, a documented guess)", None)
+    keysteps: Literal["phases", "steps", "none"] = reason("which descriptions become keysteps.csv", "phases")
+
+
+class CorpusSource(Section):
+    """A public corpus imported into `data.corpus` by the DAG (README, 'Pretrain on a public corpus')."""
+
+    importer: Literal["surglavi", "surgatlas"] = reason("which corpus's annotation files `file` holds")
+    file: str = reason("SurgLaVi-β: surglavi_beta.db; SurgAtlas: its JSON annotation file or folder",
+                       min_length=1)
+    surglavi: SurgLaViImport = Field(default_factory=SurgLaViImport)
+    surgatlas: SurgAtlasImport = Field(default_factory=SurgAtlasImport)
+
+    def import_arguments(self) -> list[str]:
+        """The `hecvl corpus import` arguments after `--out DIR`: this importer's options as flags."""
+        if self.importer == "surgatlas":
+            atlas = self.surgatlas
+            return [*(["--map", atlas.map] if atlas.map else []), "--keysteps", atlas.keysteps]
+        lavi = self.surglavi
+        args = ["--clip-level", lavi.clip_level, "--phase-level", lavi.phase_level,
+                "--abstract", lavi.abstract, "--clip-text", lavi.clip_text, "--phase-text", lavi.phase_text,
+                "--min-duration", repr(lavi.min_duration), "--max-duration", repr(lavi.max_duration),
+                "--id-from", lavi.id_from]
+        if lavi.levels:
+            args += ["--levels", *lavi.levels]
+        if not lavi.pair_filter:
+            args.append("--no-pair-filter")
+        if lavi.normalise:
+            args.append("--normalise")
+        return args
+
+
 class DataSettings(Section):
     source: Literal["synthetic", "local"] = reason(
         "synthetic: generate the embedded world; local: use the paths below as given", "synthetic")
@@ -103,3 +195,17 @@ class DataSettings(Section):
                          "data/world/corpus")
     targets: dict[str, TargetSettings] = reason("target datasets for zero-shot evaluation, by name",
                                                 default_factory=dict)
+    corpus_source: CorpusSource | None = reason(
+        "null: data.corpus is used as it is; else the public corpus imported into data.corpus and its videos "
+        "downloaded there by the DAG", None)
+    download: DownloadSettings = Field(default_factory=DownloadSettings)
+
+    @model_validator(mode="after")
+    def _public_corpus_outside_the_world(self) -> DataSettings:
+        """The synthetic world is regenerated as a whole: an imported corpus inside it would be mixed in."""
+        if self.corpus_source is not None and self.source == "synthetic":
+            corpus, root = PurePosixPath(self.corpus), PurePosixPath(self.root)
+            if corpus == root or root in corpus.parents:
+                raise ValueError(f"corpus {self.corpus!r} is inside the synthetic world ({self.root!r}): "
+                                 "import a public corpus elsewhere, e.g. data/public-corpus")
+        return self

@@ -22,8 +22,9 @@ class TransformSettings(Section):
         "H x W; the paper's 360x640 region scaled to the model's 64 px crop (paper, real data: [360, 640])",
         (103, 183))
     crop: PositiveInt | None = reason("centre crop, px (paper, real data: 224)", 64)
-    resample: Literal["bilinear", "pil"] = reason(
-        "bilinear: swscale inside the decoder (fast); pil: PIL on full-size frames, as the authors' code",
+    resample: Literal["bilinear", "pil", "pil-bicubic"] = reason(
+        "bilinear: swscale inside the decoder (fast); pil: PIL bilinear on full-size frames, as the authors' "
+        "code; pil-bicubic: PIL bicubic (SurgCLIP)",
         "bilinear")
 
     @model_validator(mode="after")

@@ -144,14 +144,17 @@ class TargetDataset:
         return self._split_cache
 
     def split(self, split: str) -> list[str]:
-        """Video ids of one split, e.g. `ds.split("test")`."""
+        """Video ids of a split, e.g. `ds.split("test")`, or of several joined by + (`val+test`), in order."""
         table = self.splits()
-        if split not in table:
-            raise HecvlError(
-                f"target {self.name} has no split {split!r} (has: {', '.join(table)})",
-                self.root / self.splits_spec,
-            )
-        return list(table[split])
+        ids: list[str] = []
+        for name in split.split("+"):
+            if name not in table:
+                raise HecvlError(
+                    f"target {self.name} has no split {name!r} (has: {', '.join(table)})",
+                    self.root / self.splits_spec,
+                )
+            ids.extend(v for v in table[name] if v not in ids)
+        return ids
 
     def video_path(self, video_id: str) -> Path:
         """Path of a video from the `videos` pattern (`videos/{video}.mp4`; `.*`: any video extension)."""

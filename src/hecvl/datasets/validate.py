@@ -94,11 +94,20 @@ def _beyond_video(df: pd.DataFrame | None, duration: float | None) -> list[Issue
     return issues
 
 
-def validate_lecture(lecture_dir: Path, probe_videos: bool = True) -> list[Problem]:
-    """Every problem of one lecture folder."""
+def validate_lecture(
+    lecture_dir: Path, probe_videos: bool = True, skip_missing_videos: bool = False
+) -> list[Problem]:
+    """Every problem of one lecture folder.
+
+    `skip_missing_videos`: a lecture with no video file at all (a downloaded corpus whose video was
+    unavailable) is one warning, and its other files are not checked: pairing leaves it out.
+    """
     lid = lecture_dir.name
     problems: list[Problem] = []
     video, issues = find_video(lecture_dir)
+    if skip_missing_videos and video is None and not any(lecture_dir.glob("video.*")):
+        why = "no video: skipped (not downloaded; see the corpus's downloads.json)"
+        return [Problem(lid, lecture_dir, why, "warning")]
     problems += _problems(lid, lecture_dir, issues)
     duration = None
     if video is not None and probe_videos:
@@ -115,10 +124,13 @@ def validate_lecture(lecture_dir: Path, probe_videos: bool = True) -> list[Probl
     return problems
 
 
-def validate_corpus(root: str | Path, probe_videos: bool = True) -> list[Problem]:
+def validate_corpus(
+    root: str | Path, probe_videos: bool = True, skip_missing_videos: bool = False
+) -> list[Problem]:
     """Every problem of every lecture of a corpus (errors and warnings), in lecture order.
 
-    `probe_videos=False` skips opening the videos (and so the checks against their length).
+    `probe_videos=False` skips opening the videos (and so the checks against their length);
+    `skip_missing_videos` makes a lecture without a video a warning (see `validate_lecture`).
     """
     root = Path(root)
     dirs = lecture_dirs(root)
@@ -126,7 +138,7 @@ def validate_corpus(root: str | Path, probe_videos: bool = True) -> list[Problem
         return [Problem("-", root, "no lecture folders in the corpus", "error")]
     problems: list[Problem] = []
     for lecture_dir in tqdm(dirs, desc="validate corpus", unit="lecture", disable=None, leave=False):
-        problems += validate_lecture(lecture_dir, probe_videos)
+        problems += validate_lecture(lecture_dir, probe_videos, skip_missing_videos)
     return problems
 
 

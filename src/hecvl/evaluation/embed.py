@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hecvl.config import LEVELS, SPACES
+from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, write_json
 from hecvl.models.state_dicts import hash_state_dict
@@ -95,6 +96,52 @@ class EmbeddingCache:
         with atomic_path(self.path(video, level)) as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
         write_json(self.folder / f"{video}.{level}.json", {"video": dict(identity), "frames": len(arr)})
+
+
+NORMALISATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # SurgCLIP's transform
+}
+
+
+class Renormalised:
+    """A model whose frames a protocol normalises with its own mean and std instead of the model's.
+
+    Why a wrapper: harnesses apply their transform to every model they score, so a protocol's
+    normalisation is part of its result even for a model trained with another. Everything but
+    `preprocess` is the model's own.
+    """
+
+    def __init__(self, model: Any, normalise: str) -> None:
+        if normalise not in NORMALISATIONS:
+            raise HecvlError(
+                f"unknown normalisation {normalise!r} (choose from model, {', '.join(NORMALISATIONS)})")
+        self._model = model
+        self.normalise = normalise
+        self.mean, self.std = NORMALISATIONS[normalise]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        from hecvl.models.visual_encoder import preprocess_frames
+
+        config = getattr(self._model, "config", None)
+        visual = getattr(config, "visual", None)
+        size = int(visual.image_size) if visual is not None else int(np.shape(frames)[-3])
+        return preprocess_frames(frames, size, self.mean, self.std)
+
+
+def with_normalisation(model: Any, normalise: str) -> Any:
+    """The model as a protocol normalises its frames: unchanged for `model`, or where the protocol's
+    mean and std are the model's own (so their embeddings, and cache entries, are shared)."""
+    if normalise == "model":
+        return model
+    visual = getattr(getattr(model, "config", None), "visual", None)
+    own = (visual.mean, visual.std) if visual is not None else getattr(model, "normalisation", None)
+    if own is not None and tuple(map(tuple, own)) == NORMALISATIONS.get(normalise):
+        return model
+    return Renormalised(model, normalise)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -184,12 +231,14 @@ def video_embeddings(
     levels: Sequence[str],
     batch_size: int = 64,
     device: torch.device | None = None,
+    embed_video_frames: Callable[..., dict[str, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """{video: {level: (T, E)}} for every video, from the cache where possible.
 
     Only videos with a missing level are decoded (via `load_frames`, e.g. the frame cache), and the
     decoding of the next one overlaps with embedding the current one. `identify(path)` names a
     video's content for the cache (the frame cache's content hash); None = size and mtime.
+    `embed_video_frames` replaces `embed_frames` (same arguments), e.g. by a temporal model's windows.
     """
     from tqdm.auto import tqdm
 
@@ -218,7 +267,8 @@ def video_embeddings(
             unit="video",
             disable=None,
         ):
-            emb = embed_frames(model, frames, levels, batch_size=batch_size, device=device)
+            emb = (embed_video_frames or embed_frames)(model, frames, levels, batch_size=batch_size,
+                                                       device=device)
             ident = identities[video]
             for level, arr in emb.items():
                 check_embeddings(arr, video, level)

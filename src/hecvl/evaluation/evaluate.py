@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +31,18 @@ from hecvl.errors import HecvlError
 from hecvl.evaluation.confusion_plot import plot_confusion
 from hecvl.evaluation.embed import (
     EmbeddingCache,
+    Renormalised,
     levels_for,
     model_key,
     pick_device,
     video_embeddings,
+    with_normalisation,
 )
 from hecvl.evaluation.metrics import align, argmax_predictions, score_predictions
 from hecvl.evaluation.probe import features, fit_probe, probe_scores
 from hecvl.evaluation.prompts import prompts_for, truncated_prompts
+from hecvl.evaluation.protocols import apply_protocol, get_protocol, protocol_record, protocol_split
+from hecvl.evaluation.windows import embed_windows, is_temporal, pool_windows
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.io import write_json, write_parquet
 
@@ -68,6 +73,16 @@ def frame_source(params: Params):  # -> tuple[FrameCache, FrameTransform]
     return cache, transform
 
 
+def embedding_key(transform: Any, settings: EvalSettings, model: Any) -> str:
+    """The embedding cache's name for what, besides the model, decides a frame's embedding: the frame
+    transform, a protocol's normalisation where it is not the model's own and, for a temporal model, the
+    window it encodes."""
+    key = transform.key()
+    if isinstance(model, Renormalised):
+        key += f"-n{model.normalise}"
+    return f"{key}-{settings.window.key()}" if is_temporal(model) else key
+
+
 def load_model(
     params: Params, weights: Path | None, seed: int, device: torch.device
 ) -> tuple[Any, str, str]:
@@ -88,7 +103,7 @@ def load_model(
 def evaluate(
     params: Params | Mapping[str, Any],
     dataset: str,
-    split: str,
+    split: str | None,
     out: Path,
     settings: EvalSettings,
     weights: Path | None = None,
@@ -105,12 +120,13 @@ def evaluate(
 def evaluate_many(
     params: Params | Mapping[str, Any],
     plan: Sequence[Evaluation],
-    split: str = "test",
+    split: str | Mapping[str, str] | None = None,
     weights: Path | None = None,
     seed: int | None = None,
     linear_probe: bool = False,
     variant: str | None = None,
     released: ReleasedSource | None = None,
+    light: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every evaluation of `plan` with one model, in order; returns their metrics dicts.
 
@@ -118,7 +134,12 @@ def evaluate_many(
     settings needs. Each evaluation writes its outputs (atomically) and its MLflow run as soon as it
     is scored, so a failure later in the plan loses nothing already done. `released` (a
     released_eval.ReleasedSource) evaluates the authors' released weights instead of `weights`: its
-    model, frame transform and single embedding space replace ours.
+    model, frame transform (unless the protocol fixes one) and single embedding space replace ours.
+
+    The protocol is eval.protocol's (protocols.py), applied to `params` here; `split` (None: the
+    protocol's split of each dataset; or one per dataset) may name several splits joined by +. `light`
+    (protocol sweeps) leaves out each evaluation's confusion figure and MLflow run. The plan's settings decide
+    the window, normalisation and prompts, and every metrics file records the protocol they make up.
     """
     from tqdm.auto import tqdm
 
@@ -126,16 +147,23 @@ def evaluate_many(
 
     if not plan:
         return []
-    params = coerce_params(params)
+    params = apply_protocol(coerce_params(params), plan[0].settings.protocol)
     seed = params.seed if seed is None else seed
     frame_cache, transform = frame_source(params)
     first = plan[0].settings
+    for item in plan[1:]:
+        if (item.settings.window, item.settings.normalise) != (first.window, first.normalise):
+            raise HecvlError(
+                "one evaluation batch must share its window and normalisation (one embedding pass)")
     device = pick_device(first.device)
     if released is not None:
         model, key, model_desc = released.load(device)
-        transform = released.transform
+        if get_protocol(first.protocol).transform is None:
+            transform = released.transform
     else:
         model, key, model_desc = load_model(params, weights, seed, device)
+    model = with_normalisation(model, first.normalise)
+    temporal = is_temporal(model)
     # the levels the model trained (an untrained model: all, its heads are alike untrained)
     trained = params.train.trained_levels if weights is not None and released is None else LEVELS
     results: list[dict[str, Any]] = []
@@ -144,20 +172,22 @@ def evaluate_many(
     for dataset in datasets:
         items = [item for item in plan if item.dataset == dataset]
         ds = TargetDataset.from_params(dataset, params)
-        videos = ds.split(split)
+        given = split.get(dataset) if isinstance(split, Mapping) else split
+        ds_split = given or protocol_split(params, dataset)
+        videos = ds.split(ds_split)
         if not videos:
-            raise HecvlError(f"split {split!r} of {dataset} has no videos")
-        labels = ds.labels(split)
+            raise HecvlError(f"split {ds_split!r} of {dataset} has no videos")
+        labels = ds.labels(ds_split)
         if released is not None:
             levels = [released.space]
         else:
             levels = list(dict.fromkeys(
                 lv for item in items for lv in levels_for(item.settings.space, trained)))
-        emb_cache = EmbeddingCache(Path(first.cache), key, dataset, transform.key())
+        emb_cache = EmbeddingCache(Path(first.cache), key, dataset, embedding_key(transform, first, model))
 
         def embed(ids: list[str], ds: Any = ds, levels: list[str] = levels, cache: Any = emb_cache):
             paths = {v: ds.video_path(v) for v in ids}
-            return video_embeddings(
+            per_video = video_embeddings(
                 model,
                 paths,
                 lambda p: frame_cache.get(p, transform, fps=1.0),
@@ -166,16 +196,23 @@ def evaluate_many(
                 levels=levels,
                 batch_size=first.batch_size,
                 device=device,
+                embed_video_frames=partial(embed_windows, window=first.window) if temporal else None,
             )
+            if temporal:  # the model encoded each second's window itself
+                return per_video
+            window = first.window
+            return {v: {lv: pool_windows(e, window) for lv, e in emb.items()} for v, emb in per_video.items()}
 
         test_emb = embed(videos)
         for item in items:
             settings = item.settings
             space = released.space if released is not None else settings.space
             space_levels = [space] if released is not None else levels_for(space, trained)
+            record = protocol_record(params, settings, dataset, transform, ds_split)
             run_info: dict[str, Any] = {
                 "dataset": dataset,
-                "split": split,
+                "split": ds_split,
+                "protocol": record,
                 "space": space,
                 "levels": space_levels,
                 "model": model_desc,
@@ -187,9 +224,8 @@ def evaluate_many(
                 "ignored_classes": [ds.classes[i] for i in ds.ignored],
             }
             if released is not None:
-                run_info.update(
-                    format="surgvlp", weights=str(released.weights), bert_dir=str(released.bert_dir)
-                )
+                run_info.update(format=getattr(released, "format", "surgvlp"), weights=str(released.weights),
+                                bert_dir=str(released.bert_dir))
             scorer, prompts_used = _scorer(
                 model, ds, embed, space_levels, settings, seed, linear_probe,
                 untrained=weights is None and released is None, run_info=run_info,
@@ -197,11 +233,14 @@ def evaluate_many(
             predictions = prediction_table(test_emb, without_classes(scorer, ds.ignored), labels,
                                            len(ds.classes))
             frames, info = align(labels, predictions, pred_source="predictions")
-            metrics = score_predictions(frames, class_names=ds.classes)
+            metrics = {"protocol": record["name"], "protocol_version": record["version"],
+                       "protocol_hash": record["hash"]}
+            metrics.update(score_predictions(frames, class_names=ds.classes))
             metrics.update(info)
             metrics["run"] = run_info
-            write_outputs(item.out, predictions, metrics, prompts_used, ds.classes)
-            _track(params, item.out, metrics)
+            write_outputs(item.out, predictions, metrics, prompts_used, ds.classes, confusion=not light)
+            if not light:
+                _track(params, item.out, metrics)
             results.append(metrics)
             progress.update()
     progress.close()
@@ -319,7 +358,12 @@ def prediction_table(
 
 
 def write_outputs(
-    out: Path, predictions: pd.DataFrame, metrics: dict, prompts_used: dict | None, classes: list[str]
+    out: Path,
+    predictions: pd.DataFrame,
+    metrics: dict,
+    prompts_used: dict | None,
+    classes: list[str],
+    confusion: bool = True,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(out / "predictions.parquet", predictions)
@@ -331,7 +375,8 @@ def write_outputs(
         f"{', ' + run['prompts'] if 'prompts' in run else ''}): "
         f"acc {metrics['accuracy_mean']:.1f}, F1 {metrics['f1_mean']:.1f}"
     )
-    plot_confusion(np.array(metrics["confusion_matrix"]), classes, title, out / "confusion.png")
+    if confusion:
+        plot_confusion(np.array(metrics["confusion_matrix"]), classes, title, out / "confusion.png")
     write_json(out / "metrics.json", metrics)  # last: its presence means the evaluation is complete
 
 
@@ -347,26 +392,44 @@ def _truncated(model: Any, texts: list[str]) -> list[tuple[str, int]]:
     return truncated_prompts(texts, tokenizer, int(model.config.text.max_length))
 
 
+def run_name(run: Mapping[str, Any]) -> str:
+    """The MLflow run name of one evaluation cell: every setting that tells the study's cells apart.
+
+    Model (variant, or the reference method), seed, dataset, space and prompts, in the order of the
+    cell's folder: two seeds or two prompt styles of one model never share a name in the runs table.
+    """
+    model = run["variant"] if run["method"] == "zeroshot" else run["method"]
+    setting = run["space"] + (f"-{run['prompts']}" if "prompts" in run else "")
+    return f"evaluate/{model}/seed{run['seed']}/{run['dataset']}/{setting}"
+
+
+def headline_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics a reader sorts runs by, top level: `accuracy` and `f1` are the per-video means
+    (the paper's protocol), beside the older `*_mean`/`*_std` names and the frame-pooled variants."""
+    keys = ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std", "accuracy_pooled", "f1_pooled")
+    out = {k: metrics[k] for k in keys if metrics.get(k) is not None}
+    out.update(accuracy=metrics["accuracy_mean"], f1=metrics["f1_mean"])
+    return out
+
+
 def _track(params: Params, out: Path, metrics: dict[str, Any]) -> None:
     """One MLflow run with the run's settings, headline and per-phase metrics, and all outputs."""
     from hecvl.tracking import experiment_name, mlflow_run
 
     run = metrics["run"]
-    label = run["method"] if run["method"] != "zeroshot" else run["variant"]
-    if "prompts" in run:  # several runs of one model differ only in these: say which in the name
-        label += f"/{run['space']}-{run['prompts']}"
     experiment = experiment_name(params)
-    keys = ("dataset", "split", "method", "space", "prompts", "variant", "model_key")
+    keys = ("dataset", "split", "method", "space", "prompts", "variant", "seed", "model_key")
     tags = {k: run[k] for k in keys if k in run}
     tags["stage"] = tags["rule"] = "evaluate"
+    tags["output"] = str(out)  # the cell's folder: tells apart runs of the narration-noise sweep too
     logged = {k: v for k, v in run.items() if k not in ("videos", "train_videos")}
     with mlflow_run(
         experiment=experiment,
-        run_name=f"evaluate/{run['dataset']}/{label}",
+        run_name=run_name(run),
         tags=tags,
         params={"eval": logged},
     ) as mlrun:
-        mlrun.log_metrics({k: metrics[k] for k in ("accuracy_mean", "accuracy_std", "f1_mean", "f1_std")})
+        mlrun.log_metrics(headline_metrics(metrics))
         per_phase = {}
         for entry in metrics["per_phase"].values():
             for m in ("f1", "jaccard", "precision", "recall"):

@@ -4,6 +4,7 @@
     hecvl evaluate --params P --untrained ...      (or --weights MODEL_DIR --linear-probe ...)
     hecvl evaluate --params P --format surgvlp --weights FILE.pth --bert-dir DIR ...
     hecvl evaluate --params P --weights MODEL_DIR --dataset-dir DIR --out OUT   (your own dataset folder)
+    hecvl evaluate --protocol surgclip ...       (a named protocol: `hecvl protocols` lists them)
 
 One process can run many evaluations of the same model: several `--dataset`s and `--setting`s, with
 `--out` a template holding `{dataset}`, `{space}` and `{prompts}` (how the workflow evaluates a model:
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from hecvl.config import SPACES, STYLES, Params, load_params
 from hecvl.errors import HecvlError
 from hecvl.evaluation.evaluate import Evaluation, evaluate_many
+from hecvl.evaluation.protocols import apply_protocol, protocol_label
 from hecvl.released_runs import RELEASED_SPACE
 
-FORMATS = ("hecvl", "surgvlp")  # hecvl: a folder saved by `hecvl pretrain`; surgvlp: the authors' .pth
+# hecvl: a folder saved by `hecvl pretrain`; the others: the authors' released .pth files
+FORMATS = ("hecvl", "surgvlp", "surgclip", "surglime")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,16 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=FORMATS,
         default="hecvl",
-        help="format of --weights: hecvl (ours, default) | surgvlp (the authors' released checkpoints)",
+        help="format of --weights: hecvl (ours, default) | surgvlp (the authors' released checkpoints) | "
+        "surgclip (SurgCLIP-β's surgclip_beta.pth) | surglime (SurgLIME's surglime.pth)",
     )
     parser.add_argument(
         "--bert-dir",
         type=Path,
-        help="--format surgvlp: local Bio_ClinicalBERT folder with vocab.txt (default: released.bert_dir)",
+        help="--format surgvlp: local Bio_ClinicalBERT folder with vocab.txt (default: released.bert_dir); "
+        "surgclip: bert-base-uncased folder; surglime: PubMedBERT folder",
     )
     parser.add_argument(
         "--name",
-        help="--format surgvlp: short name of the model in run names (default: the file name, lower-cased)",
+        help="released formats: short name of the model in run names (default: the file name, lower-cased)",
     )
     parser.add_argument(
         "--seed", type=int, help="seed of the untrained model and the probe (default: params seed)"
@@ -65,7 +71,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset folder(s) in the generic format, each a target named after its folder "
         "(instead of, or beside, --dataset)",
     )
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument(
+        "--protocol",
+        help="named evaluation protocol (`hecvl protocols` lists them; default: eval.protocol, i.e. hecvl)",
+    )
+    parser.add_argument(
+        "--split",
+        help="split(s) to evaluate, several joined by + (default: the protocol's; hecvl: eval.split = test)",
+    )
+    parser.add_argument(
+        "--prompt-file",
+        type=Path,
+        help="your prompt file (layout of src/hecvl/evaluation/prompts/*.yaml): e.g. the prompts a "
+        "protocol's authors scored with (default: eval.prompt_file, else the shipped file)",
+    )
     parser.add_argument(
         "--out",
         required=True,
@@ -89,21 +108,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--linear-probe", action="store_true", help="logistic regression on frozen embeddings (train split)"
     )
     parser.add_argument("--device", help="auto | cpu | cuda (default: eval.device)")
+    parser.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="score the model under every named protocol and each of their choices alone, into --out "
+        "(a folder); `snakemake protocol_sensitivity` runs it for the study's models",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     check_format_arguments(args)
-    params = load_params(args.params).variant(args.variant)
+    params = apply_protocol(load_params(args.params).variant(args.variant), args.protocol)
+    if args.prompt_file is not None:
+        params = params.updated({"eval": {"prompt_file": str(args.prompt_file)}})
     params, names = add_dataset_dirs(params, args.dataset_dir)
     args.dataset = [*args.dataset, *names]
     if not args.dataset:
         raise HecvlError("nothing to evaluate: give --dataset NAME or --dataset-dir DIR")
-    plan = evaluation_plan(params, args)
     released = None
     if args.format == "surgvlp":
         from hecvl.evaluation.released_eval import released_source
 
         released = released_source(params, args.weights, args.bert_dir, args.name)
+    elif args.format in ("surgclip", "surglime"):
+        from hecvl.evaluation.video_released_eval import window_source
+
+        released = window_source(args.format, args.weights, args.bert_dir, args.name)
+    if args.sensitivity:
+        return run_sweep(params, args, released)
+    plan = evaluation_plan(params, args)
     results = evaluate_many(
         params,
         plan,
@@ -116,12 +149,35 @@ def run(args: argparse.Namespace) -> int:
     )
     for item, metrics in zip(plan, results, strict=True):
         print(
-            f"{metrics['run']['method']} {item.dataset}/{args.split} ({metrics['run']['space']}"
+            f"{metrics['run']['method']} {item.dataset}/{metrics['run']['split']} "
+            f"[{protocol_label(metrics['run']['protocol'])}] ({metrics['run']['space']}"
             f"{', ' + metrics['run']['prompts'] if 'prompts' in metrics['run'] else ''}): "
             f"{metrics['num_videos']} videos, accuracy {metrics['accuracy_mean']:.2f} "
-            f"± {metrics['accuracy_std']:.2f}, F1 {metrics['f1_mean']:.2f} ± {metrics['f1_std']:.2f} (%) "
+            f"± {metrics['accuracy_std']:.2f}, F1 {metrics['f1_mean']:.2f} ± {metrics['f1_std']:.2f}; "
+            f"frame-pooled accuracy {metrics['accuracy_pooled']:.2f}, F1 {metrics['f1_pooled']:.2f} (%) "
             f"-> {item.out}"
         )
+    return 0
+
+
+def run_sweep(params: Params, args: argparse.Namespace, released: Any) -> int:
+    """`--sensitivity`: the model under every named protocol and each protocol choice (sensitivity.py)."""
+    from hecvl.evaluation.sensitivity import SWEEP_FILE, run_sensitivity
+
+    fixed = {"--protocol": args.protocol, "--setting": args.setting, "--space": args.space,
+             "--prompts": args.prompts, "--split": args.split, "--linear-probe": args.linear_probe or None}
+    given = [k for k, v in fixed.items() if v is not None]
+    if given:
+        raise HecvlError(f"--sensitivity sweeps the protocols' own settings: drop {', '.join(given)}")
+    if "{" in args.out:
+        raise HecvlError("--sensitivity writes a folder per protocol under --out: a folder, not a template")
+    seed = params.seed if args.seed is None else args.seed
+    name = released.variant if released is not None else ("untrained" if args.untrained else
+                                                           args.variant or "main")
+    table = run_sensitivity(params, list(dict.fromkeys(args.dataset)), Path(args.out), name, seed,
+                            weights=args.weights, released=released, variant=args.variant)
+    print(f"{name} seed {seed}: {len(table)} evaluations under {table['protocol'].nunique()} protocols "
+          f"-> {Path(args.out) / SWEEP_FILE}")
     return 0
 
 
@@ -171,9 +227,9 @@ def evaluation_plan(params: Params, args: argparse.Namespace) -> list[Evaluation
     if args.setting and (args.space or args.prompts):
         raise HecvlError("--setting replaces --space and --prompts: give one or the other")
     pairs = [parse_setting(s) for s in args.setting] if args.setting else [(args.space, args.prompts)]
-    if args.format == "surgvlp" and any(space is not None for space, _ in pairs):
+    if args.format != "hecvl" and any(space is not None for space, _ in pairs):
         raise HecvlError(
-            "--setting gives a space, which does not apply to --format surgvlp: use --prompts"
+            f"--setting gives a space, which does not apply to --format {args.format}: use --prompts"
         )
     datasets = list(dict.fromkeys(args.dataset))
     template = str(args.out)
@@ -190,7 +246,7 @@ def evaluation_plan(params: Params, args: argparse.Namespace) -> list[Evaluation
         for space, prompts in pairs:
             changes = {"space": space, "prompts": prompts, "device": args.device}
             settings = params.eval.replace(**{k: v for k, v in changes.items() if v is not None})
-            space_name = RELEASED_SPACE if args.format == "surgvlp" else settings.space
+            space_name = RELEASED_SPACE if args.format != "hecvl" else settings.space
             out = template
             for key, value in (("dataset", dataset), ("space", space_name), ("prompts", settings.prompts)):
                 out = out.replace("{" + key + "}", value)
@@ -203,19 +259,21 @@ def evaluation_plan(params: Params, args: argparse.Namespace) -> list[Evaluation
 
 def check_format_arguments(args: argparse.Namespace) -> None:
     """Refuse option combinations that mean nothing for the chosen --format, before anything is read."""
-    if args.format == "surgvlp":
+    if args.format != "hecvl":
         if args.untrained:
-            raise HecvlError("--untrained builds our model; it cannot be combined with --format surgvlp")
+            raise HecvlError(
+                f"--untrained builds our model; it cannot be combined with --format {args.format}"
+            )
         if args.space is not None:
             raise HecvlError(
-                "--space does not apply to --format surgvlp: the released models have one embedding "
+                f"--space does not apply to --format {args.format}: the released models have one embedding "
                 f"space for every level of text (recorded as {RELEASED_SPACE!r})"
             )
         if args.linear_probe:
-            raise HecvlError("--linear-probe is not offered for --format surgvlp")
+            raise HecvlError(f"--linear-probe is not offered for --format {args.format}")
         return
     if args.bert_dir is not None or args.name is not None:
-        raise HecvlError("--bert-dir and --name apply to --format surgvlp only")
+        raise HecvlError("--bert-dir and --name apply to --format surgvlp, surgclip or surglime only")
     if args.weights is not None and args.weights.is_file():
         raise HecvlError(
             "--weights is a file: a released SurgVLP/HecVL/PeskaVLP checkpoint needs --format surgvlp "

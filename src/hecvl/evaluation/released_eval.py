@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hecvl.config import RELEASED_MODELS, Params
+from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD
 from hecvl.errors import HecvlError
 from hecvl.evaluation.prompts import truncated_prompts
 from hecvl.models.released import CROP, MAX_TOKENS, RESIZE_HW, ReleasedModel, normalise_crops
@@ -39,6 +40,8 @@ class ReleasedEmbedder:
     Every level answers from the same space. Embeddings are L2-normalised, as our models return them;
     the score is then the original's 100 x cosine.
     """
+
+    normalisation = (IMAGENET_MEAN, IMAGENET_STD)  # what `preprocess` applies (a protocol's imagenet: no-op)
 
     def __init__(self, model: ReleasedModel) -> None:
         self.model = model

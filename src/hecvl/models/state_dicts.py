@@ -30,7 +30,9 @@ def load_torch_file(path: str | Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported (global|class)[^\n]*?(?= was not|\n|$)", str(exc))
+        # "Unsupported global: GLOBAL x.y was not ..." or, for blocked modules such as os/posix,
+        # "unsupported GLOBAL posix.system whose module posix is blocked."
+        found = re.search(r"Unsupported (global|class)[^\n]*?(?= was not|\n|$)", str(exc), re.IGNORECASE)
         with open(path, "rb") as fh:
             raw_pickle = fh.read(1) == b"\x80"  # PROTO: a pickle stream, not torch's zip container
         if found or raw_pickle:

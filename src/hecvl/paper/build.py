@@ -40,6 +40,7 @@ from hecvl.paper.protocol import data_description, params_digest, protocol_markd
 from hecvl.paper.published import PublishedTable, dataset_title, load_published
 from hecvl.paper.tables import (
     ABLATION_COLUMNS,
+    PUBLISHED_PROTOCOL,
     ablation_summary,
     main_table,
     paired_differences,
@@ -159,9 +160,9 @@ def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
         log.info("%s", note)
     released = None
     if released_results:
-        released = seed_summary(runs_frame(released_results), study.datasets, keys=["label"])
+        released = seed_summary(runs_frame(released_results), study.datasets, keys=["label", "protocol"])
     main_runs = runs_frame(main_results)
-    ours = seed_summary(main_runs, study.datasets, keys=["label"])
+    ours = seed_summary(main_runs, study.datasets, keys=["label", "protocol"])
 
     ablation_tables = [read_ablation_csv(resolve(root, study.ablation_table(a))) for a in study.ablations]
     ablations = (
@@ -176,6 +177,9 @@ def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
     notes = _notes(study, published, data_long)
     released_note = _released_note(study, released_results, data_long)
     main_notes = [*notes, released_note] if released_note else notes
+    used = [p for p in table["protocol"].drop_duplicates() if p != PUBLISHED_PROTOCOL]
+    main_notes.append(f"Evaluation protocol of this study's rows: {', '.join(used)} (name, version and "
+                      "settings hash; `hecvl protocols NAME` shows the settings).")
     written = write_main_table(table, study.datasets, out, main_notes)
     written += write_ablation_table(ablations, study.datasets, out, notes[1:])
     paired = paired_differences(main_runs, study.datasets, study.main, study.baseline)

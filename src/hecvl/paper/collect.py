@@ -86,18 +86,29 @@ def _entry_columns(e: Entry) -> dict[str, Any]:
     }
 
 
+def protocol_of(metrics: Mapping[str, Any]) -> str:
+    """`hecvl v1 (fc6be5d1625f)`: the protocol a metrics file was scored under (`unrecorded` before
+    protocols were recorded)."""
+    if "protocol_hash" not in metrics:
+        return "unrecorded"
+    return f"{metrics['protocol']} v{metrics['protocol_version']} ({metrics['protocol_hash']})"
+
+
 def runs_frame(results: Sequence[Result]) -> pd.DataFrame:
-    """One row per run: the video-wise means (and the std over videos) of accuracy and F1, in %."""
+    """One row per run: the video-wise means (and the std over videos) of accuracy and F1, in %, and the
+    protocol they were scored under."""
     rows = [
         {
             **_entry_columns(r.entry),
+            "protocol": protocol_of(r.metrics),
             **{k: float(r.metrics[k]) for k in HEADLINE},
             "num_videos": len(r.metrics["per_video"]),
             "path": str(r.entry.path),
         }
         for r in results
     ]
-    cols = ["label", "variant", "seed", "dataset", "space", "prompts", *HEADLINE, "num_videos", "path"]
+    cols = ["label", "variant", "seed", "dataset", "space", "prompts", "protocol", *HEADLINE, "num_videos",
+            "path"]
     return pd.DataFrame(rows, columns=cols)
 
 

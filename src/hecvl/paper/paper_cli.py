@@ -9,6 +9,8 @@ hecvl paper readme [--findings results/paper/findings.md] [--readme README.md] [
 hecvl paper noise --params params.yaml --table results/noise/narration_noise.csv --out PNG
     the narration-noise sweep (study.noise) gathered into a tidy CSV, and zero-shot accuracy / F1
     against the fraction of relevant narrations; with --from-table, only the figure from an existing CSV
+hecvl paper sensitivity --params params.yaml --out results/paper SWEEP.csv ...
+    the protocol-sensitivity table and figure from the models' `hecvl evaluate --sensitivity` sweeps
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     readme.add_argument("--readme", type=Path, default=Path("README.md"))
     readme.add_argument("--check", action="store_true", help="exit 1 if the README's block differs")
 
+    _add_sensitivity(sub)
     noise = sub.add_parser("noise", help="accuracy vs narration relevance figure of the noise sweep")
     noise.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
     noise.add_argument(
@@ -56,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise.add_argument("--out", type=Path, required=True, help="PNG to write")
     noise.add_argument("--findings", type=Path, default=Path(layout.NOISE_FINDINGS),
                        help=f"the sweep's findings in numbers (default: {layout.NOISE_FINDINGS})")
+
+
+def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
+    sens = sub.add_parser("sensitivity", help="protocol-sensitivity table and figure of the sweeps")
+    sens.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
+    sens.add_argument("--out", type=Path, default=Path(layout.PAPER), help="output folder")
+    sens.add_argument("sweeps", nargs="+", type=Path, help="sensitivity.csv of each model's sweep")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,6 +89,13 @@ def run(args: argparse.Namespace) -> int:
             return 1 if changed else 0
         state = "updated from" if changed else "already equals"
         print(f"{args.readme}: {args.block} block {state} {args.findings}")
+    elif args.paper_command == "sensitivity":
+        from hecvl.paper.protocol import data_description
+        from hecvl.paper.sensitivity import write_sensitivity
+
+        params = load_params(args.params)
+        written = write_sensitivity(args.sweeps, args.out, params.study.datasets, data_description(params)[0])
+        print(f"protocol sensitivity: {len(args.sweeps)} sweeps -> {', '.join(map(str, written))}")
     elif args.paper_command == "build":
         written = paper.build(load_params(args.params), args.out, args.root)
         print(f"paper: {len(written)} files -> {args.out}")

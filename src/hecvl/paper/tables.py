@@ -33,8 +33,9 @@ SUMMARY_COLUMNS = [
     "accuracy_video_std",
     "f1_video_std",
 ]
-ABLATION_COLUMNS = ["ablation", "label", *SUMMARY_COLUMNS]
-MAIN_COLUMNS = ["group", "method", "data", *SUMMARY_COLUMNS, "source"]
+ABLATION_COLUMNS = ["ablation", "label", "protocol", *SUMMARY_COLUMNS]
+MAIN_COLUMNS = ["group", "method", "data", *SUMMARY_COLUMNS, "protocol", "source"]
+PUBLISHED_PROTOCOL = "published (the paper's own)"
 DECIMALS = 4
 GROUPS = ("published", "released", "ours", "reference")  # row blocks of the main table, in order
 DAGGER = "†"
@@ -107,7 +108,7 @@ def _rounded(df: pd.DataFrame) -> pd.DataFrame:
 
 def ablation_summary(name: str, runs: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
     """The tidy table of one ablation (what `hecvl paper table` writes)."""
-    table = seed_summary(runs, datasets, keys=["label"])
+    table = seed_summary(runs, datasets, keys=["label", "protocol"])
     table.insert(0, "ablation", name)
     return table[ABLATION_COLUMNS]
 
@@ -118,7 +119,8 @@ def read_ablation_csv(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise HecvlError("ablation table not found (run its `ablation_<name>` target)", path)
     try:
-        df = pd.read_csv(path, dtype={"seeds": str, "label": str, "ablation": str, "dataset": str})
+        df = pd.read_csv(path, dtype={"seeds": str, "label": str, "ablation": str, "dataset": str,
+                                      "protocol": str})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise HecvlError(f"not a readable CSV: {exc}", path) from None
     lacking = [c for c in ABLATION_COLUMNS if c not in df.columns]
@@ -169,6 +171,7 @@ def main_table(
                     "dataset": ds,
                     "accuracy_mean": float(acc),
                     "f1_mean": float(f1),
+                    "protocol": PUBLISHED_PROTOCOL,
                     "source": src,
                 }
             )
@@ -182,7 +185,7 @@ def main_table(
                 method, source = f"{r['label']}, {data_short}", "this study: the authors' released weights"
             else:
                 method, source = f"{r['label']} ({group}, {data_short})", "this study"
-            row.update(group=group, method=method, data=data_desc, source=source)
+            row.update(group=group, method=method, data=data_desc, source=source, protocol=r["protocol"])
             rows.append(row)
     out = pd.DataFrame(rows, columns=MAIN_COLUMNS)
     return _rounded(out)

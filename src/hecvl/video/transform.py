@@ -5,8 +5,9 @@ by `CenterCrop(224)`. Decoders can resize far faster than PIL inside swscale, wh
 still YUV, which is what `resample="bilinear"` does (swscale bilinear; it widens its filter when
 shrinking, so it is antialiased like PIL's). The two differ by about one grey level on average.
 Our own models are trained and evaluated through the decoder path; code that must match the
-authors' preprocessing pixel for pixel (released weights) asks for `resample="pil"`. The method is
-part of `key()`, so cache entries of the two never mix.
+authors' preprocessing pixel for pixel (released weights) asks for `resample="pil"` (PIL bilinear) or
+`resample="pil-bicubic"` (PIL bicubic, SurgCLIP's squash to 224). The method is part of `key()`, so
+cache entries of different methods never mix.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RESAMPLE_METHODS = ("bilinear", "pil")
+RESAMPLE_METHODS = ("bilinear", "pil", "pil-bicubic")
+_PIL_FILTERS = {"pil": "BILINEAR", "pil-bicubic": "BICUBIC"}  # PIL resizes are antialiased
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class FrameTransform:
         Frames already at `decoder_size` are only cropped; full-size frames are resized with PIL first.
         """
         if self.size is not None and frames.shape[1:3] != self.size:
-            frames = _pil_resize(frames, self.size)
+            frames = _pil_resize(frames, self.size, _PIL_FILTERS.get(self.resample, "BILINEAR"))
         if self.crop:
             top, left = centre_crop_origin(frames.shape[1], frames.shape[2], self.crop)
             frames = frames[:, top : top + self.crop, left : left + self.crop]
@@ -85,11 +87,12 @@ def centre_crop_origin(height: int, width: int, crop: int) -> tuple[int, int]:
     return round((height - crop) / 2.0), round((width - crop) / 2.0)
 
 
-def _pil_resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _pil_resize(frames: np.ndarray, size: tuple[int, int], method: str = "BILINEAR") -> np.ndarray:
     from PIL import Image
 
     h, w = size
+    resample = Image.Resampling[method]
     out = np.empty((len(frames), h, w, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((w, h), Image.Resampling.BILINEAR))
+        out[i] = np.asarray(Image.fromarray(frame).resize((w, h), resample))
     return out

@@ -1,0 +1,129 @@
+"""Protocol sensitivity: one model scored under every named protocol, and under each protocol choice alone.
+
+Why both: a protocol's full result says how far its number sits from the study protocol's; the one-choice
+rows (the study protocol with only that protocol's split, frame transform, normalisation or window) say
+which choice moves it. Metric averaging needs no run of its own: every metrics file holds the video-wise
+and the frame-pooled figures. Frames are decoded once per transform and embedded once per
+(transform, normalisation); each window is pooled from those embeddings (or encoded by a temporal model).
+
+    hecvl evaluate --params P --weights MODEL_DIR --dataset D ... --sensitivity --out results/protocols/M
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hecvl.config import Params
+from hecvl.evaluation.evaluate import Evaluation, evaluate_many
+from hecvl.evaluation.protocols import STUDY_PROTOCOL, apply_protocol, protocol_split, protocols
+from hecvl.io import write_csv
+
+log = logging.getLogger(__name__)
+
+CHOICES = ("split", "transform", "normalise", "window")  # the choices that need an evaluation of their own
+ALL = "all"  # the row of a protocol with every one of its choices
+SWEEP_FILE = "sensitivity.csv"
+COLUMNS = ["model", "seed", "dataset", "protocol", "choice", "protocol_label", "protocol_hash", "split",
+           "metric", "accuracy_mean", "f1_mean", "accuracy_pooled", "f1_pooled", "path"]
+
+
+@dataclass(frozen=True)
+class Variation:
+    """The study's settings with all of `protocol`'s choices (`choice` = all) or only one of them."""
+
+    protocol: str
+    choice: str
+    params: Params
+    splits: dict[str, str]
+
+    @property
+    def folder(self) -> str:
+        return self.protocol if self.choice == ALL else f"{self.protocol}--{self.choice}"
+
+
+def variations(
+    params: Params, datasets: Sequence[str], names: Sequence[str] | None = None
+) -> list[Variation]:
+    """The study protocol, each named protocol in full, and each choice of it that differs from the study's.
+
+    One-choice rows keep the study protocol's name (their hash says they are not it) and are skipped where
+    the choice equals the study's, or where it is the protocol's only difference (the full row shows it).
+    """
+    names = [n for n in (names or protocols()) if n != STUDY_PROTOCOL]
+    base = apply_protocol(params, STUDY_PROTOCOL)
+    base_splits = {d: protocol_split(base, d) for d in datasets}
+    out = [Variation(STUDY_PROTOCOL, ALL, base, base_splits)]
+    for name in names:
+        full = apply_protocol(params, name)
+        full_splits = {d: protocol_split(full, d) for d in datasets}
+        out.append(Variation(name, ALL, full, full_splits))
+        ones = []
+        for choice in CHOICES:
+            one, splits = _one_choice(base, full, choice, base_splits, full_splits)
+            if one is not None:
+                ones.append(Variation(name, choice, one, splits))
+        if len(ones) > 1:
+            out += ones
+    return out
+
+
+def _one_choice(
+    base: Params, full: Params, choice: str, base_splits: dict[str, str], full_splits: dict[str, str]
+) -> tuple[Params | None, dict[str, str]]:
+    if choice == "split":
+        return (base if full_splits != base_splits else None), full_splits
+    if choice == "transform":
+        same = full.frames.transform == base.frames.transform
+        return (None if same else base.updated({"frames": {"transform": full.frames.transform.to_dict()}})), \
+            base_splits
+    value = getattr(full.eval, choice)
+    if value == getattr(base.eval, choice) or (choice == "normalise" and _models_own(base, value)):
+        return None, base_splits
+    plain = value.to_dict() if hasattr(value, "to_dict") else value
+    return base.updated({"eval": {choice: plain}}), base_splits
+
+
+def _models_own(params: Params, normalise: str) -> bool:
+    """Whether a protocol's normalisation is the configured model's own (then it changes nothing)."""
+    from hecvl.evaluation.embed import NORMALISATIONS
+
+    visual = params.model.visual
+    return NORMALISATIONS.get(normalise) == (tuple(visual.mean), tuple(visual.std))
+
+
+def run_sensitivity(
+    params: Params,
+    datasets: Sequence[str],
+    out: Path,
+    model_name: str,
+    seed: int,
+    weights: Path | None = None,
+    released: Any = None,
+    variant: str | None = None,
+) -> pd.DataFrame:
+    """Every variation on every dataset; writes each evaluation under `out/<variation>/<dataset>/` and the
+    sweep's table `out/sensitivity.csv` (last: its presence means the sweep is complete)."""
+    rows = []
+    for var in variations(params, datasets):
+        plan = [Evaluation(d, var.params.eval, out / var.folder / d) for d in datasets]
+        results = evaluate_many(var.params, plan, split=var.splits, weights=weights, seed=seed,
+                                variant=variant, released=released, light=True)
+        for item, m in zip(plan, results, strict=True):
+            rows.append({
+                "model": model_name, "seed": seed, "dataset": item.dataset, "protocol": var.protocol,
+                "choice": var.choice, "protocol_label": f"{m['protocol']} v{m['protocol_version']}",
+                "protocol_hash": m["protocol_hash"], "split": m["run"]["split"],
+                "metric": m["run"]["protocol"]["settings"]["metric"],
+                **{k: m[k] for k in ("accuracy_mean", "f1_mean", "accuracy_pooled", "f1_pooled")},
+                "path": str(item.out / "metrics.json"),
+            })
+        log.info("protocol %s (%s): %d datasets scored", var.protocol, var.choice, len(plan))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    write_csv(out / SWEEP_FILE, table)
+    return table
