@@ -23,13 +23,16 @@ study: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --report results/paper/report.html
 
-# the README's result blocks and figures, refreshed from the last study (and its narration-noise sweep)
+# the README's result blocks and figures, refreshed from the last study (and its narration-noise and
+# protocol-sensitivity sweeps)
 readme: install
 	$(BIN)/hecvl paper readme
 	cp results/paper/accuracy_f1.png docs/figures/default_accuracy_f1.png
 	cp results/paper/convergence.png docs/figures/default_convergence.png
 	test ! -f results/noise/findings.md || $(BIN)/hecvl paper readme --block noise
 	test ! -f results/noise/findings.md || cp results/paper/narration_noise.png docs/figures/default_narration_noise.png
+	test ! -f results/paper/protocol_sensitivity.md || $(BIN)/hecvl paper readme --block protocols
+	test ! -f results/paper/protocol_sensitivity.md || cp results/paper/protocol_sensitivity.png docs/figures/default_protocol_sensitivity.png
 
 test: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

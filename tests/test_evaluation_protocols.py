@@ -256,3 +256,15 @@ def test_sensitivity_sweep_scores_every_protocol_and_each_choice(world: dict) ->
 
     pixels = np.asarray(Image.open(paper / "protocol_sensitivity.png").convert("L"))
     assert pixels.shape[0] > 300 and (pixels < 128).mean() > 0.01  # bars and text, not an empty canvas
+
+
+def test_temporal_released_models_get_their_authors_window_under_the_study_protocol() -> None:
+    from hecvl.evaluation.evaluate_cli import own_window
+
+    params = load_params("params.yaml")
+    assert own_window(params, "surgclip").eval.window == WindowSettings(frames=16, start=-8, ends="shift")
+    assert own_window(params, "surglime").eval.window == WindowSettings(frames=8, start=-3, ends="anchor")
+    chosen = params.updated({"eval": {"window": {"frames": 2}}})
+    assert own_window(chosen, "surgclip").eval.window.frames == 2  # a window set in params is kept
+    other = apply_protocol(params, "surgvlp")
+    assert own_window(other, "surgclip").eval.window.frames == 1  # so is a protocol's

@@ -188,3 +188,18 @@ def test_malicious_pickles_are_refused_without_running(world: dict, tmp_path: Pa
         assert str(path) in str(err.value) and "pickled Python objects" in str(err.value)
         assert path == raw or "posix.system" in str(err.value)  # the offending global is named
     assert not marker.exists()
+
+
+def test_protocol_normalisation_and_windows_reach_the_model(world: dict) -> None:
+    """`--protocol surgclip` normalises with mean = std = 0.5 itself (embed.Renormalised): the same pixels
+    as the adapter's own preprocess; the adapter asks for windows of frames (windows.is_temporal)."""
+    from hecvl.evaluation.embed import with_normalisation
+    from hecvl.evaluation.windows import is_temporal
+
+    embedder = WindowEmbedder("surgclip", world["model"])
+    frames = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8).numpy()
+    x = embedder.preprocess(frames)
+    torch.testing.assert_close(x, torch.from_numpy(frames).permute(0, 3, 1, 2) / 127.5 - 1.0)
+    wrapped = with_normalisation(embedder, "half")
+    torch.testing.assert_close(wrapped.preprocess(frames).contiguous(), x, rtol=0, atol=1e-6)
+    assert is_temporal(embedder) and is_temporal(wrapped)

@@ -149,3 +149,15 @@ def test_evaluation_runs_log_accuracy_and_f1_at_the_top_level():
         "accuracy": 61.5, "f1": 42.25, "accuracy_mean": 61.5, "accuracy_std": 3.0, "f1_mean": 42.25,
         "f1_std": 2.0, "accuracy_pooled": 60.0,
     }
+
+
+def test_run_prefix_tells_a_sweeps_runs_from_the_studys(store, monkeypatch):
+    """HECVL_RUN_PREFIX (set by the narration-noise rules) leads the run name; unset, the name is kept."""
+    with tracking.mlflow_run("study-n", "pretrain/hecvl/seed0") as plain:
+        pass
+    monkeypatch.setenv("HECVL_RUN_PREFIX", "noise/rel0.25/")
+    with tracking.mlflow_run("study-n", "pretrain/hecvl/seed0") as swept:
+        pass
+    client = mlflow.MlflowClient(store)
+    assert client.get_run(plain.run_id).info.run_name == "pretrain/hecvl/seed0"
+    assert client.get_run(swept.run_id).info.run_name == "noise/rel0.25/pretrain/hecvl/seed0"

@@ -2,8 +2,8 @@
 
 One temporary project runs the whole smoke study once per session (conftest's `study`); the tests
 check what a user relies on: the paper's outputs exist, a second `snakemake` has nothing to do, every
-job is an MLflow child run of the invocation's parent run (read back through a real `mlflow server`), and the
-pinned reproduction (`git checkout <tag>`, `dvc pull`, `snakemake <ablation>`) in a fresh clone gives
+job is an MLflow child run of the invocation's parent run (read back through a real `mlflow server`),
+and the pinned reproduction (`git checkout <tag>`, `dvc pull`, `snakemake <ablation>`) in a fresh clone gives
 the same metrics without re-running the data stages.
 """
 
@@ -133,6 +133,15 @@ def test_narration_noise_sweep_runs_on_its_own_worlds(study: Path):
     assert sorted(table["relevance"].unique()) == [0.25, 0.8]
     assert set(table["method"]) == {"clip_only", "hecvl"} and len(table) == 2 * 2 * 2  # x 2 datasets
     assert table[["accuracy", "f1"]].notna().all().all()
+    import mlflow  # the sweep's MLflow runs carry the relevance: none shares a name with the study's
+
+    client = mlflow.MlflowClient(f"sqlite:///{study / 'mlflow.db'}")
+    exp_id = client.get_experiment_by_name("hecvl-synthetic").experiment_id
+    runs = client.search_runs([exp_id], max_results=1000)
+    names = [r.info.run_name for r in runs if r.data.tags.get("rule") != "snakemake"]
+    assert len(set(names)) == len(names), sorted(names)
+    assert {"noise/rel0.25/pretrain/hecvl/seed0", "noise/rel0.8/pair"} <= set(names), sorted(names)
+    assert any(n.startswith("noise/rel0.8/evaluate/hecvl/seed0/") for n in names), sorted(names)
     png = study / "results" / "paper" / "narration_noise.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     findings = (study / "results" / "noise" / "findings.md").read_text(encoding="utf-8")
@@ -168,5 +177,9 @@ def test_protocol_sensitivity_scores_the_study_models_under_every_protocol(study
     md = (paper / "protocol_sensitivity.md").read_text(encoding="utf-8")
     assert "| surgclip (all) |" in md and "clip_only: Δ accuracy / Δ F1" in md
     assert (paper / "protocol_sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    readme = study / "README.md"
+    readme.write_text("<!-- protocols:begin -->\n<!-- protocols:end -->\n", encoding="utf-8")
+    _run([str(BIN / "hecvl"), "paper", "readme", "--block", "protocols", "--readme", str(readme)], study)
+    assert md in readme.read_text(encoding="utf-8")  # what `make readme` puts in the README
     again = _snakemake(study, dry=True)
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout

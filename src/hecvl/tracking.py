@@ -4,6 +4,8 @@ Stages call `mlflow_run(...)` once; where the run lands is decided by the enviro
 command logs to the local SQLite database, to a lab's tracking server, or under a parent run:
 - `MLFLOW_TRACKING_URI` overrides the default `sqlite:///<project>/mlflow.db`;
 - `HECVL_PARENT_RUN_ID` makes the run a child of that run (set by the Snakefile for every job);
+- `HECVL_RUN_PREFIX` prefixes the run's name (the narration-noise sweep: `noise/rel0.25/...`, so its
+  runs never share a name with the study's);
 - `HECVL_TRACKING=off` disables tracking (e.g. a quick local try).
 """
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 _MAX_PARAM_LEN = 6000
 PARENT_ENV = "HECVL_PARENT_RUN_ID"
+PREFIX_ENV = "HECVL_RUN_PREFIX"
 # MLflow 3 sorts experiments into GenAI apps ("genai_development") and model training; this tag, what the
 # UI's own experiment-kind selector writes, marks the study as the latter: a runs table, not traces.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -183,6 +186,8 @@ def mlflow_run(
     mlflow.set_experiment(experiment_id=init_tracking(experiment))
     all_tags = {**git_tags(), "data_version": data_version(), **{k: str(v) for k, v in (tags or {}).items()}}
     parent = os.environ.get(PARENT_ENV) or None
+    if prefix := os.environ.get(PREFIX_ENV, "").strip("/"):
+        run_name = f"{prefix}/{run_name}"
     with mlflow.start_run(
         run_name=run_name,
         parent_run_id=parent,

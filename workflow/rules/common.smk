@@ -18,17 +18,9 @@ expose_cli()  # rules call the `hecvl` installed beside this Snakemake
 # The configuration, resolved once: params.yaml, its active preset, then --configfile / --config (which
 # beat the preset). Every job reads the file written here, so what this DAG says is what the jobs run.
 PARAMS_FILE = "params.yaml"
-# `--config max_gpus=N`: the most GPUs any job requests, whatever train.gpus and the evaluation rules ask;
-# 0 where the nodes have none (workflow/profiles/slurm-local), as SLURM refuses a --gpus it cannot give.
-# A property of the machines, not of the study: kept out of the resolved parameters.
-_command_line = dict(workflow.config_settings.config)
-_max_gpus = _command_line.pop("max_gpus", None)
-if _max_gpus is not None and not str(_max_gpus).isdigit():
-    sys.exit(f"hecvl: --config max_gpus={_max_gpus}: expected a whole number of GPUs, 0 or more")
-MAX_GPUS = None if _max_gpus is None else int(_max_gpus)
 try:
     _overrides = [read_yaml(f) for f in workflow.config_settings.configfiles]
-    _overrides.append(typed_command_line(_command_line))
+    _overrides.append(typed_command_line(workflow.config_settings.config))
     P = resolve(read_yaml(PARAMS_FILE), PARAMS_FILE, _overrides, "--configfile/--config")
     STUDY = Study(P)
     RELEASED = ReleasedRuns(P)
@@ -65,9 +57,22 @@ def gpus(variant):
     return STUDY.resolved(variant).train.gpus
 
 
+# GPUs: `--resources gpu=N` (a profile's `resources:`) is Snakemake's count of the GPUs there are, and it
+# caps each job's request where Snakemake schedules (workflow/profiles/slurm-local: gpu=0, a cluster
+# without GPUs, which refuses a --gpus it cannot give). A job on a cluster node reads this workflow again
+# without --resources and would ask its `srun` for the uncapped count: the cap travels to it in
+# HECVL_MAX_GPUS (the SLURM plugin submits with --export=ALL).
+_gpus_there = workflow.global_resources.get("gpu")
+if _gpus_there is not None and _gpus_there.value is not None:
+    os.environ["HECVL_MAX_GPUS"] = str(_gpus_there.value)
+MAX_GPUS = os.environ.get("HECVL_MAX_GPUS")
+if MAX_GPUS is not None and not MAX_GPUS.isdigit():
+    sys.exit(f"hecvl: HECVL_MAX_GPUS={MAX_GPUS!r}: expected a whole number of GPUs, 0 or more")
+
+
 def gpu_request(n):
-    """The GPUs a job asks its executor for: n, capped by --config max_gpus."""
-    return n if MAX_GPUS is None else min(n, MAX_GPUS)
+    """The GPUs a job asks its executor for: n, capped by the GPUs there are (HECVL_MAX_GPUS)."""
+    return n if MAX_GPUS is None else min(n, int(MAX_GPUS))
 
 
 def validation_frames(variant):

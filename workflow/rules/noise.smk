@@ -43,6 +43,7 @@ rule noise_pair:
     conda:
         ENV
     shell:
+        "HECVL_RUN_PREFIX=noise/rel{wildcards.rel} "
         "hecvl pair {params.corpus} --params {params.file} --out {params.out} --no-progress > {log} 2>&1"
 
 
@@ -65,6 +66,7 @@ rule noise_pretrain:
     conda:
         ENV
     shell:
+        "HECVL_RUN_PREFIX=noise/rel{wildcards.rel} "
         "hecvl pretrain --params {params.file} --variant {wildcards.variant} --restart-if-changed --seed {wildcards.seed} "
         "--pairs {params.pairs} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
@@ -92,6 +94,8 @@ for _rel, _job in STUDY.noise_jobs():
         conda:
             ENV
         shell:
+            # the MLflow run names carry the relevance: the sweep's runs are told apart from the study's
+            f"HECVL_RUN_PREFIX=noise/rel{_rel:g} "
             "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"
 
 

@@ -28,8 +28,13 @@ else
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq >&2
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium fonts-liberation >&2
+packages=(chromium fonts-liberation)  # fonts: pages render text as users see it, not as boxes
+# apt's output goes to stderr: stdout is only the browser's path. The package lists are refreshed only
+# where the install fails without (an image with no lists, or stale ones).
+if ! "${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}" >&2; then
+    "${sudo[@]}" apt-get update -q >&2
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}" >&2
+fi
 
 browser="$(find_browser)"
 if [[ -z "$browser" ]]; then

@@ -3,6 +3,7 @@
     hecvl evaluate --params P --weights MODEL_DIR --dataset D [D ...] [--setting SPACE-PROMPTS ...] --out T
     hecvl evaluate --params P --untrained ...      (or --weights MODEL_DIR --linear-probe ...)
     hecvl evaluate --params P --format surgvlp --weights FILE.pth --bert-dir DIR ...
+    hecvl evaluate --params P --format surgclip|surglime --weights FILE.pth --bert-dir DIR ...  (windows)
     hecvl evaluate --params P --weights MODEL_DIR --dataset-dir DIR --out OUT   (your own dataset folder)
     hecvl evaluate --protocol surgclip ...       (a named protocol: `hecvl protocols` lists them)
 
@@ -22,7 +23,7 @@ from typing import Any
 from hecvl.config import SPACES, STYLES, Params, load_params
 from hecvl.errors import HecvlError
 from hecvl.evaluation.evaluate import Evaluation, evaluate_many
-from hecvl.evaluation.protocols import apply_protocol, protocol_label
+from hecvl.evaluation.protocols import apply_protocol, get_protocol, protocol_label
 from hecvl.released_runs import RELEASED_SPACE
 
 # hecvl: a folder saved by `hecvl pretrain`; the others: the authors' released .pth files
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         from hecvl.evaluation.video_released_eval import window_source
 
         released = window_source(args.format, args.weights, args.bert_dir, args.name)
+        params = own_window(params, args.format)
     if args.sensitivity:
         return run_sweep(params, args, released)
     plan = evaluation_plan(params, args)
@@ -158,6 +160,15 @@ def run(args: argparse.Namespace) -> int:
             f"-> {item.out}"
         )
     return 0
+
+
+def own_window(params: Params, fmt: str) -> Params:
+    """Under the study protocol, a model with a temporal encoder is scored with its authors' window (the
+    protocol of the same name), as the SurgVLP family is with its authors' frame transform; a protocol
+    or a params file that sets a window keeps it."""
+    if params.eval.protocol != "hecvl" or params.eval.window.frames != 1:
+        return params
+    return params.updated({"eval": {"window": get_protocol(fmt).window.to_dict()}})
 
 
 def run_sweep(params: Params, args: argparse.Namespace, released: Any) -> int:
@@ -273,7 +284,7 @@ def check_format_arguments(args: argparse.Namespace) -> None:
             raise HecvlError(f"--linear-probe is not offered for --format {args.format}")
         return
     if args.bert_dir is not None or args.name is not None:
-        raise HecvlError("--bert-dir and --name apply to --format surgvlp, surgclip or surglime only")
+        raise HecvlError("--bert-dir and --name apply to --format surgvlp only (or surgclip, surglime)")
     if args.weights is not None and args.weights.is_file():
         raise HecvlError(
             "--weights is a file: a released SurgVLP/HecVL/PeskaVLP checkpoint needs --format surgvlp "

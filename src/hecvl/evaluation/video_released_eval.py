@@ -63,6 +63,8 @@ class WindowEmbedder:
         self.mean, self.std = (module.MEAN, module.STD) if fmt == "surgclip" else (
             module.IMAGENET_MEAN, module.IMAGENET_STD)
         self.max_tokens = module.MAX_TOKENS
+        # what `preprocess` applies: a protocol asking for the same normalisation leaves the model as it is
+        self.normalisation = (tuple(self.mean), tuple(self.std))
         _, transform, window, _ = FORMATS[fmt]
         # besides the weights, what decides the embeddings: part of the embedding-cache key (model_key)
         self.config = {"format": f"{fmt}-released", "transform": transform.key(), "window_frames": window,

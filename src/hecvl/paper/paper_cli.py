@@ -22,6 +22,10 @@ from hecvl import layout
 from hecvl.config import load_params
 from hecvl.io import write_text
 
+# the README's generated blocks and the file each is copied from
+README_BLOCKS = {"results": layout.FINDINGS, "noise": layout.NOISE_FINDINGS,
+                 "protocols": layout.PROTOCOL_SENSITIVITY[1]}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="paper_command", metavar="ACTION", required=True)
@@ -39,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     readme = sub.add_parser("readme", help="copy findings.md into the README's results block")
     readme.add_argument("--findings", type=Path, default=None,
-                        help=f"default: {layout.FINDINGS} (--block noise: {layout.NOISE_FINDINGS})")
-    readme.add_argument("--block", choices=("results", "noise"), default="results",
+                        help=f"default: {layout.FINDINGS} (--block noise: {layout.NOISE_FINDINGS}; "
+                        f"--block protocols: {layout.PROTOCOL_SENSITIVITY[1]})")
+    readme.add_argument("--block", choices=tuple(README_BLOCKS), default="results",
                         help="which of the README's generated blocks (default: results)")
     readme.add_argument("--readme", type=Path, default=Path("README.md"))
     readme.add_argument("--check", action="store_true", help="exit 1 if the README's block differs")
@@ -81,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         from hecvl.paper.findings import refresh_readme
 
         if args.findings is None:
-            args.findings = Path(layout.NOISE_FINDINGS if args.block == "noise" else layout.FINDINGS)
+            args.findings = Path(README_BLOCKS[args.block])
         changed = refresh_readme(args.readme, args.findings, check=args.check, block=args.block)
         if args.check:
             state = "differs from" if changed else "matches"

@@ -135,7 +135,7 @@ def markdown(table: pd.DataFrame, datasets: Sequence[str], data_desc: str) -> st
     levels = "; ".join(f"{x.model} {x.accuracy_mean:.1f} / {x.f1_mean:.1f}" for x in base.itertuples())
     seeds = int(table["n_seeds"].max()) if len(table) else 0
     lines = [
-        "# Protocol sensitivity: how far each protocol choice moves zero-shot accuracy and F1",
+        "**Protocol sensitivity: how far each protocol choice moves zero-shot accuracy and F1**",
         "",
         markdown_table(header, body),
         "",
