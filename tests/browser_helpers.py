@@ -72,8 +72,8 @@ class Browser:
         out_read, out_write = os.pipe()  # answers and events: the browser writes on its fd 4
         args = [executable, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
                 f"--window-size={width},{height}", "about:blank"]
-        self.proc = subprocess.Popen(
-            ["sh", "-c", f'exec "$@" 3<&{cmd_read} 4>&{out_write}', "sh", *args],
+        self.proc = subprocess.Popen(  # bash, not sh: dash reads only one-digit descriptors in redirections
+            ["bash", "-c", f'exec "$@" 3<&{cmd_read} 4>&{out_write}', "bash", *args],
             pass_fds=(cmd_read, out_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

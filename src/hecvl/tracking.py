@@ -245,7 +245,7 @@ def end_invocation(status: str) -> None:
         import mlflow
 
         exp_id = mlflow.MlflowClient(tracking_uri()).get_run(run_id).info.experiment_id
-        print(f"MLflow runs of this invocation: {ui_hint(exp_id)}", file=sys.stderr)
+        print(f"MLflow, the study's runs: {ui_hint(exp_id)}", file=sys.stderr)
 
 
 def runs_url(experiment_id: str, server: str = "http://127.0.0.1:5000") -> str:

@@ -86,6 +86,9 @@ for _rel, _job in STUDY.noise_jobs():
         params:
             file=RESOLVED,
             arguments=lambda wc, job=_job, rel=_rel: evaluate_arguments(job, noise_model_dir(rel)),
+            # the MLflow run names carry the relevance: the sweep's runs are told apart from the study's
+            # (a param: the shell string is formatted when the job runs, after the loop has moved on)
+            run_prefix=f"noise/rel{_rel:g}",
             eval=P.eval.to_dict(),
         log:
             f"{LOGS}/noise/rel{_rel:g}/evaluate/{_job.model}/seed{_job.seed}.log",
@@ -94,8 +97,7 @@ for _rel, _job in STUDY.noise_jobs():
         conda:
             ENV
         shell:
-            # the MLflow run names carry the relevance: the sweep's runs are told apart from the study's
-            f"HECVL_RUN_PREFIX=noise/rel{_rel:g} "
+            "HECVL_RUN_PREFIX={params.run_prefix} "
             "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"
 
 

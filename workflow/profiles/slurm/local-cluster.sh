@@ -24,6 +24,8 @@ PACKAGES=(munge slurm-wlm slurmdbd mariadb-server)
 # daemon name, in start order; `down` goes through them backwards
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
 MUNGE_SOCKET=/run/munge/munge.socket.2  # the default: sacct/sacctmgr ignore AuthInfo=socket=
+# this script's own SLURM commands (daemons included) read this cluster's config, whatever /etc/slurm holds
+export SLURM_CONF="$DIR/etc/slurm.conf"
 
 say() { echo "local-cluster: $*" >&2; }
 die() { say "error: $*"; exit "${2:-1}"; }
