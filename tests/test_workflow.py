@@ -158,12 +158,12 @@ def test_protocol_sensitivity_scores_the_study_models_under_every_protocol(study
     """`snakemake protocol_sensitivity`: one sweep per model of the main comparison, then the paper's
     table and figure; the study's own results untouched."""
     planned = _planned_jobs(_snakemake(study, "protocol_sensitivity", dry=True).stdout)
-    assert planned == {"protocol_sweep": 4, "protocol_sensitivity": 1}, planned  # smoke: 2 variants x 2 seeds
+    assert planned == {"protocol_sweep": 2, "protocol_sensitivity": 1}, planned  # smoke: 2 variants x 1 seed
     _snakemake(study, "protocol_sensitivity")
     paper = study / "results" / "paper"
     rows = pd.read_csv(paper / "protocol_sensitivity.csv", dtype={"protocol_hash": str})
     assert set(rows["protocol"]) == {"hecvl", "surgvlp", "peskavlp-table1", "surgclip", "surglime"}
-    assert set(rows["model"]) == {"clip_only", "hecvl"} and set(rows["seed"]) == {0, 1}
+    assert set(rows["model"]) == {"clip_only", "hecvl"} and set(rows["seed"]) == {0}
     full = rows[rows["choice"] == "all"]
     assert full.groupby("protocol")["protocol_hash"].nunique().eq(1).all()  # one hash per protocol
     # the study protocol's sweep rows are the study's own evaluations, number for number

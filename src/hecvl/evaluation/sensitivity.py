@@ -125,5 +125,25 @@ def run_sensitivity(
             })
         log.info("protocol %s (%s): %d datasets scored", var.protocol, var.choice, len(plan))
     table = pd.DataFrame(rows, columns=COLUMNS)
+    _track(params, table, out, model_name, seed)
     write_csv(out / SWEEP_FILE, table)
     return table
+
+
+def _track(params: Params, table: pd.DataFrame, out: Path, model_name: str, seed: int) -> None:
+    """One MLflow run per sweep (not one per evaluation: a sweep has dozens): per protocol row, the
+    dataset-averaged video-wise accuracy and F1, and every evaluation's metrics file as artifacts."""
+    from hecvl.tracking import experiment_name, mlflow_run
+
+    means = table.groupby(["protocol", "choice"], sort=False)[["accuracy_mean", "f1_mean"]].mean()
+    metrics = {}
+    for (protocol, choice), row in means.iterrows():
+        name = protocol if choice == ALL else f"{protocol}--{choice}"
+        metrics[f"accuracy/{name}"] = float(row["accuracy_mean"])
+        metrics[f"f1/{name}"] = float(row["f1_mean"])
+    tags = {"stage": "protocols", "rule": "protocol_sweep", "model": model_name, "seed": seed}
+    with mlflow_run(experiment=experiment_name(params), run_name=f"protocols/{model_name}/seed{seed}",
+                    tags=tags) as run:
+        run.log_metrics(metrics)
+        for path in table["path"]:
+            run.log_artifact(Path(path), artifact_path=str(Path(path).parent.relative_to(out)))
