@@ -243,6 +243,7 @@ def test_mlflow_run_holds_metrics_and_outputs(world: dict, monkeypatch: pytest.M
     assert run.data.params["eval.space"] == "video" and run.data.tags["dataset"] == "tiny"
     assert run.data.tags["prompts"] == "decomposed" and run.data.tags["space"] == "video"
     assert run.data.params["eval.prompt_sha256"] == m["run"]["prompt_sha256"]
+    assert run.data.tags["protocol"] == "hecvl v1" and run.data.tags["protocol_hash"] == m["protocol_hash"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert artifacts == {"metrics.json", "predictions.parquet", "confusion.png", "prompts.json"}
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import BIN, PROJECT_FILES, ROOT, _env, _run
+from study_helpers import BIN, PROJECT_FILES, ROOT
+from study_helpers import env as _env
+from study_helpers import run as _run
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 TARGET = "results/models/hecvl/seed0/model.safetensors"

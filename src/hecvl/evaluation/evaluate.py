@@ -422,6 +422,8 @@ def _track(params: Params, out: Path, metrics: dict[str, Any]) -> None:
     tags = {k: run[k] for k in keys if k in run}
     tags["stage"] = tags["rule"] = "evaluate"
     tags["output"] = str(out)  # the cell's folder: tells apart runs of the narration-noise sweep too
+    tags["protocol"] = f"{metrics['protocol']} v{metrics['protocol_version']}"
+    tags["protocol_hash"] = metrics["protocol_hash"]  # equal hashes: numbers scored the same way
     logged = {k: v for k, v in run.items() if k not in ("videos", "train_videos")}
     with mlflow_run(
         experiment=experiment,

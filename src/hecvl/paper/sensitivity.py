@@ -163,14 +163,14 @@ def sensitivity_figure(diffs: pd.DataFrame, out: str | Path, title: str) -> Path
     order = list(dict.fromkeys(d["row"]))
     models = list(dict.fromkeys(d["model"]))
     colours = palette(models)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(order) + 1.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.42 * len(order) + 1.8), sharey=True)
     for ax, m, name in zip(axes, ("d_accuracy", "d_f1"), ("accuracy", "macro F1"), strict=True):
         sns.barplot(d, y="row", x=m, hue="model", order=order, hue_order=models, palette=colours,
                     errorbar=std_interval, orient="h", ax=ax, legend=ax is axes[1])
         ax.axvline(0, color="0.3", lw=0.8)
         ax.set_xlabel(f"Δ {name} vs the study protocol (points)")
         ax.set_ylabel("")
-    axes[1].legend(title="model", loc="lower right", fontsize="small")
+    axes[1].legend(title="model", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, out)
