@@ -11,6 +11,7 @@ from hecvl.config.identity import validation_datasets
 from hecvl.errors import HecvlError
 from hecvl.layout import FRAMES, LOGS, NOISE, PAIRS, PAPER
 from hecvl.released_runs import ReleasedRuns
+from hecvl.resources import gpu_cap
 from hecvl.study import Study, expose_cli
 
 expose_cli()  # rules call the `hecvl` installed beside this Snakemake
@@ -57,22 +58,19 @@ def gpus(variant):
     return STUDY.resolved(variant).train.gpus
 
 
-# GPUs: `--resources gpu=N` (a profile's `resources:`) is Snakemake's count of the GPUs there are, and it
-# caps each job's request where Snakemake schedules (workflow/profiles/slurm-local: gpu=0, a cluster
-# without GPUs, which refuses a --gpus it cannot give). A job on a cluster node reads this workflow again
-# without --resources and would ask its `srun` for the uncapped count: the cap travels to it in
-# HECVL_MAX_GPUS (the SLURM plugin submits with --export=ALL).
+# GPUs: the profile's `resources: gpu=N` caps every job's request (workflow/profiles/slurm-local: gpu=0, a
+# cluster without GPUs, which refuses a --gpus it cannot give), also in jobs that read this workflow again
+# on a cluster node (hecvl.resources: the cap travels in HECVL_MAX_GPUS).
 _gpus_there = workflow.global_resources.get("gpu")
-if _gpus_there is not None and _gpus_there.value is not None:
-    os.environ["HECVL_MAX_GPUS"] = str(_gpus_there.value)
-MAX_GPUS = os.environ.get("HECVL_MAX_GPUS")
-if MAX_GPUS is not None and not MAX_GPUS.isdigit():
-    sys.exit(f"hecvl: HECVL_MAX_GPUS={MAX_GPUS!r}: expected a whole number of GPUs, 0 or more")
+try:
+    MAX_GPUS = gpu_cap(_gpus_there.value if _gpus_there is not None else None)
+except HecvlError as _exc:
+    sys.exit(f"hecvl: {_exc}")
 
 
 def gpu_request(n):
     """The GPUs a job asks its executor for: n, capped by the GPUs there are (HECVL_MAX_GPUS)."""
-    return n if MAX_GPUS is None else min(n, int(MAX_GPUS))
+    return n if MAX_GPUS is None else min(n, MAX_GPUS)
 
 
 def validation_frames(variant):
