@@ -13,7 +13,6 @@ Bio_ClinicalBERT folder and the weights from a local .pth file.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,12 +23,10 @@ from tqdm import tqdm
 from transformers import BertConfig, BertModel, BertTokenizer, ResNetModel
 
 from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD, VisualConfig
-from hecvl.errors import HecvlError
 from hecvl.models.released_checkpoint import (
     BERT_FFN,
     BERT_LAYERS,
     BERT_MAX_POS,
-    BERT_TYPE_VOCAB,
     BERT_VOCAB,
     EMBED_DIM,
     EMBEDDER_PREFIX,
@@ -39,6 +36,7 @@ from hecvl.models.released_checkpoint import (
     read_released_checkpoint,
 )
 from hecvl.models.resnet_keys import hf_to_torchvision, torchvision_to_hf
+from hecvl.models.video_checkpoint import bert_config, load_vocab_tokenizer, warn_truncated
 from hecvl.models.visual_encoder import resnet_config
 
 RESIZE_HW = (360, 640)  # the original `transforms.Resize((360, 640))`: exact size, aspect ratio ignored
@@ -46,26 +44,14 @@ CROP = 224
 MAX_TOKENS = 77
 LAST_N_LAYERS = 4
 LOGIT_SCALE = 100.0  # a hard-coded constant in the original scoring, not a learned parameter
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 ImageInput = np.ndarray | torch.Tensor | Image.Image | Sequence[np.ndarray | Image.Image]
 
 
 def bio_clinical_bert_config() -> BertConfig:
     """Bio_ClinicalBERT's architecture; eager attention as in transformers 4.30, which the authors pinned."""
-    return BertConfig(
-        vocab_size=BERT_VOCAB,
-        hidden_size=EMBED_DIM,
-        num_hidden_layers=BERT_LAYERS,
-        num_attention_heads=12,
-        intermediate_size=BERT_FFN,
-        max_position_embeddings=BERT_MAX_POS,
-        type_vocab_size=BERT_TYPE_VOCAB,
-        layer_norm_eps=1e-12,
-        hidden_act="gelu",
-        pad_token_id=0,
-        attn_implementation="eager",
-    )
+    return bert_config(BERT_VOCAB, EMBED_DIM, BERT_LAYERS, 12, BERT_FFN, BERT_MAX_POS,
+                       attn_implementation="eager")
 
 
 def load_bio_clinical_bert_tokenizer(bert_dir: str | Path) -> BertTokenizer:
@@ -74,28 +60,11 @@ def load_bio_clinical_bert_tokenizer(bert_dir: str | Path) -> BertTokenizer:
     Lower-casing is forced: `AutoTokenizer` on the authors' Bio_ClinicalBERT repo lower-cases although the
     vocabulary is cased (checkpoints.md §3), whatever a local tokenizer_config.json might say.
     """
-    bert_dir = Path(bert_dir)
-    vocab_file = bert_dir / "vocab.txt"
-    if not vocab_file.is_file():
-        raise HecvlError("no vocab.txt in the Bio_ClinicalBERT folder", bert_dir)
-    try:  # as transformers' load_vocab: one token per line, only the newline stripped
-        with open(vocab_file, encoding="utf-8") as fh:
-            lines = [line.rstrip("\n") for line in fh.readlines()]
-    except UnicodeDecodeError as exc:
-        raise HecvlError(f"vocab.txt is not UTF-8 text ({exc.reason})", vocab_file) from exc
-    if len(lines) != BERT_VOCAB:
-        raise HecvlError(
-            f"vocab.txt has {len(lines)} entries; Bio_ClinicalBERT's has {BERT_VOCAB} "
-            "(a different vocabulary would map words to the wrong embeddings)",
-            vocab_file,
-        )
-    vocab: dict[str, int] = {}
-    for index, token in enumerate(lines):
-        vocab[token] = index  # as transformers' load_vocab: a repeated token keeps its last index
-    absent = [t for t in SPECIAL_TOKENS if t not in vocab]
-    if absent:
-        raise HecvlError(f"vocab.txt lacks the BERT special tokens {absent}", vocab_file)
-    return BertTokenizer(vocab=vocab, do_lower_case=True)
+    return load_vocab_tokenizer(
+        bert_dir, BERT_VOCAB, "Bio_ClinicalBERT",
+        size_note=f"Bio_ClinicalBERT's has {BERT_VOCAB} (a different vocabulary would map words to the wrong "
+        "embeddings)",
+    )  # fmt: skip
 
 
 def resize_and_crop(images: ImageInput) -> np.ndarray:
@@ -258,19 +227,9 @@ class ReleasedModel(torch.nn.Module):
 
         Warns when a text is longer than 77 word pieces, because the original silently cut it.
         """
-        if isinstance(texts, str):
-            raise TypeError("tokenize takes a list of texts, not one string")
-        rows = []
-        for text in texts:
-            full = len(self.tokenizer(text, truncation=False)["input_ids"])
-            if full > MAX_TOKENS:
-                message = f"text truncated from {full} to {MAX_TOKENS} tokens: {text[:60]!r}..."
-                warnings.warn(message, UserWarning, stacklevel=2)
-            rows.append(
-                self.tokenizer(
-                    text, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
-                )
-            )
+        warn_truncated(self.tokenizer, texts, MAX_TOKENS)
+        rows = [self.tokenizer(t, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                               return_tensors="pt") for t in texts]  # fmt: skip
         if not rows:
             empty = torch.zeros(0, MAX_TOKENS, dtype=torch.long)
             return {"input_ids": empty, "attention_mask": empty.clone(), "token_type_ids": empty.clone()}

@@ -17,6 +17,7 @@ import torch
 
 from hecvl.errors import HecvlError
 from hecvl.models.state_dicts import load_torch_file, unwrap_state_dict
+from hecvl.models.video_checkpoint import check_state_layout
 
 IMG_PREFIX = "backbone_img.model."
 EMBEDDER_PREFIX = "backbone_img.global_embedder."
@@ -33,7 +34,6 @@ BERT_TYPE_VOCAB = 2
 
 # Keys whose tensors are integer buffers; everything else must be floating point.
 _INTEGER_SUFFIXES = ("num_batches_tracked", "position_ids")
-_SHOW = 5  # how many keys of each kind a mismatch message lists
 
 
 def _batchnorm(shapes: dict[str, tuple[int, ...]], prefix: str, channels: int) -> None:
@@ -105,37 +105,14 @@ def released_layout() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _describe(kind: str, items: list[str]) -> str:
-    shown = ", ".join(items[:_SHOW])
-    more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-    return f"{len(items)} {kind}: {shown}{more}"
-
-
 def check_layout(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     """Raise a HecvlError listing missing, unexpected and wrong-shape/dtype keys, if there are any.
 
     `position_ids` may be absent (files written with transformers >= 4.31 lack it); when present it must be
     `arange(512)`, since transformers < 4.31 would have used whatever it holds.
     """
-    expected = released_layout()
-    missing = sorted(k for k in expected if k not in state and k != POSITION_IDS_KEY)
-    unexpected = sorted(k for k in state if k not in expected)
-    wrong = []
-    for key in sorted(k for k in state if k in expected):
-        t = state[key]
-        want_int = key.endswith(_INTEGER_SUFFIXES)
-        if tuple(t.shape) != expected[key]:
-            wrong.append(f"{key} {tuple(t.shape)} != {expected[key]}")
-        elif t.is_floating_point() == want_int or t.is_complex():
-            wrong.append(f"{key} dtype {t.dtype} (expected {'integer' if want_int else 'floating point'})")
-    if missing or unexpected or wrong:
-        found = (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shape/dtype", wrong))
-        parts = [_describe(kind, items) for kind, items in found if items]
-        raise HecvlError(
-            f"not a SurgVLP/HecVL/PeskaVLP released checkpoint ({len(state)} keys, expected "
-            f"{len(expected)}): " + "; ".join(parts),
-            path,
-        )
+    check_state_layout(state, released_layout(), path, "SurgVLP/HecVL/PeskaVLP released",
+                       optional=(POSITION_IDS_KEY,), integer_suffixes=_INTEGER_SUFFIXES)
     pos = state.get(POSITION_IDS_KEY)
     if pos is not None and not torch.equal(pos, torch.arange(BERT_MAX_POS, dtype=pos.dtype).unsqueeze(0)):
         raise HecvlError(f"{POSITION_IDS_KEY} is not 0..{BERT_MAX_POS - 1}; refusing to ignore it", path)

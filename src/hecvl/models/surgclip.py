@@ -23,7 +23,6 @@ scores a window as mean over frames of cosine(frame, text) / temp.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertModel, BertTokenizer
 
 from hecvl.errors import HecvlError
 from hecvl.models.video_checkpoint import (
     Layout,
+    VitBertSizes,
     bert_layout,
     check_state_layout,
     linear,
@@ -43,6 +43,7 @@ from hecvl.models.video_checkpoint import (
     norm,
     prefixed,
     read_checkpoint,
+    warn_truncated,
 )
 
 MAX_TOKENS = 77
@@ -56,35 +57,10 @@ POSITION_IDS = TEXT + "embeddings.position_ids"  # saved by transformers < 4.31;
 
 
 @dataclass(frozen=True)
-class SurgClipConfig:
+class SurgClipConfig(VitBertSizes):
     """Sizes of the model; the defaults are SurgCLIP-β's (the loader checks a file against them)."""
 
-    image_size: int = 224
-    patch_size: int = 16
     num_frames: int = 16
-    width: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: int = 4
-    embed_dim: int = 256
-    vocab_size: int = 30522  # bert-base-uncased
-    text_width: int = 768
-    text_layers: int = 12
-    text_heads: int = 12
-    text_ffn: int = 3072
-    max_positions: int = 512
-
-    @property
-    def num_patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-    def bert(self) -> BertConfig:
-        return BertConfig(
-            vocab_size=self.vocab_size, hidden_size=self.text_width, num_hidden_layers=self.text_layers,
-            num_attention_heads=self.text_heads, intermediate_size=self.text_ffn,
-            max_position_embeddings=self.max_positions, type_vocab_size=2, layer_norm_eps=1e-12,
-            hidden_act="gelu", pad_token_id=0,
-        )  # fmt: skip
 
 
 def surgclip_layout(cfg: SurgClipConfig = SurgClipConfig()) -> Layout:
@@ -250,15 +226,9 @@ class SurgClipModel(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """The package's tokenisation: lower-cased WordPiece, padded and truncated to 77 tokens."""
-        if isinstance(texts, str):
-            raise TypeError("tokenize takes a list of texts, not one string")
         if self.tokenizer is None:
             raise ValueError("this model was built without a tokenizer")
-        for text in texts:
-            full = len(self.tokenizer(text, truncation=False)["input_ids"])
-            if full > MAX_TOKENS:
-                warnings.warn(f"text truncated from {full} to {MAX_TOKENS} tokens: {text[:60]!r}...",
-                              UserWarning, stacklevel=2)  # fmt: skip
+        warn_truncated(self.tokenizer, texts, MAX_TOKENS)
         return dict(self.tokenizer(list(texts), padding="max_length", truncation=True,
                                    max_length=MAX_TOKENS, return_tensors="pt"))  # fmt: skip
 

@@ -20,7 +20,6 @@ be present and equal. A `module.` prefix is stripped; any other difference is an
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,11 +27,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertModel, BertTokenizer
 
 from hecvl.errors import HecvlError
 from hecvl.models.video_checkpoint import (
     Layout,
+    VitBertSizes,
     bert_layout,
     check_state_layout,
     linear,
@@ -41,6 +41,7 @@ from hecvl.models.video_checkpoint import (
     norm,
     prefixed,
     read_checkpoint,
+    warn_truncated,
 )
 
 MAX_TOKENS = 77
@@ -54,40 +55,16 @@ WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 
 
 @dataclass(frozen=True)
-class SurgLimeConfig:
-    """Sizes of the model; the defaults are SurgLIME's (the loader checks a file against them)."""
+class SurgLimeConfig(VitBertSizes):
+    """Sizes of the model; the defaults are SurgLIME's (the loader checks a file against them; the
+    vocabulary size is the file's, PubMedBERT's)."""
 
-    image_size: int = 224
-    patch_size: int = 16
-    width: int = 768
-    depth: int = 12
-    heads: int = 12
-    mlp_ratio: int = 4
-    embed_dim: int = 256
-    vocab_size: int = 30522  # PubMedBERT's; the loader takes the file's
-    text_width: int = 768
-    text_layers: int = 12
-    text_heads: int = 12
-    text_ffn: int = 3072
-    max_positions: int = 512
     rank: int = 16
     alpha: int = 32
 
     @property
     def lora_scale(self) -> float:
         return self.alpha / self.rank
-
-    @property
-    def num_patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-    def bert(self) -> BertConfig:
-        return BertConfig(
-            vocab_size=self.vocab_size, hidden_size=self.text_width, num_hidden_layers=self.text_layers,
-            num_attention_heads=self.text_heads, intermediate_size=self.text_ffn,
-            max_position_embeddings=self.max_positions, type_vocab_size=2, layer_norm_eps=1e-12,
-            hidden_act="gelu", pad_token_id=0,
-        )  # fmt: skip
 
 
 def vision_layout(cfg: SurgLimeConfig) -> Layout:
@@ -289,15 +266,9 @@ class SurgLimeModel(nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Lower-cased WordPiece of all texts together, padded to the longest, truncated at 77 tokens."""
-        if isinstance(texts, str):
-            raise TypeError("tokenize takes a list of texts, not one string")
         if self.tokenizer is None:
             raise ValueError("this model was built without a tokenizer")
-        for text in texts:
-            full = len(self.tokenizer(text, truncation=False)["input_ids"])
-            if full > MAX_TOKENS:
-                warnings.warn(f"text truncated from {full} to {MAX_TOKENS} tokens: {text[:60]!r}...",
-                              UserWarning, stacklevel=2)  # fmt: skip
+        warn_truncated(self.tokenizer, texts, MAX_TOKENS)
         return dict(self.tokenizer(list(texts), padding="longest", truncation=True, max_length=MAX_TOKENS,
                                    return_tensors="pt"))  # fmt: skip
 

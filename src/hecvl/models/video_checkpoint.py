@@ -1,4 +1,5 @@
-"""Shared pieces of the released video-language loaders (SurgCLIP-β, SurgLIME): layouts, checks, vocab.
+"""Shared pieces of the released-model loaders (SurgVLP family, SurgCLIP-β, SurgLIME): layouts, checks,
+vocabularies, the BERT configuration and the truncation warning.
 
 Why strict: the authors' own loaders either load with `strict=False` (SurgCLIP's package: a file whose keys
 do not fit silently leaves towers at their random initial weights) or need their training code. Ours read
@@ -8,11 +9,14 @@ implies, naming the file and every kind of difference, before any weight is used
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import BertTokenizer
+from transformers import BertConfig, BertTokenizer
 
 from hecvl.errors import HecvlError
 from hecvl.models.state_dicts import load_torch_file, unwrap_state_dict
@@ -99,10 +103,12 @@ def check_state_layout(
     path: str | Path,
     title: str,
     optional: Iterable[str] = (),
+    integer_suffixes: tuple[str, ...] = (),
 ) -> None:
     """Raise a HecvlError naming the file and the missing, unexpected and wrong-shape/dtype keys, if any.
 
-    Every tensor must be floating point; `optional` keys may be absent (they are checked when present).
+    Every tensor must be floating point but those whose key ends with one of `integer_suffixes` (buffers
+    such as `position_ids`), which must be integers; `optional` keys may be absent (checked when present).
     """
     optional = set(optional)
     missing = sorted(k for k in expected if k not in state and k not in optional)
@@ -110,10 +116,11 @@ def check_state_layout(
     wrong = []
     for key in sorted(k for k in state if k in expected):
         t = state[key]
+        want_int = key.endswith(integer_suffixes)
         if tuple(t.shape) != tuple(expected[key]):
             wrong.append(f"{key} {tuple(t.shape)} != {tuple(expected[key])}")
-        elif not t.is_floating_point():
-            wrong.append(f"{key} dtype {t.dtype} (expected floating point)")
+        elif t.is_floating_point() == want_int or t.is_complex():
+            wrong.append(f"{key} dtype {t.dtype} (expected {'integer' if want_int else 'floating point'})")
     if missing or unexpected or wrong:
         found = (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shape/dtype", wrong))
         parts = [_describe(kind, items) for kind, items in found if items]
@@ -123,11 +130,15 @@ def check_state_layout(
         )
 
 
-def load_vocab_tokenizer(bert_dir: str | Path, vocab_size: int, what: str) -> BertTokenizer:
+def load_vocab_tokenizer(
+    bert_dir: str | Path, vocab_size: int, what: str, size_note: str | None = None
+) -> BertTokenizer:
     """A lower-casing WordPiece tokenizer from `bert_dir/vocab.txt`, which must have `vocab_size` entries.
 
-    The size comes from the checkpoint's word embeddings: another vocabulary would map words to the wrong
-    rows without any error.
+    The size comes from the checkpoint's word embeddings (or the model's known vocabulary, `size_note`
+    saying so): another vocabulary would map words to the wrong rows without any error. Read as
+    transformers' load_vocab does: one token per line, only the newline stripped, a repeated token keeping
+    its last index.
     """
     bert_dir = Path(bert_dir)
     vocab_file = bert_dir / "vocab.txt"
@@ -139,13 +150,59 @@ def load_vocab_tokenizer(bert_dir: str | Path, vocab_size: int, what: str) -> Be
     except UnicodeDecodeError as exc:
         raise HecvlError(f"vocab.txt is not UTF-8 text ({exc.reason})", vocab_file) from exc
     if len(lines) != vocab_size:
-        raise HecvlError(
-            f"vocab.txt has {len(lines)} entries; the checkpoint's word embeddings have {vocab_size} rows "
-            f"(is this the {what} vocabulary?)",
-            vocab_file,
-        )
+        note = size_note or (f"the checkpoint's word embeddings have {vocab_size} rows (is this the {what} "
+                             "vocabulary?)")
+        raise HecvlError(f"vocab.txt has {len(lines)} entries; {note}", vocab_file)
     vocab = {token: index for index, token in enumerate(lines)}
     absent = [t for t in SPECIAL_TOKENS if t not in vocab]
     if absent:
         raise HecvlError(f"vocab.txt lacks the BERT special tokens {absent}", vocab_file)
     return BertTokenizer(vocab=vocab, do_lower_case=True)
+
+
+def bert_config(vocab: int, width: int, layers: int, heads: int, ffn: int, max_pos: int, **extra: Any
+                ) -> BertConfig:
+    """A BERT-base-shaped `BertConfig` (two token types, GELU, eps 1e-12, [PAD] = 0) of the given sizes."""
+    return BertConfig(
+        vocab_size=vocab, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=ffn, max_position_embeddings=max_pos, type_vocab_size=2, layer_norm_eps=1e-12,
+        hidden_act="gelu", pad_token_id=0, **extra,
+    )  # fmt: skip
+
+
+def warn_truncated(tokenizer: BertTokenizer, texts: Sequence[str], max_tokens: int) -> None:
+    """Warn of each text longer than `max_tokens` word pieces: the authors' code cut them silently."""
+    if isinstance(texts, str):
+        raise TypeError("tokenize takes a list of texts, not one string")
+    for text in texts:
+        full = len(tokenizer(text, truncation=False)["input_ids"])
+        if full > max_tokens:
+            warnings.warn(f"text truncated from {full} to {max_tokens} tokens: {text[:60]!r}...", UserWarning,
+                          stacklevel=3)
+
+
+@dataclass(frozen=True)
+class VitBertSizes:
+    """Sizes of a ViT-B/16 + BERT-base video-language model; the defaults are the released models'."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    width: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_ratio: int = 4
+    embed_dim: int = 256
+    vocab_size: int = 30522  # bert-base-uncased (PubMedBERT's is the same size)
+    text_width: int = 768
+    text_layers: int = 12
+    text_heads: int = 12
+    text_ffn: int = 3072
+    max_positions: int = 512
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    def bert(self) -> BertConfig:
+        return bert_config(self.vocab_size, self.text_width, self.text_layers, self.text_heads, self.text_ffn,
+                           self.max_positions)
