@@ -58,3 +58,22 @@ def write_cholec80(
         "labels": "phase_annotations",
         "splits": "splits.json",
     }
+
+
+def gradient(p: int, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Smooth gradients shifted by the phase: resampling differences between transforms show up."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 2 + 40 * p, yy * 2, (xx + yy + 60 * p)], axis=-1)
+    return np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def small_model_params(root: Path, name: str, target: dict) -> dict:
+    """A study of one target, `tiny`, scored by a small ResNet at 32 px, with caches under `root`."""
+    return {
+        "seed": 0,
+        "study": {"name": name},
+        "data": {"targets": {"tiny": target}},
+        "frames": {"cache": str(root / "frames"), "transform": {"size": [48, 64], "crop": 32}},
+        "model": {"visual": {"preset": "small", "image_size": 32}, "heads": {"dim": 32}},
+        "eval": {"cache": str(root / "emb"), "batch_size": 8},
+    }

@@ -68,14 +68,30 @@ def snakemake(cwd: Path, *targets: str, dry: bool = False) -> subprocess.Complet
     return run([*cmd, *(["-n", "--quiet", "rules"] if dry else [])], cwd)
 
 
-def make_study(base: Path) -> Path:
-    """A git + DVC project with the smoke preset, its whole study run once, data pinned under a tag."""
-    project = base / "project"
+def copy_project(project: Path) -> Path:
+    """The study's workflow files (PROJECT_FILES) copied into a new folder `project`."""
     project.mkdir()
     for name in PROJECT_FILES:
         src, dst = ROOT / name, project / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    return project
+
+
+def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
+    """Rule -> job count from the "Job stats" table of `snakemake -n`."""
+    jobs = {}
+    for line in dry_run_stdout.split("Job stats:", 1)[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def smoke_project(base: Path) -> Path:
+    """A git project of the workflow with the smoke preset, not yet run: `base/project`."""
+    project = copy_project(base / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["preset"] == "default"
     text = (project / "params.yaml").read_text().replace("preset: default ", "preset: smoke   ", 1)
@@ -83,6 +99,12 @@ def make_study(base: Path) -> Path:
     run(["git", "init", "-q", "-b", "main"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "smoke study"], project)
+    return project
+
+
+def make_study(base: Path) -> Path:
+    """A git + DVC project with the smoke preset, its whole study run once, data pinned under a tag."""
+    project = smoke_project(base)
     snakemake(project)
     # Pin the data: record the data stages' outputs in dvc.lock, push them to the default local remote.
     run([str(BIN / "dvc"), "commit", "-f", "-q"], project)

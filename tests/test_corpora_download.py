@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from corpora_helpers import SCHEMA
 from pairing_helpers import ABSTRACT, GOOD_KEYSTEPS, GOOD_NARRATIONS, make_lecture, make_video, run_pair
 from training_helpers import write_params
 
@@ -269,23 +270,6 @@ def test_bad_download_settings_name_the_field(tmp_path: Path, capsys: pytest.Cap
 
 # --- the DAG: import (SurgLaVi-β schema) -> download from loopback -> acquire -> pair -> pretrain ---------
 
-SURGLAVI_SCHEMA = """
-CREATE TABLE videos (
-    video_id INTEGER PRIMARY KEY, title VARCHAR, name VARCHAR, url VARCHAR, runtime VARCHAR, year INTEGER,
-    fps FLOAT, duration FLOAT, frame_count INTEGER, width INTEGER, height INTEGER, youtube_id VARCHAR,
-    description TEXT, procedure_modality VARCHAR, procedure_type VARCHAR, specialty VARCHAR, subject VARCHAR,
-    total_caption_count INTEGER
-);
-CREATE TABLE levels (level_id INTEGER PRIMARY KEY, name VARCHAR NOT NULL);
-CREATE TABLE captions (
-    caption_id INTEGER PRIMARY KEY, video_id INTEGER NOT NULL REFERENCES videos(video_id), video_name VARCHAR,
-    level_id INTEGER NOT NULL REFERENCES levels(level_id), raw_narration TEXT, caption TEXT,
-    start_time FLOAT, end_time FLOAT, duration FLOAT, is_surgical_content BOOLEAN, is_descriptive BOOLEAN
-);
-CREATE TABLE transcriptions (
-    transcription_id INTEGER PRIMARY KEY, video_id INTEGER NOT NULL, file_path VARCHAR, text TEXT
-);
-"""
 
 
 def surglavi_db(path: Path, base_url: str) -> Path:
@@ -294,7 +278,7 @@ def surglavi_db(path: Path, base_url: str) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path)
-    con.executescript(SURGLAVI_SCHEMA)
+    con.executescript(SCHEMA)
     con.executemany("INSERT INTO levels VALUES (?, ?)", [(1, "task"), (2, "step"), (3, "phase")])
     videos = [(1, "case a", f"{base_url}/a.mp4"), (2, "case b", f"{base_url}/b.mp4"),
               (3, "case gone", f"{base_url}/gone.mp4")]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from evaluation_helpers import PHASES, write_cholec80
+from evaluation_helpers import PHASES, small_model_params, write_cholec80
 
 from hecvl.cli import main
 from hecvl.evaluation.embed import EmbeddingCache
@@ -44,14 +44,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tiny = write_cholec80(
         root / "tiny", videos, {"train": VIDEOS[:2], "test": VIDEOS[2:]}, _colour, h=48, w=64
     )
-    params = {
-        "seed": 0,
-        "study": {"name": "eval-test"},
-        "data": {"targets": {"tiny": tiny}},
-        "frames": {"cache": str(root / "frames"), "transform": {"size": [48, 64], "crop": 32}},
-        "model": {"visual": {"preset": "small", "image_size": 32}, "heads": {"dim": 32}},
-        "eval": {"cache": str(root / "emb"), "batch_size": 8},
-    }
+    params = small_model_params(root, "eval-test", tiny)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return {"root": root, "params": path, "cfg": params}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from evaluation_helpers import write_cholec80
+from evaluation_helpers import small_model_params, write_cholec80
 
 from hecvl.cli import main
 from hecvl.config import load_params
@@ -32,14 +32,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     videos = {v: [0, 0, 1, 1, 1, 2, 2, 3, 3, 3][: 7 + i] for i, v in enumerate(VIDEOS)}
     splits = {"train": VIDEOS[:2], "val": VIDEOS[2:3], "test": VIDEOS[3:]}
     tiny = write_cholec80(root / "tiny", videos, splits, _draw, h=48, w=64)
-    params = {
-        "seed": 0,
-        "study": {"name": "protocol-test"},
-        "data": {"targets": {"tiny": tiny}},
-        "frames": {"cache": str(root / "frames"), "transform": {"size": [48, 64], "crop": 32}},
-        "model": {"visual": {"preset": "small", "image_size": 32}, "heads": {"dim": 32}},
-        "eval": {"cache": str(root / "emb"), "batch_size": 8},
-    }
+    params = small_model_params(root, "protocol-test", tiny)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return {"root": root, "params": path}

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from evaluation_helpers import PHASES, write_cholec80
+from evaluation_helpers import PHASES, gradient, write_cholec80
 from paper_helpers import ablation_rows, make_results_tree, run_cli, write_evaluation
 from released_helpers import shared_released
 
@@ -35,13 +35,6 @@ VIDEOS = {"video01": [0, 1], "video02": [2, 3]}  # phase of each second
 PIL_KEY = "360x640-pil-c224"
 
 
-def _gradient(p: int, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Smooth gradients shifted by the phase: resampling differences between transforms show up."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 2 + 40 * p, yy * 2, (xx + yy + 60 * p)], axis=-1)
-    return np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def released(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return shared_released(tmp_path_factory)
@@ -51,7 +44,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("released_eval")
     ds = root / "tiny"
-    tiny = write_cholec80(ds, VIDEOS, {"train": [], "test": list(VIDEOS)}, _gradient, h=120, w=160)
+    tiny = write_cholec80(ds, VIDEOS, {"train": [], "test": list(VIDEOS)}, gradient, h=120, w=160)
     params = {
         "seed": 0,
         "study": {"name": "released-test"},

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from evaluation_helpers import write_cholec80
+from evaluation_helpers import gradient, write_cholec80
 from PIL import Image
 from transformers import BertTokenizer
 from video_released_helpers import shared_surgclip, shared_surglime
@@ -30,17 +30,11 @@ from hecvl.models.surglime import load_surglime
 VIDEOS = {"video01": [0, 1, 2], "video02": [3, 4, 5]}  # phase of each second
 
 
-def _gradient(p: int, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 2 + 40 * p, yy * 2, (xx + yy + 60 * p)], axis=-1)
-    return np.clip(base + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("video_released_eval")
     ds = root / "tiny"
-    tiny = write_cholec80(ds, VIDEOS, {"train": [], "test": list(VIDEOS)}, _gradient, h=120, w=160)
+    tiny = write_cholec80(ds, VIDEOS, {"train": [], "test": list(VIDEOS)}, gradient, h=120, w=160)
     return {"root": root, "ds": ds, "tiny": tiny}
 
 

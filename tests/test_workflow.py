@@ -14,24 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from study_helpers import BIN, ROOT, mlflow_api, mlflow_server
+from study_helpers import BIN, ROOT, mlflow_api, mlflow_server, planned_jobs
 from study_helpers import run as _run
 from study_helpers import snakemake as _snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 # `study`, the smoke study run once per session, is conftest's (made by study_helpers.make_study)
-
-
-def _planned_jobs(dry_run_stdout: str) -> dict[str, int]:
-    """Rule -> job count from the "Job stats" table of `snakemake -n`."""
-    lines = dry_run_stdout.split("Job stats:", 1)[1].splitlines()
-    jobs = {}
-    for line in lines[3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs[parts[0]] = int(parts[1])
-    return jobs
 
 
 def _metrics(project: Path) -> dict[str, dict]:
@@ -104,7 +92,7 @@ def test_pinned_reproduction_of_an_ablation(study: Path):
     _run(["git", "clone", "-q", str(study), str(clone)], study.parent)
     _run(["git", "checkout", "-q", "smoke-v1"], clone)
     _run([str(BIN / "dvc"), "pull", "-q"], clone)
-    planned = _planned_jobs(_snakemake(clone, "ablation_heads", dry=True).stdout)
+    planned = planned_jobs(_snakemake(clone, "ablation_heads", dry=True).stdout)
     assert "pretrain" in planned and not {"acquire", "pair"} & set(planned), planned
     # one evaluation job per model: hecvl's (heads + prompts ablations) and shared_heads'
     assert {"evaluate_hecvl_seed0", "evaluate_shared_heads_seed0"} <= set(planned), planned
@@ -124,7 +112,7 @@ def test_report_builds_with_the_figures(study: Path):
 
 def test_narration_noise_sweep_runs_on_its_own_worlds(study: Path):
     """`snakemake narration_noise`: its own worlds, pairs, models and evaluations; the study's untouched."""
-    planned = _planned_jobs(_snakemake(study, "narration_noise", dry=True).stdout)
+    planned = planned_jobs(_snakemake(study, "narration_noise", dry=True).stdout)
     assert {"noise_world", "noise_pair", "noise_pretrain", "narration_noise"} <= set(planned), planned
     assert not {"acquire", "pair", "pretrain", "frames"} & set(planned), planned  # shared frames reused
     assert planned["noise_world"] == 2 and planned["noise_pretrain"] == 4  # smoke: 2 levels x 2 variants
@@ -157,7 +145,7 @@ def test_narration_noise_sweep_runs_on_its_own_worlds(study: Path):
 def test_protocol_sensitivity_scores_the_study_models_under_every_protocol(study: Path):
     """`snakemake protocol_sensitivity`: one sweep per model of the main comparison, then the paper's
     table and figure; the study's own results untouched."""
-    planned = _planned_jobs(_snakemake(study, "protocol_sensitivity", dry=True).stdout)
+    planned = planned_jobs(_snakemake(study, "protocol_sensitivity", dry=True).stdout)
     assert planned == {"protocol_sweep": 2, "protocol_sensitivity": 1}, planned  # smoke: 2 variants x 1 seed
     _snakemake(study, "protocol_sensitivity")
     paper = study / "results" / "paper"

@@ -7,13 +7,12 @@ test_workflow.py is left untouched.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from study_helpers import BIN, PROJECT_FILES, ROOT
+from study_helpers import BIN, copy_project
 from study_helpers import env as _env
 from study_helpers import run as _run
 
@@ -23,13 +22,7 @@ TARGET = "results/models/hecvl/seed0/model.safetensors"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("config") / "project"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        src, dst = ROOT / name, project / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    return project
+    return copy_project(tmp_path_factory.mktemp("config") / "project")
 
 
 def _trained_steps(project: Path) -> int:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from study_helpers import BIN, PROJECT_FILES, env, run
+from study_helpers import BIN, env, planned_jobs, run, smoke_project
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "workflow" / "profiles" / "slurm" / "local-cluster.sh"
@@ -58,34 +58,6 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
                               timeout=300)
         shutil.rmtree(state, ignore_errors=True)
         assert down.returncode == 0, f"local-cluster.sh down failed:\n{down.stderr[-4000:]}"
-
-
-def _smoke_project(base: Path) -> Path:
-    """A git project of the workflow with the smoke preset, not yet run (as study_helpers.make_study)."""
-    project = base / "project"
-    project.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        src, dst = ROOT / name, project / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    text = (project / "params.yaml").read_text()
-    assert "preset: default " in text
-    (project / "params.yaml").write_text(text.replace("preset: default ", "preset: smoke   ", 1))
-    run(["git", "init", "-q", "-b", "main"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "smoke study"], project)
-    return project
-
-
-def _job_stats(dry_run_stdout: str) -> dict[str, int]:
-    """Rule -> job count from the "Job stats" table of `snakemake -n`."""
-    jobs = {}
-    for line in dry_run_stdout.split("Job stats:", 1)[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs[parts[0]] = int(parts[1])
-    return jobs
 
 
 def _metric_files(project: Path) -> dict[str, bytes]:
@@ -147,9 +119,9 @@ def _run_and_cancel_one_pretraining(project: Path) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster: dict[str, str], tmp_path_factory) -> SlurmRun:
     """The smoke study through the slurm-local profile, one pretraining job cancelled mid-run."""
-    project = _smoke_project(tmp_path_factory.mktemp("slurm"))
+    project = smoke_project(tmp_path_factory.mktemp("slurm"))
     dry = run([str(BIN / "snakemake"), "--workflow-profile", PROFILE, "-n", "--quiet", "rules"], project)
-    planned = _job_stats(dry.stdout)
+    planned = planned_jobs(dry.stdout)
     started = time.monotonic()
     cancelled, output = _run_and_cancel_one_pretraining(project)
     print(f"study through SLURM: {time.monotonic() - started:.1f} s")
