@@ -100,6 +100,13 @@ def load_model(
     return model, model_key(model), f"untrained (seed {seed})"
 
 
+def load_evaluated(
+    params: Params, weights: Path | None, seed: int, device: torch.device, released: ReleasedSource | None
+) -> tuple[Any, str, str]:
+    """(model, cache key, description) of the released weights, saved weights or a seeded fresh model."""
+    return released.load(device) if released is not None else load_model(params, weights, seed, device)
+
+
 def evaluate(
     params: Params | Mapping[str, Any],
     dataset: str,
@@ -127,6 +134,7 @@ def evaluate_many(
     variant: str | None = None,
     released: ReleasedSource | None = None,
     light: bool = False,
+    loaded: tuple[Any, str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every evaluation of `plan` with one model, in order; returns their metrics dicts.
 
@@ -138,7 +146,8 @@ def evaluate_many(
 
     The protocol is eval.protocol's (protocols.py), applied to `params` here; `split` (None: the
     protocol's split of each dataset; or one per dataset) may name several splits joined by +. `light`
-    (protocol sweeps) leaves out each evaluation's confusion figure and MLflow run. The plan's settings decide
+    (protocol sweeps) leaves out each evaluation's confusion figure and MLflow run; `loaded` is the model
+    `load_evaluated` already gave (a sweep loads it once for all its protocols). The plan's settings decide
     the window, normalisation and prompts, and every metrics file records the protocol they make up.
     """
     from tqdm.auto import tqdm
@@ -156,12 +165,9 @@ def evaluate_many(
             raise HecvlError(
                 "one evaluation batch must share its window and normalisation (one embedding pass)")
     device = pick_device(first.device)
-    if released is not None:
-        model, key, model_desc = released.load(device)
-        if get_protocol(first.protocol).transform is None:
-            transform = released.transform
-    else:
-        model, key, model_desc = load_model(params, weights, seed, device)
+    model, key, model_desc = loaded or load_evaluated(params, weights, seed, device, released)
+    if released is not None and get_protocol(first.protocol).transform is None:
+        transform = released.transform
     model = with_normalisation(model, first.normalise)
     temporal = is_temporal(model)
     # the levels the model trained (an untrained model: all, its heads are alike untrained)

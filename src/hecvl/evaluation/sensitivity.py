@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from hecvl.config import Params
-from hecvl.evaluation.evaluate import Evaluation, evaluate_many
+from hecvl.evaluation.embed import pick_device
+from hecvl.evaluation.evaluate import Evaluation, evaluate_many, load_evaluated
 from hecvl.evaluation.protocols import STUDY_PROTOCOL, apply_protocol, protocol_split, protocols
 from hecvl.io import write_csv
 
@@ -110,10 +111,11 @@ def run_sensitivity(
     """Every variation on every dataset; writes each evaluation under `out/<variation>/<dataset>/` and the
     sweep's table `out/sensitivity.csv` (last: its presence means the sweep is complete)."""
     rows = []
+    loaded = load_evaluated(params, weights, seed, pick_device(params.eval.device), released)  # once
     for var in variations(params, datasets):
         plan = [Evaluation(d, var.params.eval, out / var.folder / d) for d in datasets]
         results = evaluate_many(var.params, plan, split=var.splits, weights=weights, seed=seed,
-                                variant=variant, released=released, light=True)
+                                variant=variant, released=released, light=True, loaded=loaded)
         for item, m in zip(plan, results, strict=True):
             rows.append({
                 "model": model_name, "seed": seed, "dataset": item.dataset, "protocol": var.protocol,
