@@ -224,7 +224,7 @@ def end_parent_run(run_id: str | None, status: str = "FINISHED") -> None:
 
 
 
-def begin_invocation(experiment: str) -> str | None:
+def begin_invocation(experiment: str, run_name: str = "snakemake") -> str | None:
     """Create the store and the parent run of a workflow invocation, exported to its jobs' environment.
 
     An already exported parent (an outer invocation, a cluster job) is kept. Returns the parent run id.
@@ -233,7 +233,7 @@ def begin_invocation(experiment: str) -> str | None:
     if not enabled():
         return None
     if not os.environ.get(PARENT_ENV):
-        os.environ[PARENT_ENV] = start_parent_run(experiment)
+        os.environ[PARENT_ENV] = start_parent_run(experiment, run_name)
     return os.environ[PARENT_ENV]
 
 

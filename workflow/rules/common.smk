@@ -146,7 +146,9 @@ def paper_outputs():
 onstart:
     from hecvl import tracking
 
-    tracking.begin_invocation(STUDY.name)
+    # the parent run is named after the invocation's targets: `snakemake`, `snakemake protocol_sensitivity`
+    targets = sorted(getattr(workflow.dag_settings, "targets", None) or [])
+    tracking.begin_invocation(STUDY.name, " ".join(["snakemake", *targets]))
 
 
 onsuccess:
