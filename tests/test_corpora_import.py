@@ -168,8 +168,10 @@ def test_surglavi_default_import(db: Path, tmp_path: Path, capsys: pytest.Captur
     assert record["videos"] == {
         "in_source": 5,
         "imported": 3,
+        "merged": 0,
         "dropped": {"no_clip_captions": 1, "no_url": 1},
     }
+    assert record["duplicate_youtube_ids"] == {"count": 0, "ids": {}}
     assert record["roles"] == {"narration.csv": "step", "keysteps.csv": "task", "abstract.txt": "phase"}
     step = record["levels"]["step"]
     assert step["dropped"] == {
@@ -371,6 +373,131 @@ def test_surglavi_import_validates_and_pairs(db: Path, tmp_path: Path, capsys) -
         "phase": True,
         "video": True,
     }
+
+
+def test_surglavi_drops_exact_duplicate_captions(tmp_path: Path, capsys) -> None:
+    again = [
+        (18, *CAPTIONS[0][1:]),
+        (19, 1, 1, "opening talk, again", "Dissection of the triangle of Calot.", 0.0, 6.0, 6.0, 1, 1),
+        (20, 1, 2, "we open the peritoneum with the hook", "Other caption.", 0.5, 3.0, 2.5, 1, 1),
+        (21, 1, 2, "we open the peritoneum with the hook", "Later.", 0.5, 3.5, 3.0, 1, 1),  # other end
+    ]
+    db = make_surglavi(tmp_path / "surglavi_beta.db", CAPTIONS + again)
+    out = tmp_path / "corpus"
+    assert surglavi(db, out) == 0
+    # 18 repeats 1 and 20 repeats 1's written text (raw_narration) on the same span; 19 repeats 8's
+    # keysteps text (caption) on the same span: each is dropped once, at import. 21 ends later: kept.
+    assert "kept 8 (dropped: not_descriptive 1, not_surgical_content 1, empty_text 1, duplicate 2," in (
+        capsys.readouterr().out
+    )
+    lec = out / "Lap_Chole_case_1-1"
+    assert lines(lec / "narration.csv")[1:3] == [
+        "0.5,3.0,we open the peritoneum with the hook",
+        "0.5,3.5,we open the peritoneum with the hook",
+    ]
+    assert lines(lec / "keysteps.csv")[1:] == [
+        "0.0,6.0,Dissection of the triangle of Calot.,",
+        "12.0,18.0,Clipping of the cystic duct and artery.,",
+    ]
+    levels = json.loads((out / "import.json").read_text())["levels"]
+    assert (levels["step"]["dropped"]["duplicate"], levels["task"]["dropped"]) == (2, {"duplicate": 1})
+    for level in levels.values():
+        assert level["kept"] + sum(level["dropped"].values()) == level["captions"]
+
+
+def test_surglavi_sub_millisecond_caption_keeps_end_after_start(tmp_path: Path, capsys) -> None:
+    tiny = (18, 1, 2, "a blink", "A blink.", 19.5001, 19.5004, None, 1, 1)
+    db = make_surglavi(tmp_path / "surglavi_beta.db", [*CAPTIONS, tiny])
+    corpus = tmp_path / "corpus"
+    assert surglavi(db, corpus) == 0
+    # Millisecond rounding would write 19.5,19.5; the row keeps every digit instead.
+    assert lines(corpus / "Lap_Chole_case_1-1" / "narration.csv")[-1] == "19.5001,19.5004,a blink"
+    assert lines(corpus / "case-2" / "narration.csv")[1] == "2.0,6.0,the stapler fires across the stomach"
+    put_videos(corpus)
+    capsys.readouterr()
+    assert main(["corpus", "validate", str(corpus)]) == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("blob", "written", "error"),
+    [
+        ("gefäß öffnen".encode(), "gefäß öffnen", None),
+        (
+            b"cut \xff here",
+            None,
+            "table captions, caption_id 2: raw_narration is a BLOB that is not valid UTF-8 (byte 4",
+        ),
+    ],
+    ids=["utf8", "not_utf8"],
+)
+def test_surglavi_blob_text(tmp_path: Path, blob: bytes, written, error, capsys) -> None:
+    db = make_surglavi(tmp_path / "surglavi_beta.db")
+    con = sqlite3.connect(db)
+    con.execute("UPDATE captions SET raw_narration = ? WHERE caption_id = 2", (blob,))
+    con.execute("UPDATE videos SET title = ? WHERE video_id = 1", ("Titel ä".encode(),))
+    con.commit()
+    con.close()
+    out = tmp_path / "corpus"
+    if error is None:
+        assert surglavi(db, out) == 0
+        lec = out / "Lap_Chole_case_1-1"
+        assert lines(lec / "narration.csv")[2] == f"3.0,5.5,{written}"
+        assert json.loads((lec / "meta.json").read_text())["title"] == "Titel ä"
+    else:
+        assert surglavi(db, out) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith(f"hecvl corpus: error: {db}: ") and error in err, err
+        assert not out.exists()
+
+
+def test_surglavi_same_youtube_id_is_one_lecture(tmp_path: Path, caplog, capsys) -> None:
+    db = make_surglavi(tmp_path / "surglavi_beta.db")
+    con = sqlite3.connect(db)  # video 6: a second row for video 1's YouTube video (as a full link)
+    con.execute(
+        "INSERT INTO videos (video_id, name, youtube_id, duration) VALUES "
+        "(6, 'chole again', 'https://www.youtube.com/watch?v=dQw4w9WgXcQ', 20.0)"
+    )
+    con.executemany(
+        "INSERT INTO captions (caption_id, video_id, level_id, raw_narration, caption, start_time, end_time,"
+        " duration, is_surgical_content, is_descriptive) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (30, 6, 2, "we open the peritoneum with the hook", "Same as caption 1.", 0.5, 3.0, 2.5, 1, 1),
+            (31, 6, 2, "the cystic artery is clipped", "New.", 17.5, 19.0, 1.5, 1, 1),
+        ],
+    )
+    con.execute("INSERT INTO transcriptions VALUES (2, 6, 'transcriptions/v6.json', '...')")
+    con.commit()
+    con.close()
+    out = tmp_path / "corpus"
+    assert surglavi(db, out) == 0
+    assert "merged into a lecture of the same YouTube id: 1)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "Lap_Chole_case_1-1",
+        "Lap_Chole_case_1-5",
+        "case-2",
+    ]
+    lec = out / "Lap_Chole_case_1-1"
+    assert lines(lec / "narration.csv")[1:] == [
+        "0.5,3.0,we open the peritoneum with the hook",  # caption 30 repeats it: dropped as a duplicate
+        "3.0,5.5,now the grasper holds the gallbladder",
+        "12.0,14.5,the clip applier places two clips",
+        "15.0,17.5,scissors divide the cystic duct",
+        "17.5,19.0,the cystic artery is clipped",
+    ]
+    meta = json.loads((lec / "meta.json").read_text())
+    assert meta["ids"] == {"video_id": 1, "video_name": "Lap Chole: case #1", "merged_video_ids": [6]}
+    assert meta["transcription_files"] == ["transcriptions/v1.json", "transcriptions/v6.json"]
+    record = json.loads((out / "import.json").read_text())
+    assert record["duplicate_youtube_ids"] == {"count": 1, "ids": {"dQw4w9WgXcQ": [1, 6]}}
+    assert record["videos"] == {
+        "in_source": 6,
+        "imported": 3,
+        "merged": 1,
+        "dropped": {"no_clip_captions": 1, "no_url": 1},
+    }
+    assert record["levels"]["step"]["dropped"]["duplicate"] == 1
+    assert "1 YouTube id(s) given by several videos" in caplog.text
+    assert "dQw4w9WgXcQ (video_id 1, 6)" in caplog.text
 
 
 # --- SurgAtlas: the default map's shape, and a flat JSON Lines shape through a custom map ----------

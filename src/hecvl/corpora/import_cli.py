@@ -135,9 +135,11 @@ def run_import(args: argparse.Namespace) -> int:
             )
     videos = result.record["videos"]
     dropped = ", ".join(f"{k} {v}" for k, v in videos["dropped"].items()) or "none"
+    merged = videos.get("merged", 0)  # SurgLaVi: video rows sharing a YouTube id with an earlier one
+    also = f"; merged into a lecture of the same YouTube id: {merged}" if merged else ""
     print(
         f"videos: {videos['imported']} lectures written to {args.out} of {videos['in_source']} "
-        f"(dropped: {dropped}); see {Path(args.out) / 'import.json'}"
+        f"(dropped: {dropped}{also}); see {Path(args.out) / 'import.json'}"
     )
     if not videos["imported"]:
         raise HecvlError("no video could be imported (see the counts above)", args.path)

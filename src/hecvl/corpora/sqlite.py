@@ -115,8 +115,14 @@ class RowError:
             return value.strip().lower() in ("1", "true")
         raise self(row, f"{col} is not a boolean 0/1 ({value!r})")
 
-    @staticmethod
-    def text(row: dict, col: str) -> str:
-        """The text of a column, "" for NULL (non-text values are written as their string)."""
+    def text(self, row: dict, col: str) -> str:
+        """The text of a column, "" for NULL. A BLOB (SQLite stores whatever bytes were inserted) is
+        decoded as UTF-8, never written as "b'...'"; other non-text values are written as their string."""
         value: Any = row.get(col)
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = f"byte {exc.start}: {value[exc.start : exc.start + 1]!r}"
+                raise self(row, f"{col} is a BLOB that is not valid UTF-8 ({bad})") from None
         return "" if value is None else str(value)

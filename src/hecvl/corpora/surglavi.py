@@ -11,10 +11,15 @@ recorded in each meta.json and in import.json.
 The authors' loader filters are options with the authors' defaults: min < duration <= max (0, 500 s),
 the chosen levels (all), and `is_descriptive = 1 and is_surgical_content = 1` (on). Texts are written
 as they are unless `normalise` is asked for.
+
+Rows that would otherwise reach the corpus twice are handled here, not left to `hecvl pair`: a caption
+repeating an earlier one's lecture, level, times and written text is dropped (`duplicate`), and video rows
+sharing a YouTube id become one lecture (the same video must not be downloaded, paired and split twice).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -34,6 +39,8 @@ from hecvl.corpora.writer import (
 from hecvl.corpora.youtube import resolve_url
 from hecvl.errors import HecvlError
 from hecvl.io import sha256_file
+
+log = logging.getLogger(__name__)
 
 CORPUS = "SurgLaVi-beta"
 LICENCE = "CC BY-NC-SA 4.0"
@@ -71,6 +78,7 @@ DROP_REASONS = (
     "not_surgical_content",
     "unused_level",
     "empty_text",
+    "duplicate",
     "video_dropped",
 )
 _PUNCT = re.compile(r"[^\w\s.,]")
@@ -182,6 +190,7 @@ def _read_videos(con, path: Path, options: SurgLaViOptions) -> dict[int, dict[st
     videos = {}
     for row in select(con, path, "videos", cols, "video_id"):
         row["video_id"] = err.integer(row, "video_id")
+        row.update({c: err.text(row, c) for c, v in row.items() if isinstance(v, bytes)})
         if "duration" in row:
             row["duration"] = err.number(row, "duration", nullable=True)
         videos[row["video_id"]] = row
@@ -236,9 +245,10 @@ def _transcriptions(con, path: Path) -> dict[int, list[str]]:
     if "file_path" not in names:
         return {}
     out: dict[int, list[str]] = defaultdict(list)
+    err = RowError(path, "transcriptions", "video_id")
     for row in select(con, path, "transcriptions", ["video_id", "file_path"], "video_id"):
         if isinstance(row["video_id"], int) and row["file_path"]:
-            out[row["video_id"]].append(str(row["file_path"]))
+            out[row["video_id"]].append(err.text(row, "file_path"))
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -372,8 +382,10 @@ class _Build:
             }
         return None, None
 
-    def lecture(self, lecture_id: str, video: dict, by_role: dict[str, list[Caption]]) -> ImportedLecture:
-        """One lecture's files and meta.json."""
+    def lecture(
+        self, lecture_id: str, video: dict, by_role: dict[str, list[Caption]], merged: list[int]
+    ) -> ImportedLecture:
+        """One lecture's files and meta.json (`merged`: the other video rows of its YouTube id)."""
         clip_col, phase_col = self.options.clip_text, self.options.phase_text
         narrations: list[Narration] = [
             (c.start, c.end, self.text(c, clip_col)) for c in sorted(by_role["narration.csv"], key=_when)
@@ -386,7 +398,11 @@ class _Build:
         phase = self.roles["keysteps.csv"]
         meta: dict[str, Any] = {
             "lecture_id": lecture_id,
-            "ids": {"video_id": video["video_id"], "video_name": video.get("name")},
+            "ids": {
+                "video_id": video["video_id"],
+                "video_name": video.get("name"),
+                **({"merged_video_ids": merged} if merged else {}),
+            },
             "url": url,
             "source": self.source,
             "licence": LICENCE,
@@ -410,8 +426,9 @@ class _Build:
         for ours, theirs in VIDEO_META.items():
             if video.get(theirs) not in (None, ""):
                 meta[ours] = video[theirs]
-        if self.transcripts.get(video["video_id"]):
-            meta["transcription_files"] = self.transcripts[video["video_id"]]
+        files = sorted(f for v in [video["video_id"], *merged] for f in self.transcripts.get(v, []))
+        if files:
+            meta["transcription_files"] = files
         return ImportedLecture(lecture_id, narrations, keysteps, abstract or None, meta)
 
 
@@ -425,28 +442,63 @@ def _measure_levels(levels: dict[int, Level], captions: list[Caption]) -> None:
         lv.median_span_s = round(statistics.median(spans[lv.level_id]), 3) if spans[lv.level_id] else None
 
 
-def _route(
-    captions: list[Caption], levels: dict[int, Level], selected: set[int], build: _Build
-) -> tuple[dict[int, dict[str, list[Caption]]], dict[int, list[Caption]]]:
-    """Filter the captions: {video: {role: captions}} and {video: passing captions}; drops are counted.
+def shared_youtube_ids(videos: dict[int, dict]) -> dict[str, list[int]]:
+    """{YouTube id: its video ids, ascending} for the ids that more than one video row gives."""
+    by_id: dict[str, list[int]] = defaultdict(list)
+    for vid, video in videos.items():
+        youtube_id = resolve_url(video.get("youtube_id"), video.get("url"))[1]
+        if youtube_id:
+            by_id[youtube_id].append(vid)
+    return {y: sorted(v) for y, v in sorted(by_id.items()) if len(v) > 1}
 
-    A passing caption feeds every role of its level for which its text is not empty.
+
+def _route(
+    captions: list[Caption],
+    levels: dict[int, Level],
+    selected: set[int],
+    build: _Build,
+    lecture_of: dict[int, int],
+) -> tuple[dict[int, dict[str, list[Caption]]], dict[int, list[Caption]]]:
+    """Filter the captions: {lecture: {role: captions}} and {lecture: passing captions}, a lecture keyed
+    by its first video id (`lecture_of`: video id -> that id); drops are counted.
+
+    A passing caption feeds every role of its level for which its text is not empty. One that repeats an
+    earlier caption's lecture, level, start, end and written texts would write the same rows again: it
+    is dropped as `duplicate` (the first, by caption_id, is kept).
     """
     used: dict[int, dict[str, list[Caption]]] = defaultdict(lambda: defaultdict(list))
     passing: dict[int, list[Caption]] = defaultdict(list)
+    seen: set[tuple] = set()
     for cap in captions:
         level = levels[cap.level_id]
+        lecture = lecture_of.get(cap.video_id, cap.video_id)
         reason = _drop_reason(cap, build.options, selected) or (None if level.roles else "unused_level")
         fed = [] if reason else [r for r in level.roles if build.text(cap, build.column(r)).strip()]
         if reason is None and not fed:
             reason = "empty_text"
+        if reason is None:
+            written = tuple((r, build.text(cap, build.column(r))) for r in fed)
+            key = (lecture, cap.level_id, cap.start, cap.end, written)
+            reason = "duplicate" if key in seen else None
+            seen.add(key)
         if reason is not None:
             level.dropped[reason] += 1
             continue
         for role in fed:
-            used[cap.video_id][role].append(cap)
-        passing[cap.video_id].append(cap)
+            used[lecture][role].append(cap)
+        passing[lecture].append(cap)
     return used, passing
+
+
+def _warn_shared(path: Path, shared: dict[str, list[int]]) -> None:
+    items = [f"{y} (video_id {', '.join(map(str, v))})" for y, v in shared.items()]
+    log.warning(
+        "%s: %d YouTube id(s) given by several videos, each imported as one lecture with their captions "
+        "merged: %s; see import.json",
+        path,
+        len(shared),
+        "; ".join(items[:5]) + ("; ..." if len(items) > 5 else ""),
+    )
 
 
 def read_surglavi(db: str | Path, options: SurgLaViOptions | None = None) -> SurgLaViImport:
@@ -474,11 +526,17 @@ def read_surglavi(db: str | Path, options: SurgLaViOptions | None = None) -> Sur
             level.roles.append(role)
     source = {"corpus": CORPUS, "file": path.name, "sha256": sha256_file(path)}
     build = _Build(options, roles, source, transcripts)
-    used, passing = _route(captions, levels, {lv.level_id for lv in selected}, build)
+    shared = shared_youtube_ids(videos)
+    lecture_of = {vid: group[0] for group in shared.values() for vid in group}
+    used, passing = _route(captions, levels, {lv.level_id for lv in selected}, build, lecture_of)
+    if shared:
+        _warn_shared(path, shared)
 
     video_drops: Counter = Counter()
     chosen = []
     for vid, video in videos.items():
+        if lecture_of.get(vid, vid) != vid:
+            continue  # merged into the lecture of the first video with its YouTube id
         if not used.get(vid, {}).get("narration.csv"):
             reason = "no_clip_captions"
         elif resolve_url(video.get("youtube_id"), video.get("url"))[0] is None:
@@ -494,7 +552,8 @@ def read_surglavi(db: str | Path, options: SurgLaViOptions | None = None) -> Sur
             else:
                 levels[cap.level_id].kept += 1
     ids = _lecture_ids(videos, chosen, options)
-    lectures = [build.lecture(ids[vid], videos[vid], used[vid]) for vid in chosen]
+    merged = {group[0]: group[1:] for group in shared.values()}
+    lectures = [build.lecture(ids[vid], videos[vid], used[vid], merged.get(vid, [])) for vid in chosen]
     renamed = {
         str(v): ids[v] for v in chosen if options.id_from == "name" and ids[v] != videos[v].get("name")
     }
@@ -519,8 +578,10 @@ def read_surglavi(db: str | Path, options: SurgLaViOptions | None = None) -> Sur
         "videos": {
             "in_source": len(videos),
             "imported": len(chosen),
+            "merged": sum(len(v) - 1 for v in shared.values()),
             "dropped": dict(sorted(video_drops.items())),
         },
+        "duplicate_youtube_ids": {"count": len(shared), "ids": shared},
         "lecture_ids_differing_from_name": renamed,
     }
     return SurgLaViImport(list(levels.values()), roles, record, lectures)

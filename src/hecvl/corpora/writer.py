@@ -68,17 +68,21 @@ def unique_ids(candidates: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def _time(value: float) -> str:
-    return repr(round(float(value), 3))
+def _times(start: float, end: float) -> tuple[str, str]:
+    """Both times to the millisecond, or with every digit (Python's shortest exact form) when rounding
+    would turn a segment with end > start into end == start, which validation rejects."""
+    start, end = float(start), float(end)
+    short = round(start, 3) == round(end, 3) and end > start
+    return (repr(start), repr(end)) if short else (repr(round(start, 3)), repr(round(end, 3)))
 
 
 def render_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """CSV text with `\\n` line ends; times (the first two columns) at millisecond precision."""
+    """CSV text with `\\n` line ends; times (the first two columns) to the millisecond (see `_times`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_time(row[0]), _time(row[1]), *row[2:]])
+        writer.writerow([*_times(row[0], row[1]), *row[2:]])
     return buf.getvalue()
 
 
