@@ -44,7 +44,7 @@ def study_params() -> dict[str, Any]:
     params["ablations"] = {
         "heads": {"variants": ["hecvl", "shared_heads"], "seeds": [0, 1]},
         "space": {"variants": ["hecvl"], "spaces": ["clip", "ensemble"]},
-        "references": {"references": ["untrained", "linear_probe"]},
+        "references": {"references": ["untrained", "linear_probe"], "seeds": "ablation"},
     }
     params["study"]["ablations"] = list(params["ablations"])
     for preset in (params.get("presets") or {}).values():  # every preset is validated: keep them to these

@@ -44,6 +44,10 @@ PARAMS = ROOT / "params.yaml"
         ({"variants": {"x": {"train": {"steps": 0}}}}, r"variants.x: train.steps must be > 0, got 0"),
         ({"variants": {"x": {"study": {"seeds": [1]}}}}, r"variants.x names a section a variant cannot"),
         ({"study": {"ablations": ["nope"]}}, r"study.ablations names an undefined ablation 'nope'"),
+        ({"ablations": {"space": {"seeds": "mian"}}},
+         r"ablations.space.seeds: must be main, ablation or a non-empty list of integer seeds, got 'mian'$"),
+        ({"ablations": {"heads": {"seeds": [0, "1"]}}}, r"ablations.heads.seeds: must be .* got \[0, '1'\]$"),
+        ({"ablations": {"heads": {"seeds": None}}}, r"ablations.heads.seeds: must be .*, got None$"),
         ({"preset": "tiny"}, r"unknown preset 'tiny' \(known: default, full, paper, public-corpus, smoke\)"),
     ],
 )

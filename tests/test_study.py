@@ -138,3 +138,27 @@ def test_only_what_decides_a_run_reruns_it(params):
     params["train"]["lr"] = 5.0e-4
     assert Study(params).training_settings("hecvl") != before
 
+
+
+def test_cutting_the_main_seeds_cuts_every_ablation_that_follows_them(params):
+    """Issue 22: `study.seeds: [0]` trains 2 models, not hecvl seeds 1 and 2 for ablation_space too."""
+    assert params["ablations"]["space"]["seeds"] == "main"
+    full = Study(params)
+    assert {e.seed for e in full.ablation_entries("space")} == {0, 1, 2}
+    assert {e.seed for e in full.ablation_entries("prompts")} == {0}  # `seeds: ablation`
+    params["study"]["seeds"] = [0]
+    study = Study(params)
+    assert {e.seed for e in study.ablation_entries("space")} == {0}
+    assert study.trained_models() == [("clip_only", 0), ("hecvl", 0)]
+    assert {e.seed for e in study.all_entries(defined=True)} == {0}
+    assert {job.seed for job in study.evaluation_jobs()} == {0}
+
+
+def test_an_ablation_follows_the_main_seeds_unless_it_names_others(params):
+    params["study"].update(seeds=[3, 4], ablation_seeds=[4])
+    del params["ablations"]["levels"]["seeds"]  # the default: study.seeds
+    params["ablations"]["space"]["seeds"] = [5]  # a list is taken as it is
+    study = Study(params)
+    assert {e.seed for e in study.ablation_entries("levels")} == {3, 4}
+    assert {e.seed for e in study.ablation_entries("heads")} == {4}
+    assert {e.seed for e in study.ablation_entries("space")} == {5}

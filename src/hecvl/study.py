@@ -171,7 +171,7 @@ class Study:
             known = ", ".join(sorted(self.defined_ablations)) or "none"
             raise HecvlError(f"params.yaml: unknown ablation {name!r} (known: {known})")
         spec = self.defined_ablations[name]
-        seeds = list(spec.seeds if spec.seeds is not None else self.ablation_seeds)
+        seeds = list(spec.seed_list(self.params.study))
         out: list[Entry] = []
         for variant in spec.variants:
             for space in spec.spaces or [None]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any, Literal, get_args
+
+from pydantic import Field, field_validator
 
 from hecvl.config.base import Section, reason
 
 REFERENCES: tuple[str, ...] = ("untrained", "linear_probe")
+SeedSet = Literal["main", "ablation"]  # an ablation's `seeds:` by name: study.seeds, study.ablation_seeds
+SEED_SETS: tuple[str, ...] = get_args(SeedSet)
 
 
 class NoiseSettings(Section):
@@ -25,8 +29,9 @@ class StudySettings(Section):
                                        ("cholec80", "autolaparo", "strasbypass70", "bernbypass70"),
                                        min_length=1)
     seeds: tuple[int, ...] = reason("the main comparison runs over every seed", (0, 1, 2), min_length=1)
-    ablation_seeds: tuple[int, ...] = reason("single runs swing: read ablations with care", (0,),
-                                             min_length=1)
+    ablation_seeds: tuple[int, ...] = reason(
+        "ablation blocks with `seeds: ablation` run on these (single runs swing: read them with care)", (0,),
+        min_length=1)
     main_variant: str = "hecvl"
     baseline_variant: str = "clip_only"
     ablations: tuple[str, ...] | None = reason(
@@ -41,4 +46,23 @@ class AblationSpec(Section):
     spaces: tuple[str, ...] | None = reason("null = each variant's eval.space", None)
     prompts: tuple[str, ...] | None = reason("null = each variant's eval.prompts", None)
     references: tuple[str, ...] = reason("untrained | linear_probe", ())
-    seeds: tuple[int, ...] | None = reason("null = study.ablation_seeds", None)
+    seeds: tuple[int, ...] | SeedSet = reason(
+        "main = study.seeds, so cutting those cuts this block too; ablation = study.ablation_seeds; "
+        "or a list of seeds", "main")
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_set(cls, value: Any) -> Any:
+        """One line for a typo (`mian`) or a list that is not seeds, instead of one error per union arm."""
+        names = ", ".join(SEED_SETS)
+        if isinstance(value, str) and value in SEED_SETS:
+            return value
+        if isinstance(value, list | tuple) and value and all(type(s) is int for s in value):
+            return tuple(value)  # strict validation after this one takes a tuple, not a list
+        raise ValueError(f"must be {names} or a non-empty list of integer seeds, got {value!r}")
+
+    def seed_list(self, study: StudySettings) -> tuple[int, ...]:
+        """The seeds this block runs, its name resolved against the study's settings."""
+        if isinstance(self.seeds, tuple):
+            return self.seeds
+        return study.seeds if self.seeds == "main" else study.ablation_seeds
