@@ -16,19 +16,24 @@ import seaborn as sns
 from paper_helpers import run_cli, shared_tree
 from PIL import Image
 
+from hecvl.config import load_params
 from hecvl.datasets.classes import CLASSES
+from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
+from hecvl.evaluation.metrics import score_predictions
 from hecvl.paper import figures
 from hecvl.paper.collect import load_results, losses_frame, read_losses, runs_frame
 from hecvl.paper.figures import (
     accuracy_f1_figure,
     confusion_figure,
+    confusion_panel,
     convergence_figure,
     noise_figure,
     row_normalised,
     timeline_arrays,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ("accuracy_f1", "per_phase_f1", "confusion", "timelines", "convergence")
 
 
@@ -151,6 +156,13 @@ def _solid(img: np.ndarray, run: int = 8) -> np.ndarray:
     return (lengths >= run) & _coloured(img)
 
 
+def _border_is_blank(img: np.ndarray, width: int = 3) -> bool:
+    """Only the white background in the outer `width` pixels: nothing drawn runs off the canvas."""
+    ring = np.ones(img.shape[:2], bool)
+    ring[width:-width, width:-width] = False
+    return bool((img[ring] == 255).all())
+
+
 def _axes_area(d: Drawn) -> float:
     return sum(w * h for _, _, w, h in d.main_axes())
 
@@ -193,6 +205,12 @@ def test_heatmaps_fill_their_axes(drawn, name: str) -> None:
         box = _box(img, bounds)
         assert _coloured(box).mean() > share
         assert len(_colours(box, _coloured(box))) >= 4
+
+
+def test_built_confusion_figure_keeps_its_labels_inside(drawn) -> None:
+    """The study's confusion figure: nothing drawn on the border rows/columns (no label cut off)."""
+    img = drawn["confusion"].rgb()
+    assert _border_is_blank(img)
 
 
 def test_convergence_draws_accuracy_and_loss_curves_per_method(drawn) -> None:
@@ -341,6 +359,60 @@ def test_confusion_rows_are_normalised_and_empty_input_refused(tmp_path: Path) -
     assert row_normalised(cm).tolist() == [[0.75, 0.25], [0.0, 0.0]]
     with pytest.raises(HecvlError, match="no confusion matrix"):
         confusion_figure([], tmp_path / "c.png", "t")
+
+
+def _scored_metrics(ds: TargetDataset) -> dict[str, Any]:
+    """metrics.json of `hecvl evaluate` on `ds`: ignored classes neither labelled nor predicted."""
+    scored = [i for i in range(len(ds.classes)) if i not in ds.ignored]
+    rng = np.random.default_rng(0)
+    gt = np.repeat(scored, 20)
+    pred = np.where(rng.random(gt.size) < 0.3, rng.choice(scored, gt.size), gt)
+    frames = pd.DataFrame({"video": np.arange(gt.size) % 3, "gt": gt, "pred": pred})
+    metrics = score_predictions(frames, class_names=ds.classes)
+    metrics["run"] = {"ignored_classes": [ds.classes[i] for i in ds.ignored]}  # as evaluate.py records
+    return metrics
+
+
+def test_confusion_panel_keeps_exactly_the_scored_classes() -> None:
+    """MultiBypass140's other_intervention is not scored: the figure's matrix has no row or column for it."""
+    ds = TargetDataset.from_params("strasbypass70", load_params(ROOT / "params.yaml"))
+    assert ds.ignored == [ds.classes.index("other_intervention")]
+    metrics = _scored_metrics(ds)
+    cm = np.asarray(metrics["confusion_matrix"])
+    name, counts, classes = confusion_panel("strasbypass70", metrics)
+    assert name == "strasbypass70" and classes == ds.scored_classes and len(classes) == 11
+    assert counts.tolist() == np.delete(np.delete(cm, ds.ignored, 0), ds.ignored, 1).tolist()
+    assert int(counts.sum()) == metrics["num_frames"]  # no scored frame is lost with the dropped class
+    del metrics["run"]  # `hecvl score` records no ignored classes: it scored all of them
+    assert confusion_panel("strasbypass70", metrics)[2] == ds.classes
+
+
+def test_confusion_panel_refuses_an_ignored_class_with_frames(tmp_path: Path) -> None:
+    ds = TargetDataset.from_params("strasbypass70", load_params(ROOT / "params.yaml"))
+    metrics = _scored_metrics(ds)
+    metrics["confusion_matrix"][0][ds.ignored[0]] = 4
+    source = tmp_path / "metrics.json"
+    framed = r"strasbypass70: ignored class\(es\) other_intervention have frames"
+    with pytest.raises(HecvlError, match=framed) as err:
+        confusion_panel("strasbypass70", metrics, source)
+    assert err.value.path == source
+    metrics["run"]["ignored_classes"] = ["other"]
+    with pytest.raises(HecvlError, match=r"ignored class\(es\) other are not among"):
+        confusion_panel("strasbypass70", metrics, source)
+
+
+@pytest.mark.parametrize("datasets", [["cholec80", "strasbypass70"], ["strasbypass70"], ["cholec80"] * 3])
+def test_confusion_figure_keeps_every_label_inside_the_image(tmp_path: Path, datasets: list[str]) -> None:
+    """Nothing drawn touches the image border: the rotated class names and the x label once ran off the
+    bottom of the canvas (cut off in the HTML report). All 12 MultiBypass140 names, the longest set."""
+    panels = []
+    for dataset in datasets:
+        k = len(CLASSES["multibypass140" if dataset == "strasbypass70" else dataset])
+        cm = np.random.default_rng(k).integers(0, 9, (k, k)) + np.diag(np.full(k, 40))
+        panels.append((dataset, cm, CLASSES["multibypass140" if dataset == "strasbypass70" else dataset]))
+    img = np.asarray(Image.open(confusion_figure(panels, tmp_path / "c.png", "t")).convert("RGB"))
+    assert _border_is_blank(img), "drawn pixels touch the image border: a label is cut off"
+    assert _coloured(img).mean() > 0.03  # the matrices are drawn (their dark diagonals at least)
 
 
 def _noise_table() -> pd.DataFrame:

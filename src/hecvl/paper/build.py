@@ -229,7 +229,7 @@ def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
     shown = [r for r in main_results if r.entry.label == study.main and r.entry.seed == seed0]
     written.append(
         figures.confusion_figure(
-            [(r.entry.dataset, r.metrics["confusion_matrix"], r.metrics["classes"]) for r in shown],
+            [figures.confusion_panel(r.entry.dataset, r.metrics, r.path) for r in shown],
             out / "confusion.png",
             f"{study.main} (seed {seed0}): confusion matrices, rows normalised",
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,11 +191,38 @@ def row_normalised(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
 
 
+def confusion_panel(
+    dataset: str, metrics: Mapping[str, Any], source: str | Path | None = None
+) -> tuple[str, np.ndarray, list[str]]:
+    """(dataset, counts, class names) of one metrics.json, restricted to the classes its metrics score.
+
+    The run's `ignored_classes` (MultiBypass140's other_intervention by default) lost their seconds from
+    the ground truth and were never predicted: their row and column hold only zeros that no metric
+    scores. A metrics file that records none (e.g. `hecvl score`) scored every class: all are kept.
+    """
+    classes = [str(c) for c in metrics["classes"]]
+    cm = np.asarray(metrics["confusion_matrix"])
+    ignored = [str(c) for c in (metrics.get("run") or {}).get("ignored_classes") or []]
+    unknown = [c for c in ignored if c not in classes]
+    if unknown:
+        raise HecvlError(f"confusion figure: {dataset}: ignored class(es) {', '.join(unknown)} are not "
+                         f"among its classes ({', '.join(classes)})", source)
+    drop = [classes.index(c) for c in ignored]
+    counted = [classes[i] for i in drop if cm[i, :].any() or cm[:, i].any()]
+    if counted:
+        raise HecvlError(f"confusion figure: {dataset}: ignored class(es) {', '.join(counted)} have frames "
+                         "in the confusion matrix (the protocol neither labels nor predicts them)", source)
+    keep = [i for i in range(len(classes)) if i not in drop]
+    return dataset, cm[np.ix_(keep, keep)], [classes[i] for i in keep]
+
+
 @_themed
 def confusion_figure(
     panels: Sequence[tuple[str, np.ndarray, Sequence[str]]], out: str | Path, title: str
 ) -> Path:
-    """Row-normalised confusion matrices, one panel per dataset: (dataset, counts K x K, class names)."""
+    """Row-normalised confusion matrices, one panel per dataset: (dataset, counts K x K, class names),
+    e.g. from `confusion_panel`. Constrained layout, not tight_layout: with square heatmaps and their
+    colour bars tight_layout left the rotated class names and the x label below the canvas."""
     if not panels:
         raise HecvlError("confusion figure: no confusion matrix to plot")
     n = len(panels)
@@ -203,7 +230,9 @@ def confusion_figure(
     nrows = int(np.ceil(n / cols))
     k_max = max(len(c) for _, _, c in panels)
     size = 2.8 + 0.55 * k_max
-    fig, axes = plt.subplots(nrows, cols, squeeze=False, figsize=(cols * (size + 1.4), nrows * size))
+    fig, axes = plt.subplots(
+        nrows, cols, squeeze=False, figsize=(cols * (size + 1.4), nrows * size), layout="constrained"
+    )
     for ax, (ds, cm, classes) in zip(axes.flat, panels, strict=False):
         frac = row_normalised(cm)
         sns.heatmap(
@@ -228,7 +257,6 @@ def confusion_figure(
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(title)
-    fig.tight_layout()
     return save_figure(fig, out)
 
 
