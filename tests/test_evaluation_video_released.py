@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import yaml
 from evaluation_helpers import gradient, write_cholec80
 from PIL import Image
-from transformers import BertTokenizer
+from tokenizer_helpers import read_vocab, surgclip_rule
 from video_released_helpers import shared_surgclip, shared_surglime
 
 from hecvl.cli import main
@@ -102,13 +102,11 @@ def test_surgclip_end_to_end_equals_the_package(
     assert run["variant"] == "released_surgclip_beta"
     assert run["transform"] == "224x224-pil-bicubic" and run["weights"] == str(files["ckpt"])
 
-    ref = files["model"]  # the package's SurgCLIP: its text tower on our tokens, its vision and get_sim
+    ref = files["model"]  # the package's SurgCLIP: its text tower on its tokenizer's ids, vision, get_sim
     texts = load_prompts("cholec80").flat()
-    tokenizer = BertTokenizer.from_pretrained(files["bert_dir"])  # transformers' own, from the local folder
-    tokens = tokenizer(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    ids, mask = surgclip_rule(texts, read_vocab(files["bert_dir"]))  # [CLS] + pieces, no [SEP]
     with torch.no_grad():
-        text = ref.text_proj(ref.text_encoder(tokens["input_ids"], attention_mask=tokens["attention_mask"])
-                             .last_hidden_state[:, 0])  # fmt: skip
+        text = ref.text_proj(ref.text_encoder(ids, attention_mask=mask).last_hidden_state[:, 0])
         for video, phases in VIDEOS.items():
             shift = [[0, 1], [0, 1], [1, 2]]  # 2-frame windows from one before, moved inside the video
             x = _pixels(_windows(world["ds"] / "videos" / f"{video}.mp4", shift, Image.Resampling.BICUBIC),

@@ -17,11 +17,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from released_helpers import IMG, TXT, shared_released
+from released_helpers import IMG, TXT, VOCAB_SIZE, shared_released
+from tokenizer_helpers import TEXTS as TOKENIZER_TEXTS
+from tokenizer_helpers import piece_ids, read_vocab, write_tokenizer_vocab
 from transformers import AutoTokenizer, BertModel
 
 from hecvl.errors import HecvlError
 from hecvl.models.released import (
+    ReleasedModel,
     load_bio_clinical_bert_tokenizer,
     load_released,
     normalise_crops,
@@ -362,6 +365,33 @@ def test_tokenizer_lower_cases_and_strips_accents(model) -> None:
     words = model.tokenizer.convert_ids_to_tokens(ids[0][:8].tolist())
     assert words == ["[CLS]", "the", "gall", "##bladder", "is", "cut", "[SEP]", "[PAD]"]
     assert int(tok["attention_mask"][0].sum()) == 7
+
+
+def surgvlp_rule(texts: list[str], vocab: dict[str, int]) -> dict[str, torch.Tensor]:
+    """`surgvlp.tokenize`: each text alone through Bio_ClinicalBERT's AutoTokenizer (lower-casing) with
+    padding="max_length", max_length=77, truncation=True: [CLS] + at most 75 pieces + [SEP], [PAD] (0) to
+    77, the mask over [CLS]..[SEP], token types 0."""
+    rows = [[vocab["[CLS]"], *piece_ids(text, vocab)[:75], vocab["[SEP]"]] for text in texts]
+    ids = torch.tensor([row + [vocab["[PAD]"]] * (77 - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (77 - len(row)) for row in rows])
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def test_token_ids_follow_the_surgvlp_rule(tmp_path: Path) -> None:
+    """Accents, CJK, punctuation, whitespace and control characters, an empty text, an over-long word,
+    and an over-long text: 75 pieces kept, then [SEP]."""
+    bert_dir = write_tokenizer_vocab(tmp_path / "Bio_ClinicalBERT", VOCAB_SIZE)
+    model = ReleasedModel(load_bio_clinical_bert_tokenizer(bert_dir))  # random weights: only the tokenizer
+    vocab = read_vocab(bert_dir)
+    long_text = "the gallbladder is cut " * 20  # 100 word pieces
+    texts = [*TOKENIZER_TEXTS, long_text]
+    with pytest.warns(UserWarning, match="truncated from 102 to 77 tokens"):
+        tokens = model.tokenize(texts)
+    expected = surgvlp_rule(texts, vocab)
+    assert set(tokens) == set(expected)
+    for key, value in expected.items():
+        assert torch.equal(tokens[key], value), key
+    assert tokens["input_ids"][-1, 1:76].tolist() == piece_ids(long_text, vocab)[:75]
 
 
 def test_long_texts_are_truncated_to_77_with_a_warning(reference: dict, model) -> None:

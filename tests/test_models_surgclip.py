@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tokenizer_helpers import TEXTS, piece_ids, read_vocab, surgclip_rule, write_tokenizer_vocab
 from video_released_helpers import PROMPTS, package_surgclip, write_vocab
 
 from hecvl.errors import HecvlError
@@ -75,18 +78,62 @@ def test_frame_features_depend_on_the_whole_window(world: dict) -> None:
     assert (a[0, 0] - b[0, 0]).abs().max() > 1e-3
 
 
-def test_texts_and_window_logits_equal_the_package(world: dict) -> None:
-    model, ref = world["model"], world["ref"]
-    tokens = model.tokenize(PROMPTS)
-    assert tokens["input_ids"].shape == (len(PROMPTS), 77)
-    text = model.embed_texts(PROMPTS)
+def _package_texts(ref: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The package's `encode_text` (input_ids and attention_mask only) through text_proj, unit vectors."""
     with torch.no_grad():
-        out = ref.text_encoder(tokens["input_ids"], attention_mask=tokens["attention_mask"], return_dict=True)
-        expected_text = F.normalize(ref.text_proj(out.last_hidden_state[:, 0]), dim=-1)
+        _, pooled = ref.encode_text(SimpleNamespace(input_ids=ids, attention_mask=mask))
+        return F.normalize(ref.text_proj(pooled), dim=-1)
+
+
+def test_token_ids_follow_the_package_rule(world: dict, tmp_path: Path) -> None:
+    """Accents, CJK, punctuation, whitespace and control characters, an empty text, an over-long word."""
+    bert_dir = write_tokenizer_vocab(tmp_path / "bert-base-uncased", SIZES["vocab_size"])
+    model = load_surgclip(world["ckpt"], bert_dir, cfg=CFG)
+    tokens = model.tokenize(TEXTS)
+    vocab = read_vocab(bert_dir)
+    ids, mask = surgclip_rule(TEXTS, vocab)
+    assert torch.equal(tokens["input_ids"], ids) and torch.equal(tokens["attention_mask"], mask)
+    assert set(tokens) == {"input_ids", "attention_mask"}  # the package's text encoder takes no token types
+    calot = [101, vocab["calot"], vocab["triangle"], vocab["dissection"], 0]  # [CLS] + pieces, no [SEP]
+    assert tokens["input_ids"][0, :5].tolist() == calot
+    assert tokens["input_ids"][5].tolist() == [101] + [0] * 76  # the empty text: [CLS] alone
+    assert not (tokens["input_ids"] == 102).any()
+
+
+def test_long_texts_keep_76_pieces_with_a_warning(world: dict) -> None:
+    model = world["model"]
+    long_text = "the gallbladder is cut " * 20  # 100 word pieces
+    vocab = read_vocab(world["bert_dir"])
+    with pytest.warns(UserWarning, match="truncated from 101 to 77 tokens"):
+        tokens = model.tokenize([long_text])
+    ids, mask = surgclip_rule([long_text], vocab)
+    assert torch.equal(tokens["input_ids"], ids) and torch.equal(tokens["attention_mask"], mask)
+    assert int(mask.sum()) == 77
+    assert tokens["input_ids"][0, 1:].tolist() == piece_ids(long_text, vocab)[:76]
+    exact = " ".join(["cut"] * 76)  # 76 pieces fit whole: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert int(model.tokenize([exact])["attention_mask"].sum()) == 77
+    with pytest.raises(TypeError, match="not one string"):
+        model.tokenize("calot triangle dissection")
+    assert model.tokenize([])["input_ids"].shape == (0, 77)
+
+
+def test_texts_and_window_logits_equal_the_package(world: dict) -> None:
+    """The package's own text encoder on the package rule's ids gives our texts' embeddings."""
+    model, ref = world["model"], world["ref"]
+    ids, mask = surgclip_rule(PROMPTS, read_vocab(world["bert_dir"]))
+    text = model.embed_texts(PROMPTS)
+    expected_text = _package_texts(ref, ids, mask)
+    torch.testing.assert_close(text, expected_text, rtol=0, atol=1e-5)
+    with_sep = ids.clone()  # transformers' BertTokenizer would append [SEP]: another embedding
+    with_sep[torch.arange(len(PROMPTS)), mask.sum(1)] = 102
+    assert (_package_texts(ref, with_sep, (with_sep > 0).long()) - expected_text).abs().max() > 1e-3
+    with torch.no_grad():
         x = torch.randn(5, 4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
         vision = ref.vision_proj(ref.encode_vision(x)[1])
-        sim_v2t, _ = ref.get_sim(vision, ref.text_proj(out.last_hidden_state[:, 0]), temp=ref.temp)
-    torch.testing.assert_close(text, expected_text, rtol=0, atol=1e-5)
+        pooled = ref.encode_text(SimpleNamespace(input_ids=ids, attention_mask=mask))[1]
+        sim_v2t, _ = ref.get_sim(vision, ref.text_proj(pooled), temp=ref.temp)
     torch.testing.assert_close(model.logits(model.encode_frames(x), text), sim_v2t, rtol=0, atol=1e-3)
     assert len({int(i) for i in sim_v2t.argmax(1)}) > 1  # the windows do not all pick one class
 

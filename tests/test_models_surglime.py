@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from tokenizer_helpers import TEXTS, piece_ids, read_vocab, write_tokenizer_vocab
 from transformers import BertConfig, BertModel
 from video_released_helpers import PROMPTS, surglime_parts, surglime_state_dict, write_vocab
 
@@ -148,6 +149,36 @@ def test_texts_equal_the_literal_forward(world: dict) -> None:
     with pytest.warns(UserWarning, match="truncated from 182 to 77 tokens"):
         long = model.tokenize(["the gallbladder " * 60])
     assert long["input_ids"].shape == (1, 77)
+
+
+def authors_rule(texts: list[str], vocab: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SurgLIME zero-shot scripts' `tokenizer(prompts, padding=True, truncation=True, max_length=77)`
+    with PubMedBERT's uncased tokenizer: [CLS] + at most 75 pieces + [SEP] per text, [PAD] (0) to the
+    longest row; only input_ids and attention_mask reach the text encoder (token types default to 0)."""
+    rows = [[vocab["[CLS]"], *piece_ids(text, vocab)[:75], vocab["[SEP]"]] for text in texts]
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([row + [vocab["[PAD]"]] * (width - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
+    return ids, mask
+
+
+def test_token_ids_follow_the_authors_rule(world: dict, tmp_path: Path) -> None:
+    """Accents, CJK, punctuation, whitespace and control characters, an empty text, an over-long word;
+    then with an over-long text in the batch: 75 pieces kept, [SEP] last, the batch padded to 77."""
+    bert_dir = write_tokenizer_vocab(tmp_path / "PubMedBERT", SIZES["vocab_size"])
+    model = load_surglime(world["ckpt"], bert_dir, cfg=CFG)
+    vocab = read_vocab(bert_dir)
+    tokens = model.tokenize(TEXTS)
+    ids, mask = authors_rule(TEXTS, vocab)
+    assert torch.equal(tokens["input_ids"], ids) and torch.equal(tokens["attention_mask"], mask)
+    assert torch.equal(tokens["token_type_ids"], torch.zeros_like(ids))
+    long_text = "the gallbladder is cut " * 20  # 100 word pieces
+    with pytest.warns(UserWarning, match="truncated from 102 to 77 tokens"):
+        tokens = model.tokenize([*TEXTS, long_text])
+    ids, mask = authors_rule([*TEXTS, long_text], vocab)
+    assert tokens["input_ids"].shape == (len(TEXTS) + 1, 77)
+    assert torch.equal(tokens["input_ids"], ids) and torch.equal(tokens["attention_mask"], mask)
+    assert tokens["input_ids"][-1, 1:76].tolist() == piece_ids(long_text, vocab)[:75]
 
 
 def test_embedder_scores_by_dot_product(world: dict) -> None:

@@ -14,7 +14,8 @@ is reproduced as is:
 - `vision_layernorm` (eps 1e-12) is loaded but unused: the package applies it to the token map, which the
   score never reads, and not to the pooled frames (released_models.md §2 says otherwise; the package wins).
 Per-frame features go through `vision_proj`; the text is BERT's first token through `text_proj`. The package
-scores a window as mean over frames of cosine(frame, text) / temp.
+scores a window as mean over frames of cosine(frame, text) / temp. Its tokenizer writes [CLS] and at most 76
+word pieces, without the [SEP] that transformers' BertTokenizer appends (`SurgClipModel.tokenize`).
 
     model = load_surgclip("surgclip_beta.pth", "models/bert-base-uncased")
     frames = model.encode_frames(x)          # (B, T, 256) unit vectors, x (B, T, 3, 224, 224)
@@ -43,7 +44,8 @@ from hecvl.models.video_checkpoint import (
     norm,
     prefixed,
     read_checkpoint,
-    warn_truncated,
+    text_list,
+    warn_long,
 )
 
 MAX_TOKENS = 77
@@ -225,12 +227,24 @@ class SurgClipModel(nn.Module):
         return F.normalize(self.vision_proj(feats), dim=-1)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The package's tokenisation: lower-cased WordPiece, padded and truncated to 77 tokens."""
+        """The package's tokenisation: [CLS], at most 76 lower-cased word pieces, no [SEP], [PAD] to 77.
+
+        The package's own BertTokenizer adds only [CLS] to a single text (its
+        `build_inputs_with_special_tokens`), so its truncation keeps 76 word pieces; the attention mask
+        covers [CLS] and the pieces. A text with more pieces is cut with a warning.
+        """
         if self.tokenizer is None:
             raise ValueError("this model was built without a tokenizer")
-        warn_truncated(self.tokenizer, texts, MAX_TOKENS)
-        return dict(self.tokenizer(list(texts), padding="max_length", truncation=True,
-                                   max_length=MAX_TOKENS, return_tensors="pt"))  # fmt: skip
+        texts = text_list(texts)
+        pieces = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        warn_long(texts, [1 + len(p) for p in pieces], MAX_TOKENS)
+        ids = torch.full((len(texts), MAX_TOKENS), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, word_pieces in enumerate(pieces):
+            kept = [self.tokenizer.cls_token_id, *word_pieces[: MAX_TOKENS - 1]]
+            ids[row, : len(kept)] = torch.tensor(kept)
+            mask[row, : len(kept)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
 
     @torch.inference_mode()
     def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -170,15 +170,27 @@ def bert_config(vocab: int, width: int, layers: int, heads: int, ffn: int, max_p
     )  # fmt: skip
 
 
-def warn_truncated(tokenizer: BertTokenizer, texts: Sequence[str], max_tokens: int) -> None:
-    """Warn of each text longer than `max_tokens` word pieces: the authors' code cut them silently."""
+def text_list(texts: Sequence[str]) -> list[str]:
+    """`texts` as a list; one string is refused, as it would be read as a list of characters."""
     if isinstance(texts, str):
         raise TypeError("tokenize takes a list of texts, not one string")
-    for text in texts:
-        full = len(tokenizer(text, truncation=False)["input_ids"])
+    return list(texts)
+
+
+def warn_truncated(tokenizer: BertTokenizer, texts: Sequence[str], max_tokens: int) -> None:
+    """Warn of each text longer than `max_tokens` tokens, [CLS] and [SEP] included (see `warn_long`)."""
+    texts = text_list(texts)
+    lengths = [len(tokenizer(text, truncation=False)["input_ids"]) for text in texts]
+    warn_long(texts, lengths, max_tokens, stacklevel=4)
+
+
+def warn_long(texts: Sequence[str], lengths: Sequence[int], max_tokens: int, stacklevel: int = 3) -> None:
+    """Warn of each text whose full token count (`lengths`) exceeds `max_tokens`: the authors' code cut
+    them silently. `stacklevel` 3 points at the caller of the `tokenize` that calls this."""
+    for text, full in zip(texts, lengths, strict=True):
         if full > max_tokens:
             warnings.warn(f"text truncated from {full} to {max_tokens} tokens: {text[:60]!r}...", UserWarning,
-                          stacklevel=3)
+                          stacklevel=stacklevel)
 
 
 @dataclass(frozen=True)
