@@ -6,6 +6,8 @@ another name than the rule that makes it. Paths are relative to the project root
 
 from __future__ import annotations
 
+import re
+
 PAIRS = "data/pairs"
 FRAMES = "data/frames"
 ACQUIRED = "data/acquired.json"
@@ -19,7 +21,9 @@ NOISE = "results/noise"
 LOGS = "logs"
 RELEASED_EVAL = f"{EVAL}/released"
 
-RESOLVED = f"{CONFIG}/study.yaml"  # the resolved configuration every job of the DAG reads
+RESOLVED = f"{CONFIG}/study.yaml"  # the last started invocation's configuration (for DVC)
+VERSIONS = "data/versions"  # data stages' stamps, content-hash cache; not in DVC
+HASH_CACHE = f"{VERSIONS}/hashes.json"
 NOISE_TABLE = f"{NOISE}/narration_noise.csv"
 NOISE_FINDINGS = f"{NOISE}/findings.md"
 FINDINGS = f"{PAPER}/findings.md"
@@ -27,6 +31,19 @@ CORPUS_AVAILABILITY = "results/corpus/availability.md"  # `hecvl corpus report` 
 PROTOCOLS = "results/protocols"  # `hecvl evaluate --sensitivity` sweeps, one folder per model and seed
 PROTOCOL_SENSITIVITY = [f"{PAPER}/protocol_sensitivity.{ext}" for ext in ("csv", "md", "png")]
 WORLD_CHECK = "results/world/check.json"  # `hecvl synth --check` of the synthetic world the study ran on
+
+
+def resolved_config(digest: str) -> str:
+    """One invocation's resolved configuration, named by the SHA-256 of its text (the file jobs read)."""
+    return f"{CONFIG}/study-{digest}.yaml"
+
+
+RESOLVED_NAME = re.compile(r"study-([0-9a-f]{16})\.yaml")  # the name resolved_config gives
+
+
+def stamp(stage: str) -> str:
+    """The stamp a data stage writes beside its outputs (hecvl.provenance: how readers learn of a rerun)."""
+    return f"{VERSIONS}/{stage}.stamp"
 
 
 def model_dir(variant: str, seed: int | str, root: str = MODELS) -> str:

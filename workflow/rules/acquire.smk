@@ -8,8 +8,8 @@ rule acquire:
         corpus=[layout.CORPUS_AVAILABILITY] if P.data.corpus_source is not None else [],
     output:
         inventory=layout.ACQUIRED,
+        stamp=STAMP_ACQUIRE,  # tells the readers of the data that it was made again (hecvl.provenance)
     params:
-        file=RESOLVED,
         # what acquire depends on (a public corpus's import and download are corpus.smk's jobs)
         data={k: v for k, v in P.data.to_dict().items() if k not in ("corpus_source", "download")},
     log:
@@ -20,7 +20,7 @@ rule acquire:
     conda:
         ENV
     shell:
-        "hecvl acquire --params {params.file} --workers {threads} --out {output.inventory} > {log} 2>&1"
+        "hecvl acquire --params {CONFIG} --workers {threads} --out {output.inventory} > {log} 2>&1 && touch {output.stamp}"
 
 
 # The synthetic world's sanity figures and criteria (pixel linear probe >= 60 % on every target, tool tips
@@ -28,11 +28,12 @@ rule acquire:
 # on is learnable at the model's resolution. Only for data.source: synthetic.
 rule world_check:
     input:
-        inventory=layout.ACQUIRED,
+        acquired(),
     output:
         report=layout.WORLD_CHECK,
     params:
         world=P.data.root,
+        version=lambda wc: DATA.folder(P.data.root),  # the whole world, by content
     log:
         f"{LOGS}/world_check.log",
     benchmark:

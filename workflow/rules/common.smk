@@ -6,30 +6,42 @@ import shlex
 import sys
 
 from hecvl import layout
-from hecvl.config import read_yaml, resolve, typed_command_line, write_resolved
+from hecvl.config import invocation_config, resolve_invocation, typed_command_line, write_text_once
 from hecvl.config.identity import validation_datasets
 from hecvl.errors import HecvlError
 from hecvl.layout import FRAMES, LOGS, NOISE, PAIRS, PAPER
+from hecvl.provenance import DataVersions, adopt_stamps
 from hecvl.released_runs import ReleasedRuns
 from hecvl.resources import gpu_cap
 from hecvl.study import Study, expose_cli
 
 expose_cli()  # rules call the `hecvl` installed beside this Snakemake
 
-# The configuration, resolved once: params.yaml, its active preset, then --configfile / --config (which
-# beat the preset). Every job reads the file written here, so what this DAG says is what the jobs run.
+# The configuration of this invocation, resolved once (hecvl.config.resolve): params.yaml as the base (also
+# when named again by --configfile), its preset, the --configfile overrides in order, then --config.
 PARAMS_FILE = "params.yaml"
 try:
-    _overrides = [read_yaml(f) for f in workflow.config_settings.configfiles]
-    _overrides.append(typed_command_line(workflow.config_settings.config))
-    P = resolve(read_yaml(PARAMS_FILE), PARAMS_FILE, _overrides, "--configfile/--config")
+    P = resolve_invocation(PARAMS_FILE, workflow.config_settings.configfiles,
+                           typed_command_line(workflow.config_settings.config))
     STUDY = Study(P)
     RELEASED = ReleasedRuns(P)
 except HecvlError as exc:  # one line naming the file and the key, no traceback
     sys.exit(f"hecvl: {exc}")
-RESOLVED = layout.RESOLVED
-write_resolved(P, RESOLVED, f"resolved by the DAG from {PARAMS_FILE}, preset {P.preset}, with the "
-               "command line's overrides; what every job reads")
+# Every job reads CONFIG (`--params {CONFIG}` in the shell commands): the file is named by the SHA-256 of its
+# text and written when the invocation starts (onstart, after Snakemake holds its lock), so a dry run, a
+# refused invocation or another study's settings never change what this one's jobs read. It is not a
+# param: which rules rerun is decided by the settings each declares, not by the file's name.
+CONFIG, CONFIG_TEXT = invocation_config(
+    P, f"The configuration one Snakemake invocation resolved (preset {P.preset}) and its jobs read.\n"
+       "Named by the SHA-256 of this text; a job refuses the file if the text changed.")
+# Data versions by content (hecvl.provenance): each rule that reads data has the hash of the part it reads
+# as a param, and its data inputs are ancient(): a dvc pull of the same bytes reruns nothing, a change of
+# content reruns exactly the rules that read it. Stamps carry a data stage's rerun to its readers.
+DATA = DataVersions(P)
+STAMP_ACQUIRE = layout.stamp("acquire")
+STAMP_PAIR = layout.stamp("pair")
+PAIR_FILES = [f"{PAIRS}/{level}.parquet" for level in ("clip", "phase", "video")]
+adopt_stamps({STAMP_ACQUIRE: [layout.ACQUIRED], STAMP_PAIR: PAIR_FILES})
 CORPUS = P.data.corpus
 MAIN = STUDY.main
 ENV = "../envs/hecvl.yaml"
@@ -42,6 +54,33 @@ wildcard_constraints:
     space=r"[a-z]+",
     prompts=r"[a-z_]+",
     ablation=r"[A-Za-z0-9_]+",
+
+
+def acquired(*parts):
+    """The data inputs of a rule that reads acquired data: the inventory (ancient: times never count),
+    acquire's stamp (its rerun reaches the reader), and with `data.source: local` the user's own files of
+    `parts` ("corpus" or a dataset name), which no rule makes, also ancient."""
+    out = [ancient(layout.ACQUIRED), STAMP_ACQUIRE]
+    if P.data.source == "local":
+        own = [p for p in parts if p != "corpus" or P.data.corpus_source is None]  # not a fetched corpus
+        out += [ancient(f) for part in own for f in local_files(part)]
+    return out
+
+
+_LOCAL_FILES = {}
+
+
+def local_files(part):
+    """The files of a part of the user's data (listed once per invocation; the DAG never changes them)."""
+    if part not in _LOCAL_FILES:
+        from hecvl.provenance import corpus_files, dataset_files
+
+        try:
+            files = corpus_files(CORPUS) if part == "corpus" else dataset_files(part, P)
+        except (HecvlError, OSError):
+            files = []  # acquire says what is wrong, naming the file
+        _LOCAL_FILES[part] = sorted(str(f) for f in files)
+    return _LOCAL_FILES[part]
 
 
 def paths(entries):
@@ -92,6 +131,8 @@ def paper_inputs():
         "main": paths(main),
         "predictions": sorted({layout.predictions(e.path) for e in main}),
         "ablations": [layout.ablation_table(a) for a in STUDY.ablations],
+        # the cells the build reads through the ablations (the untrained and linear-probe references too)
+        "ablation_cells": sorted({p for a in STUDY.ablations for p in paths(STUDY.ablation_entries(a))}),
         "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/losses.csv" for e in main}),
         "validation": [f"{STUDY.model_dir(v, s)}/validation.csv" for v, s in STUDY.trained_models()],
         "pairs": f"{PAIRS}/stats.json",
@@ -145,6 +186,10 @@ def paper_outputs():
 # --- MLflow: one experiment per study, a parent run per Snakemake invocation -------------------
 onstart:
     from hecvl import tracking
+
+    write_text_once(CONFIG, CONFIG_TEXT)  # content-addressed: the same settings, the same file
+    write_text_once(layout.RESOLVED, f"# a copy of {CONFIG}, the last invocation that started (DVC reads it)\n"
+                    + CONFIG_TEXT)
 
     # the parent run is named after the invocation's targets: `snakemake`, `snakemake protocol_sensitivity`
     targets = sorted(getattr(workflow.dag_settings, "targets", None) or [])

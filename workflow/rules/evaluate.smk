@@ -18,10 +18,11 @@ for _job in STUDY.evaluation_jobs():
             metrics=list(_job.metrics),
             predictions=evaluate_predictions(_job),
         params:
-            file=RESOLVED,
             # a function: the --out template's {dataset} is for hecvl, not a wildcard
             arguments=lambda wc, job=_job: evaluate_arguments(job),
             eval=P.eval.to_dict(),
+            # labels and splits are read beside the cached frames: the datasets by content
+            data=lambda wc, job=_job: DATA.datasets(job.datasets),
         log:
             f"{LOGS}/evaluate/{_job.model}/seed{_job.seed}.log",
         benchmark:
@@ -31,4 +32,4 @@ for _job in STUDY.evaluation_jobs():
         conda:
             ENV
         shell:
-            "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"
+            "hecvl evaluate --params {CONFIG} {params.arguments} > {log} 2>&1"

@@ -4,12 +4,12 @@
 
 rule frames:
     input:
-        ancient(layout.ACQUIRED),
+        lambda wc: acquired(wc.dataset),
     output:
         f"{FRAMES}/{{dataset}}.json",
     params:
-        file=RESOLVED,
         frames=P.frames.to_dict(),
+        version=lambda wc: DATA.dataset(wc.dataset),  # the dataset's videos, labels and splits, by content
     log:
         f"{LOGS}/frames/{{dataset}}.log",
     benchmark:
@@ -17,5 +17,5 @@ rule frames:
     conda:
         ENV
     shell:
-        "hecvl frames --params {params.file} --dataset {wildcards.dataset} --split all "
+        "hecvl frames --params {CONFIG} --dataset {wildcards.dataset} --split all "
         "--out {output} > {log} 2>&1"

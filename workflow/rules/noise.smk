@@ -28,14 +28,13 @@ rule noise_world:
 
 rule noise_pair:
     input:
-        ancient(f"{NOISE_WORLD}/manifest.json"),
+        f"{NOISE_WORLD}/manifest.json",
     output:
         clip=f"{NOISE_WORLD}/pairs/clip.parquet",
         phase=f"{NOISE_WORLD}/pairs/phase.parquet",
         video=f"{NOISE_WORLD}/pairs/video.parquet",
         stats=f"{NOISE_WORLD}/pairs/stats.json",
     params:
-        file=RESOLVED,
         corpus=lambda wc, input: os.path.join(os.path.dirname(input[0]), "corpus"),
         out=lambda wc, output: os.path.dirname(output.clip),
     log:
@@ -44,17 +43,16 @@ rule noise_pair:
         ENV
     shell:
         "HECVL_RUN_PREFIX=noise/rel{wildcards.rel} "
-        "hecvl pair {params.corpus} --params {params.file} --out {params.out} --no-progress > {log} 2>&1"
+        "hecvl pair {params.corpus} --params {CONFIG} --out {params.out} --no-progress > {log} 2>&1"
 
 
 rule noise_pretrain:
     input:
-        clip=ancient(f"{NOISE_WORLD}/pairs/clip.parquet"),
-        frames=lambda wc: [ancient(f) for f in validation_frames(wc.variant)],  # the study's targets
+        clip=f"{NOISE_WORLD}/pairs/clip.parquet",
+        frames=lambda wc: validation_frames(wc.variant),  # the study's targets
     output:
         weights=f"{NOISE_MODEL}/model.safetensors",
     params:
-        file=RESOLVED,
         pairs=lambda wc, input: os.path.dirname(input.clip),
         corpus=lambda wc, input: os.path.join(os.path.dirname(os.path.dirname(input.clip)), "corpus"),
         out=lambda wc, output: os.path.dirname(output.weights),
@@ -67,7 +65,7 @@ rule noise_pretrain:
         ENV
     shell:
         "HECVL_RUN_PREFIX=noise/rel{wildcards.rel} "
-        "hecvl pretrain --params {params.file} --variant {wildcards.variant} --restart-if-changed --seed {wildcards.seed} "
+        "hecvl pretrain --params {CONFIG} --variant {wildcards.variant} --restart-if-changed --seed {wildcards.seed} "
         "--pairs {params.pairs} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
 
@@ -84,7 +82,6 @@ for _rel, _job in STUDY.noise_jobs():
         output:
             metrics=list(_job.metrics),
         params:
-            file=RESOLVED,
             arguments=lambda wc, job=_job, rel=_rel: evaluate_arguments(job, noise_model_dir(rel)),
             # the MLflow run names carry the relevance: the sweep's runs are told apart from the study's
             # (a param: the shell string is formatted when the job runs, after the loop has moved on)
@@ -98,7 +95,7 @@ for _rel, _job in STUDY.noise_jobs():
             ENV
         shell:
             "HECVL_RUN_PREFIX={params.run_prefix} "
-            "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"
+            "hecvl evaluate --params {CONFIG} {params.arguments} > {log} 2>&1"
 
 
 rule narration_noise:
@@ -109,11 +106,10 @@ rule narration_noise:
         findings=layout.NOISE_FINDINGS,
         figure=report(f"{PAPER}/narration_noise.png", caption="../report/narration_noise.rst", category="Figures"),
     params:
-        file=RESOLVED,
         noise=STUDY.noise,
     log:
         f"{LOGS}/noise/narration_noise.log",
     conda:
         ENV
     shell:
-        "hecvl paper noise --params {params.file} --table {output.table} --out {output.figure} --findings {output.findings} > {log} 2>&1"
+        "hecvl paper noise --params {CONFIG} --table {output.table} --out {output.figure} --findings {output.findings} > {log} 2>&1"

@@ -3,16 +3,17 @@
 
 rule pair:
     input:
-        ancient(layout.ACQUIRED),
+        acquired("corpus"),
     output:
         clip=f"{PAIRS}/clip.parquet",
         phase=f"{PAIRS}/phase.parquet",
         video=f"{PAIRS}/video.parquet",
         stats=f"{PAIRS}/stats.json",
+        stamp=STAMP_PAIR,  # tells pretraining that the pairs were made again
         figure=report(f"{PAIRS}/stats.png", caption="../report/pairs.rst", category="Data"),
     params:
-        file=RESOLVED,
         corpus=CORPUS,
+        corpus_version=lambda wc: DATA.corpus(),  # what pairing reads, by content
         out=lambda wc, output: os.path.dirname(output.clip),
         pairing=P.pairing.to_dict(),
     log:
@@ -22,4 +23,4 @@ rule pair:
     conda:
         ENV
     shell:
-        "hecvl pair {params.corpus} --params {params.file} --out {params.out} --no-progress > {log} 2>&1"
+        "hecvl pair {params.corpus} --params {CONFIG} --out {params.out} --no-progress > {log} 2>&1 && touch {output.stamp}"

@@ -17,11 +17,10 @@ rule paper:
             f"{PAPER}/convergence.png", caption="../report/convergence.rst", category="Figures"
         ),
     params:
-        file=RESOLVED,
         out=lambda wc, output: os.path.dirname(output.accuracy),
     log:
         f"{LOGS}/paper.log",
     conda:
         ENV
     shell:
-        "hecvl paper build --params {params.file} --out {params.out} > {log} 2>&1"
+        "hecvl paper build --params {CONFIG} --out {params.out} > {log} 2>&1"

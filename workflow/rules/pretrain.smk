@@ -10,16 +10,20 @@ rule pretrain:
         clip=ancient(f"{PAIRS}/clip.parquet"),
         phase=ancient(f"{PAIRS}/phase.parquet"),
         video=ancient(f"{PAIRS}/video.parquet"),
+        stamp=STAMP_PAIR,
+        # the lecture videos the clips are cut from
+        corpus=acquired("corpus"),
         # validation frames (train.validation): decoded once by `frames`, read from the frame cache
-        frames=lambda wc: [ancient(f) for f in validation_frames(wc.variant)],
+        frames=lambda wc: validation_frames(wc.variant),
     output:
         weights=f"{MODEL}/model.safetensors",
         config=f"{MODEL}/config.json",
         losses=f"{MODEL}/losses.csv",
         validation=f"{MODEL}/validation.csv",
     params:
-        file=RESOLVED,
         pairs=lambda wc, input: os.path.dirname(input.clip),
+        # what the run reads, by content: the pairs and the lecture videos
+        data=lambda wc: {"pairs": DATA.files(PAIR_FILES), "corpus": DATA.corpus()},
         # what decides the run (a change reruns it); study lists, eval and paper settings do not
         settings=lambda wc: STUDY.training_settings(wc.variant),
         out=lambda wc, output: os.path.dirname(output.weights),
@@ -34,5 +38,5 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher} pretrain --params {params.file} --variant {wildcards.variant} --restart-if-changed "
+        "{params.launcher} pretrain --params {CONFIG} --variant {wildcards.variant} --restart-if-changed "
         "--seed {wildcards.seed} --pairs {params.pairs} --out {params.out} > {log} 2>&1"

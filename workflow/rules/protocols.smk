@@ -14,7 +14,6 @@ rule protocol_sweep:
     output:
         layout.protocol_sweep("{model}", "{seed}"),
     params:
-        file=RESOLVED,
         weights=lambda wc, input: os.path.dirname(input.weights),
         datasets=" ".join(STUDY.datasets),
         out=lambda wc, output: os.path.dirname(output[0]),
@@ -25,7 +24,7 @@ rule protocol_sweep:
     conda:
         ENV
     shell:
-        "hecvl evaluate --params {params.file} --variant {wildcards.model} --weights {params.weights} "
+        "hecvl evaluate --params {CONFIG} --variant {wildcards.model} --weights {params.weights} "
         "--seed {wildcards.seed} --dataset {params.datasets} --sensitivity --out {params.out} > {log} 2>&1"
 
 
@@ -37,7 +36,6 @@ rule protocol_sweep_released:
     output:
         layout.protocol_sweep("released_{name}", "released"),
     params:
-        file=RESOLVED,
         main=MAIN,
         bert_dir=lambda wc, input: os.path.dirname(input.vocab),
         datasets=" ".join(STUDY.datasets),
@@ -49,7 +47,7 @@ rule protocol_sweep_released:
     conda:
         ENV
     shell:
-        "hecvl evaluate --params {params.file} --variant {params.main} --format surgvlp --weights {input.weights} "
+        "hecvl evaluate --params {CONFIG} --variant {params.main} --format surgvlp --weights {input.weights} "
         "--bert-dir {params.bert_dir} --name {wildcards.name} --dataset {params.datasets} --sensitivity "
         "--out {params.out} > {log} 2>&1"
 
@@ -64,11 +62,10 @@ rule protocol_sensitivity:
         figure=report(layout.PROTOCOL_SENSITIVITY[2], caption="../report/protocol_sensitivity.rst",
                       category="Figures"),
     params:
-        file=RESOLVED,
         out=lambda wc, output: os.path.dirname(output.table),
     log:
         f"{LOGS}/protocols/sensitivity.log",
     conda:
         ENV
     shell:
-        "hecvl paper sensitivity --params {params.file} --out {params.out} {input} > {log} 2>&1"
+        "hecvl paper sensitivity --params {CONFIG} --out {params.out} {input} > {log} 2>&1"

@@ -13,7 +13,7 @@ for _note in RELEASED.notes(configured_only=True):  # configured but unusable: s
     print(f"hecvl: {_note}", file=sys.stderr)
 
 # The synthetic world must be generated first; local datasets are read where they are (no corpus needed).
-RELEASED_DATA = [ancient(layout.ACQUIRED)] if P.data.source == "synthetic" else []
+RELEASED_DATA = acquired() if P.data.source == "synthetic" else []
 
 
 rule evaluate_released:
@@ -25,13 +25,13 @@ rule evaluate_released:
         metrics=f"{RELEASED_PATTERN}/metrics.json",
         predictions=f"{RELEASED_PATTERN}/predictions.parquet",
     params:
-        file=RESOLVED,
         main=MAIN,
         bert_dir=lambda wc, input: os.path.dirname(input.vocab),
         out=lambda wc, output: os.path.dirname(output.metrics),
         # what changes these results besides the inputs (not frames.transform: they use their own)
         decoding={"fps": P.frames.fps, "backend": P.frames.backend},
         prompt_file=P.eval.prompt_file,
+        version=lambda wc: DATA.dataset(wc.dataset),  # what is scored, by content
     log:
         f"{LOGS}/evaluate/released/{{name}}/{{dataset}}/{RELEASED_SPACE}-{{prompts}}.log",
     benchmark:
@@ -41,7 +41,7 @@ rule evaluate_released:
     conda:
         ENV
     shell:
-        "hecvl evaluate --params {params.file} --variant {params.main} --format surgvlp "
+        "hecvl evaluate --params {CONFIG} --variant {params.main} --format surgvlp "
         "--weights {input.weights} --bert-dir {params.bert_dir} --name {wildcards.name} "
         "--dataset {wildcards.dataset} --prompts {wildcards.prompts} "
         "--out {params.out} > {log} 2>&1"

@@ -4,8 +4,9 @@
     run = params.variant("clip_only")            # what that variant's jobs compute
     run.train.steps, run.model.heads.mode, run.frames.build()
 
-The DAG resolves the configuration once (preset, `--configfile`, `--config`), writes it with
-`write_resolved`, and every job reads that file, so what Snakemake says is what the jobs run.
+Each Snakemake invocation resolves the configuration once (`resolve_invocation`: preset, `--configfile`,
+`--config`) and writes it under its own digest (`invocation_config`); its jobs read that file, so what
+Snakemake planned is what the jobs run.
 """
 
 from hecvl.config.base import LEVELS, Section
@@ -23,12 +24,13 @@ from hecvl.config.resolve import (
     load_params,
     read_yaml,
     resolve,
+    resolve_invocation,
     typed_command_line,
     validate_section,
 )
 from hecvl.config.study import REFERENCES, AblationSpec, StudySettings
 from hecvl.config.train import OPERATIONAL, SCHEDULES, TrainSettings
-from hecvl.config.write import write_resolved
+from hecvl.config.write import invocation_config, write_resolved, write_text_once
 
 __all__ = [
     "LEVELS",
@@ -61,12 +63,15 @@ __all__ = [
     "VisualConfig",
     "coerce_params",
     "deep_merge",
+    "invocation_config",
     "load_params",
     "read_yaml",
     "resolve",
+    "resolve_invocation",
     "run_key",
     "training_settings",
     "typed_command_line",
     "validate_section",
     "write_resolved",
+    "write_text_once",
 ]

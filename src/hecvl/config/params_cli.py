@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from hecvl.config.resolve import load_params, read_yaml
+from hecvl.config.resolve import resolve_invocation
 from hecvl.config.write import dump, write_resolved
 from hecvl.errors import HecvlError
 
@@ -48,10 +48,8 @@ def schema_text() -> str:
 
 
 def _resolved(args: argparse.Namespace):
-    overrides = [read_yaml(f) for f in args.config]
-    if args.preset:
-        overrides.append({"preset": args.preset})
-    return load_params(args.params, overrides)
+    """As Snakemake resolves it: --config files as its --configfile, --preset as `--config preset=P`."""
+    return resolve_invocation(args.params, args.config, {"preset": args.preset} if args.preset else None)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,12 @@
 """Reading, merging and validating the configuration: params.yaml -> preset -> overrides -> `Params`.
 
-The order is the same for the DAG and for a stage run by hand: the file, then its active preset, then
-`--configfile` / `--config` overrides (which beat the preset), then one variant's overrides. Every bad
-value stops with one line naming the file and the key, e.g. `params.yaml: train.lr must be > 0, got -1.0`.
+The order is the same for the DAG and for a stage run by hand: the main parameter file, then its active
+preset (named by the last of file, `--configfile`s and `--config` that names one), then the `--configfile`
+overrides in the order given, then `--config`, then one variant's overrides. The main file named again as a
+`--configfile` (`snakemake --configfile params.yaml mine.yaml`) stays the base, and a `--configfile` with its
+own `presets:` is a whole parameter file that replaces it as the base: neither is merged over the preset.
+Every bad value stops with one line naming the file and the key, e.g.
+`params.yaml: train.lr must be > 0, got -1.0`.
 """
 
 from __future__ import annotations
@@ -81,6 +85,36 @@ def resolve(raw: Mapping[str, Any], source: str = "params.yaml",
     return params
 
 
+def resolve_invocation(main: str | Path, configfiles: Sequence[str | Path] = (),
+                       command_line: Mapping[str, Any] | None = None) -> Any:
+    """The `Params` of one invocation: `main` as the base, then the preset, `configfiles`, `command_line`."""
+    base_path, base = Path(main), None
+    overrides: list[Mapping[str, Any]] = []
+    for name in configfiles:
+        path = Path(name)
+        if _same_file(path, base_path):
+            continue  # the main file again: it is the base already
+        data = read_yaml(path)
+        if "presets" not in data:
+            overrides.append(data)
+        elif base is not None:
+            raise HecvlError(f"{base_path} and {path} are both whole parameter files (each has `presets:`); "
+                             "pass one of them, and overrides without presets")
+        else:
+            base_path, base = path, data
+    if command_line:
+        overrides.append(command_line)
+    raw = base if base is not None else read_yaml(base_path)
+    return resolve(raw, str(base_path), overrides, "--configfile/--config")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
 def typed_command_line(config: Mapping[str, Any]) -> dict[str, Any]:
     """Snakemake's `--config` values with their YAML types back.
 
@@ -107,7 +141,11 @@ def typed_command_line(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_params(path: str | Path, overrides: Sequence[Mapping[str, Any]] = ()) -> Any:
-    """`Params` from a parameter file (params.yaml, or a resolved file the workflow wrote)."""
+    """`Params` from a parameter file (params.yaml, or the resolved file of a Snakemake invocation, whose
+    text must still have the digest in its name)."""
+    from hecvl.config.write import verify_resolved
+
+    verify_resolved(path)
     return resolve(read_yaml(path), str(path), overrides)
 
 
