@@ -8,13 +8,14 @@ rule ablation:
     output:
         table=layout.ablation_table("{ablation}"),
     params:
+        file=config_file,
         rows=lambda wc: rows(STUDY.ablation_entries(wc.ablation)),
     log:
         f"{LOGS}/ablations/{{ablation}}.log",
     conda:
         ENV
     shell:
-        "hecvl paper table --params {CONFIG} --name {wildcards.ablation} --out {output.table} "
+        "hecvl paper table --params {params.file} --name {wildcards.ablation} --out {output.table} "
         "{params.rows} > {log} 2>&1"
 
 

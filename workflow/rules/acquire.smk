@@ -10,6 +10,7 @@ rule acquire:
         inventory=layout.ACQUIRED,
         stamp=STAMP_ACQUIRE,  # tells the readers of the data that it was made again (hecvl.provenance)
     params:
+        file=config_file,
         # what acquire depends on (a public corpus's import and download are corpus.smk's jobs)
         data={k: v for k, v in P.data.to_dict().items() if k not in ("corpus_source", "download")},
     log:
@@ -20,7 +21,7 @@ rule acquire:
     conda:
         ENV
     shell:
-        "hecvl acquire --params {CONFIG} --workers {threads} --out {output.inventory} > {log} 2>&1 && touch {output.stamp}"
+        "hecvl acquire --params {params.file} --workers {threads} --out {output.inventory} > {log} 2>&1 && touch {output.stamp}"
 
 
 # The synthetic world's sanity figures and criteria (pixel linear probe >= 60 % on every target, tool tips

@@ -27,10 +27,9 @@ try:
     RELEASED = ReleasedRuns(P)
 except HecvlError as exc:  # one line naming the file and the key, no traceback
     sys.exit(f"hecvl: {exc}")
-# Every job reads CONFIG (`--params {CONFIG}` in the shell commands): the file is named by the SHA-256 of its
-# text and written when the invocation starts (onstart, after Snakemake holds its lock), so a dry run, a
-# refused invocation or another study's settings never change what this one's jobs read. It is not a
-# param: which rules rerun is decided by the settings each declares, not by the file's name.
+# Every job reads CONFIG (`--params {params.file}`, from config_file): the file is named by the SHA-256 of
+# its text and written when the invocation starts (onstart, after Snakemake holds its lock), so a dry run,
+# a refused invocation or another study's settings never change what this one's jobs read.
 CONFIG, CONFIG_TEXT = invocation_config(
     P, f"The configuration one Snakemake invocation resolved (preset {P.preset}) and its jobs read.\n"
        "Named by the SHA-256 of this text; a job refuses the file if the text changed.")
@@ -56,8 +55,14 @@ wildcard_constraints:
     ablation=r"[A-Za-z0-9_]+",
 
 
+def config_file(wildcards, input):
+    """This invocation's configuration file. A function of the input, so Snakemake does not track it as a
+    param: which jobs rerun is decided by the settings each rule declares, not by the file's name."""
+    return CONFIG
+
+
 def acquired(*parts):
-    """The data inputs of a rule that reads acquired data: the inventory (ancient: times never count),
+    """The data inputs of a reader of acquired data: the inventory (ancient, so times never count),
     acquire's stamp (its rerun reaches the reader), and with `data.source: local` the user's own files of
     `parts` ("corpus" or a dataset name), which no rule makes, also ancient."""
     out = [ancient(layout.ACQUIRED), STAMP_ACQUIRE]
@@ -65,6 +70,14 @@ def acquired(*parts):
         own = [p for p in parts if p != "corpus" or P.data.corpus_source is None]  # not a fetched corpus
         out += [ancient(f) for part in own for f in local_files(part)]
     return out
+
+
+def released_data(datasets):
+    """What released weights are scored on. The synthetic world must be generated first; local datasets are read where they are (no corpus
+    needed), their files declared as inputs."""
+    if P.data.source == "synthetic":
+        return acquired()
+    return [ancient(f) for d in datasets for f in local_files(d)]
 
 
 _LOCAL_FILES = {}

@@ -38,6 +38,7 @@ if P.data.corpus_source is not None:
         output:
             report=layout.CORPUS_AVAILABILITY,
         params:
+            file=config_file,
             corpus=CORPUS,
             download=P.data.download.to_dict(),
         log:
@@ -47,6 +48,6 @@ if P.data.corpus_source is not None:
         conda:
             ENV
         shell:
-            "(hecvl corpus download {params.corpus} --params {CONFIG} --no-progress && "
-            "hecvl corpus report {params.corpus} --params {CONFIG} --out {output.report} --no-progress) "
+            "(hecvl corpus download {params.corpus} --params {params.file} --no-progress && "
+            "hecvl corpus report {params.corpus} --params {params.file} --out {output.report} --no-progress) "
             "> {log} 2>&1"

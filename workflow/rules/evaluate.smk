@@ -14,10 +14,12 @@ for _job in STUDY.evaluation_jobs():
         input:
             weights=evaluate_weights(_job),
             frames=[f"{FRAMES}/{d}.json" for d in _job.datasets],
+            data=acquired(*_job.datasets),  # labels and splits, read beside the cached frames
         output:
             metrics=list(_job.metrics),
             predictions=evaluate_predictions(_job),
         params:
+            file=config_file,
             # a function: the --out template's {dataset} is for hecvl, not a wildcard
             arguments=lambda wc, job=_job: evaluate_arguments(job),
             eval=P.eval.to_dict(),
@@ -32,4 +34,4 @@ for _job in STUDY.evaluation_jobs():
         conda:
             ENV
         shell:
-            "hecvl evaluate --params {CONFIG} {params.arguments} > {log} 2>&1"
+            "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"

@@ -8,6 +8,7 @@ rule frames:
     output:
         f"{FRAMES}/{{dataset}}.json",
     params:
+        file=config_file,
         frames=P.frames.to_dict(),
         version=lambda wc: DATA.dataset(wc.dataset),  # the dataset's videos, labels and splits, by content
     log:
@@ -17,5 +18,5 @@ rule frames:
     conda:
         ENV
     shell:
-        "hecvl frames --params {CONFIG} --dataset {wildcards.dataset} --split all "
+        "hecvl frames --params {params.file} --dataset {wildcards.dataset} --split all "
         "--out {output} > {log} 2>&1"

@@ -35,6 +35,7 @@ rule noise_pair:
         video=f"{NOISE_WORLD}/pairs/video.parquet",
         stats=f"{NOISE_WORLD}/pairs/stats.json",
     params:
+        file=config_file,
         corpus=lambda wc, input: os.path.join(os.path.dirname(input[0]), "corpus"),
         out=lambda wc, output: os.path.dirname(output.clip),
     log:
@@ -43,7 +44,7 @@ rule noise_pair:
         ENV
     shell:
         "HECVL_RUN_PREFIX=noise/rel{wildcards.rel} "
-        "hecvl pair {params.corpus} --params {CONFIG} --out {params.out} --no-progress > {log} 2>&1"
+        "hecvl pair {params.corpus} --params {params.file} --out {params.out} --no-progress > {log} 2>&1"
 
 
 rule noise_pretrain:
@@ -53,6 +54,7 @@ rule noise_pretrain:
     output:
         weights=f"{NOISE_MODEL}/model.safetensors",
     params:
+        file=config_file,
         pairs=lambda wc, input: os.path.dirname(input.clip),
         corpus=lambda wc, input: os.path.join(os.path.dirname(os.path.dirname(input.clip)), "corpus"),
         out=lambda wc, output: os.path.dirname(output.weights),
@@ -65,7 +67,7 @@ rule noise_pretrain:
         ENV
     shell:
         "HECVL_RUN_PREFIX=noise/rel{wildcards.rel} "
-        "hecvl pretrain --params {CONFIG} --variant {wildcards.variant} --restart-if-changed --seed {wildcards.seed} "
+        "hecvl pretrain --params {params.file} --variant {wildcards.variant} --restart-if-changed --seed {wildcards.seed} "
         "--pairs {params.pairs} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
 
@@ -82,6 +84,7 @@ for _rel, _job in STUDY.noise_jobs():
         output:
             metrics=list(_job.metrics),
         params:
+            file=config_file,
             arguments=lambda wc, job=_job, rel=_rel: evaluate_arguments(job, noise_model_dir(rel)),
             # the MLflow run names carry the relevance: the sweep's runs are told apart from the study's
             # (a param: the shell string is formatted when the job runs, after the loop has moved on)
@@ -95,7 +98,7 @@ for _rel, _job in STUDY.noise_jobs():
             ENV
         shell:
             "HECVL_RUN_PREFIX={params.run_prefix} "
-            "hecvl evaluate --params {CONFIG} {params.arguments} > {log} 2>&1"
+            "hecvl evaluate --params {params.file} {params.arguments} > {log} 2>&1"
 
 
 rule narration_noise:
@@ -106,10 +109,11 @@ rule narration_noise:
         findings=layout.NOISE_FINDINGS,
         figure=report(f"{PAPER}/narration_noise.png", caption="../report/narration_noise.rst", category="Figures"),
     params:
+        file=config_file,
         noise=STUDY.noise,
     log:
         f"{LOGS}/noise/narration_noise.log",
     conda:
         ENV
     shell:
-        "hecvl paper noise --params {CONFIG} --table {output.table} --out {output.figure} --findings {output.findings} > {log} 2>&1"
+        "hecvl paper noise --params {params.file} --table {output.table} --out {output.figure} --findings {output.findings} > {log} 2>&1"

@@ -12,6 +12,7 @@ rule pair:
         stamp=STAMP_PAIR,  # tells pretraining that the pairs were made again
         figure=report(f"{PAIRS}/stats.png", caption="../report/pairs.rst", category="Data"),
     params:
+        file=config_file,
         corpus=CORPUS,
         corpus_version=lambda wc: DATA.corpus(),  # what pairing reads, by content
         out=lambda wc, output: os.path.dirname(output.clip),
@@ -23,4 +24,4 @@ rule pair:
     conda:
         ENV
     shell:
-        "hecvl pair {params.corpus} --params {CONFIG} --out {params.out} --no-progress > {log} 2>&1 && touch {output.stamp}"
+        "hecvl pair {params.corpus} --params {params.file} --out {params.out} --no-progress > {log} 2>&1 && touch {output.stamp}"

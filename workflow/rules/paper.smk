@@ -17,10 +17,11 @@ rule paper:
             f"{PAPER}/convergence.png", caption="../report/convergence.rst", category="Figures"
         ),
     params:
+        file=config_file,
         out=lambda wc, output: os.path.dirname(output.accuracy),
     log:
         f"{LOGS}/paper.log",
     conda:
         ENV
     shell:
-        "hecvl paper build --params {CONFIG} --out {params.out} > {log} 2>&1"
+        "hecvl paper build --params {params.file} --out {params.out} > {log} 2>&1"

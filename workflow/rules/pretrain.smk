@@ -21,6 +21,7 @@ rule pretrain:
         losses=f"{MODEL}/losses.csv",
         validation=f"{MODEL}/validation.csv",
     params:
+        file=config_file,
         pairs=lambda wc, input: os.path.dirname(input.clip),
         # what the run reads, by content: the pairs and the lecture videos
         data=lambda wc: {"pairs": DATA.files(PAIR_FILES), "corpus": DATA.corpus()},
@@ -38,5 +39,5 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "{params.launcher} pretrain --params {CONFIG} --variant {wildcards.variant} --restart-if-changed "
+        "{params.launcher} pretrain --params {params.file} --variant {wildcards.variant} --restart-if-changed "
         "--seed {wildcards.seed} --pairs {params.pairs} --out {params.out} > {log} 2>&1"

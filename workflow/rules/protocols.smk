@@ -11,9 +11,12 @@ rule protocol_sweep:
     input:
         weights=lambda wc: f"{STUDY.model_dir(wc.model, int(wc.seed))}/model.safetensors",
         frames=[f"{FRAMES}/{d}.json" for d in STUDY.datasets],
+        data=acquired(*STUDY.datasets),
     output:
         layout.protocol_sweep("{model}", "{seed}"),
     params:
+        file=config_file,
+        data=lambda wc: DATA.datasets(STUDY.datasets),
         weights=lambda wc, input: os.path.dirname(input.weights),
         datasets=" ".join(STUDY.datasets),
         out=lambda wc, output: os.path.dirname(output[0]),
@@ -24,18 +27,19 @@ rule protocol_sweep:
     conda:
         ENV
     shell:
-        "hecvl evaluate --params {CONFIG} --variant {wildcards.model} --weights {params.weights} "
+        "hecvl evaluate --params {params.file} --variant {wildcards.model} --weights {params.weights} "
         "--seed {wildcards.seed} --dataset {params.datasets} --sensitivity --out {params.out} > {log} 2>&1"
 
 
 rule protocol_sweep_released:
     input:
-        data=RELEASED_DATA,
+        data=released_data(STUDY.datasets),
         weights=lambda wc: RELEASED_WEIGHTS[wc.name],
         vocab=lambda wc: f"{RELEASED.bert_dir}/vocab.txt",
     output:
         layout.protocol_sweep("released_{name}", "released"),
     params:
+        file=config_file,
         main=MAIN,
         bert_dir=lambda wc, input: os.path.dirname(input.vocab),
         datasets=" ".join(STUDY.datasets),
@@ -47,7 +51,7 @@ rule protocol_sweep_released:
     conda:
         ENV
     shell:
-        "hecvl evaluate --params {CONFIG} --variant {params.main} --format surgvlp --weights {input.weights} "
+        "hecvl evaluate --params {params.file} --variant {params.main} --format surgvlp --weights {input.weights} "
         "--bert-dir {params.bert_dir} --name {wildcards.name} --dataset {params.datasets} --sensitivity "
         "--out {params.out} > {log} 2>&1"
 
@@ -62,10 +66,11 @@ rule protocol_sensitivity:
         figure=report(layout.PROTOCOL_SENSITIVITY[2], caption="../report/protocol_sensitivity.rst",
                       category="Figures"),
     params:
+        file=config_file,
         out=lambda wc, output: os.path.dirname(output.table),
     log:
         f"{LOGS}/protocols/sensitivity.log",
     conda:
         ENV
     shell:
-        "hecvl paper sensitivity --params {CONFIG} --out {params.out} {input} > {log} 2>&1"
+        "hecvl paper sensitivity --params {params.file} --out {params.out} {input} > {log} 2>&1"

@@ -12,19 +12,17 @@ RELEASED_PATTERN = layout.released_dir("{name}", "{dataset}", f"{RELEASED_SPACE}
 for _note in RELEASED.notes(configured_only=True):  # configured but unusable: say so now
     print(f"hecvl: {_note}", file=sys.stderr)
 
-# The synthetic world must be generated first; local datasets are read where they are (no corpus needed).
-RELEASED_DATA = acquired() if P.data.source == "synthetic" else []
-
 
 rule evaluate_released:
     input:
-        data=RELEASED_DATA,
+        data=lambda wc: released_data([wc.dataset]),
         weights=lambda wc: RELEASED_WEIGHTS[wc.name],
         vocab=lambda wc: f"{RELEASED.bert_dir}/vocab.txt",
     output:
         metrics=f"{RELEASED_PATTERN}/metrics.json",
         predictions=f"{RELEASED_PATTERN}/predictions.parquet",
     params:
+        file=config_file,
         main=MAIN,
         bert_dir=lambda wc, input: os.path.dirname(input.vocab),
         out=lambda wc, output: os.path.dirname(output.metrics),
@@ -41,7 +39,7 @@ rule evaluate_released:
     conda:
         ENV
     shell:
-        "hecvl evaluate --params {CONFIG} --variant {params.main} --format surgvlp "
+        "hecvl evaluate --params {params.file} --variant {params.main} --format surgvlp "
         "--weights {input.weights} --bert-dir {params.bert_dir} --name {wildcards.name} "
         "--dataset {wildcards.dataset} --prompts {wildcards.prompts} "
         "--out {params.out} > {log} 2>&1"

@@ -104,6 +104,9 @@ def resolve_invocation(main: str | Path, configfiles: Sequence[str | Path] = (),
             base_path, base = path, data
     if command_line:
         overrides.append(command_line)
+    from hecvl.config.write import verify_resolved
+
+    verify_resolved(base_path)
     raw = base if base is not None else read_yaml(base_path)
     return resolve(raw, str(base_path), overrides, "--configfile/--config")
 
