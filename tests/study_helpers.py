@@ -28,6 +28,7 @@ PROJECT_FILES = [
     "workflow",
     "params.yaml",
     "dvc.yaml",
+    "profiles",
     ".dvc/config",
     ".dvcignore",
     ".gitignore",

@@ -11,6 +11,7 @@ from hecvl.config.identity import validation_datasets
 from hecvl.errors import HecvlError
 from hecvl.layout import FRAMES, LOGS, NOISE, PAIRS, PAPER
 from hecvl.provenance import DataVersions, adopt_stamps
+from hecvl.recovery import clear_stale_locks
 from hecvl.released_runs import ReleasedRuns
 from hecvl.resources import gpu_cap
 from hecvl.study import Study, expose_cli
@@ -41,6 +42,13 @@ STAMP_ACQUIRE = layout.stamp("acquire")
 STAMP_PAIR = layout.stamp("pair")
 PAIR_FILES = [f"{PAIRS}/{level}.parquet" for level in ("clip", "phase", "video")]
 adopt_stamps({STAMP_ACQUIRE: [layout.ACQUIRED], STAMP_PAIR: PAIR_FILES})
+
+# After a kill, the same command runs again unchanged (hecvl.recovery): the lock of a Snakemake that is no
+# longer running is cleared here, before Snakemake takes its own; profiles/default reruns incomplete outputs.
+if workflow.is_main_process and not workflow.dryrun:
+    if _stale := clear_stale_locks():
+        print(f"hecvl: cleared {_stale} stale lock(s) of a Snakemake of this folder that is no longer running",
+              file=sys.stderr)
 CORPUS = P.data.corpus
 MAIN = STUDY.main
 ENV = "../envs/hecvl.yaml"
