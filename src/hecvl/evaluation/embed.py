@@ -4,13 +4,16 @@ Why a cache: every ablation of the test-time options (space, prompts) and the li
 the same frame embeddings; only the text side changes. An entry is keyed by
 (model key, dataset, frame transform, level, video) and carries a small JSON sidecar with the
 video's identity (the frame cache's content hash) and the frame count, so a regenerated or
-replaced video is never scored with stale embeddings.
+replaced video is never scored with stale embeddings, and the array's SHA-256 and size
+(`hecvl.checksums`), so a damaged entry is rebuilt with a warning instead of feeding every later
+evaluation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from hecvl.checksums import BadEntry, read_checked, write_checked
 from hecvl.config import LEVELS, SPACES
 from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD
 from hecvl.errors import HecvlError
-from hecvl.io import atomic_path, write_json
 from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)
@@ -76,26 +79,38 @@ class EmbeddingCache:
     def path(self, video: str, level: str) -> Path:
         return self.folder / f"{video}.{level}.npy"
 
+    def record(self, video: str, level: str) -> Path:
+        return self.folder / f"{video}.{level}.json"
+
     def load(self, video: str, level: str, identity: Mapping[str, Any]) -> np.ndarray | None:
-        """The cached (T, E) float32 embeddings, or None if absent or made from another file."""
-        meta, path = self.folder / f"{video}.{level}.json", self.path(video, level)
-        if not (meta.is_file() and path.is_file()):
-            return None
+        """The cached (T, E) float32 embeddings, or None if absent, made from another file, or bad.
+
+        A bad entry (bytes that do not match its checksum record, no record, unreadable) is one
+        warning naming the file; it is never used, and the caller's rebuild replaces it.
+        """
+        path = self.path(video, level)
         try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable embedding cache entry %s: %s", path, exc)
+            entry = read_checked(path, self.record(video, level))
+            if entry is None:
+                return None
+            data, info = entry
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except BadEntry as exc:
+            log.warning("bad embedding cache entry, re-embedding its video: %s", exc)
+            return None
+        except (OSError, ValueError, EOFError) as exc:  # bytes as recorded, yet no array
+            log.warning("bad embedding cache entry, re-embedding its video: %s: not an array (%s)", path, exc)
             return None
         if info.get("video") != dict(identity) or info.get("frames") != len(arr):
-            return None
+            return None  # made from another version of the video: stale, not damaged
         return arr
 
     def save(self, video: str, level: str, arr: np.ndarray, identity: Mapping[str, Any]) -> None:
-        """Array first, sidecar last: a sidecar only ever describes a complete array."""
-        with atomic_path(self.path(video, level)) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
-        write_json(self.folder / f"{video}.{level}.json", {"video": dict(identity), "frames": len(arr)})
+        """Array first, its checksum record last: a record only ever describes a complete array."""
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
+        fields = {"video": dict(identity), "frames": len(arr)}
+        write_checked(self.path(video, level), buf.getvalue(), self.record(video, level), fields)
 
 
 NORMALISATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

@@ -24,14 +24,15 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from hecvl.checksums import BadEntry, read_checked, write_checked
 from hecvl.config.model import ModelConfig, TextConfig
 from hecvl.errors import HecvlError
-from hecvl.io import atomic_path
 from hecvl.models.state_dicts import hash_state_dict
 
 log = logging.getLogger(__name__)
@@ -185,23 +186,23 @@ class TextEncoder(nn.Module):
 
         The file is keyed by everything that decides the features (settings, weights, device type,
         the texts), so every run of a study with the same corpus reads what the first one encoded;
-        the features read are the bits `encode` would give. An unreadable file is encoded again and
-        replaced. Returns True when the features came from the store.
+        the features read are the bits `encode` would give. The file carries a checksum record
+        (`hecvl.checksums`): one that does not match it, has none, or cannot be read is reported,
+        never used, and encoded again and replaced. Returns True when the features came from the store.
         """
         texts = list(dict.fromkeys(texts))
         if not self.caching:
             raise HecvlError("only a frozen, caching text encoder keeps features (model.text.freeze, cache)")
         path = None if store is None else Path(store) / f"{self._store_key(texts)}.safetensors"
-        if path is not None and path.is_file():
+        if path is not None:
             feats = self._read_store(path, len(texts))
             if feats is not None:
                 self._cache.update(zip(texts, feats.to(self.device).unbind(0), strict=True))
                 return True
         feats = self.encode(texts, batch_size=_CHUNK, progress=progress)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                save_file({"features": feats.detach().float().cpu().contiguous()}, str(tmp))
+            data = save_safetensors({"features": feats.detach().float().cpu().contiguous()})
+            write_checked(path, data, path.with_suffix(".json"))
         return False
 
     def _store_key(self, texts: list[str]) -> str:
@@ -213,9 +214,17 @@ class TextEncoder(nn.Module):
         return h.hexdigest()[:24]
 
     def _read_store(self, path: Path, n: int) -> torch.Tensor | None:
+        """The stored (n, D) features if the file matches its checksum record; else None, with one
+        warning naming the file when it exists but is bad (the caller encodes and replaces it)."""
         try:
-            feats = load_file(str(path))["features"]
-        except (SafetensorError, OSError, KeyError, ValueError) as exc:
+            entry = read_checked(path, path.with_suffix(".json"))
+            if entry is None:
+                return None
+            feats = load_safetensors(entry[0])["features"]
+        except BadEntry as exc:
+            log.warning("re-encoding texts: unreadable feature store %s", exc)
+            return None
+        except (SafetensorError, KeyError, ValueError) as exc:  # bytes as recorded, yet no features
             log.warning("re-encoding texts: unreadable feature store %s (%s)", path, exc)
             return None
         if tuple(feats.shape) != (n, self.dim) or feats.dtype != torch.float32:
