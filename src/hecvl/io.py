@@ -7,12 +7,13 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from hecvl.errors import HecvlError
+from hecvl.errors import HecvlError, WriteError, os_error_cause
 
 
 def _umask_mode() -> int:
@@ -24,40 +25,78 @@ def _umask_mode() -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file beside `path`; rename it over `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Open a temporary file beside `path`; rename it over `path` only if the block succeeds.
+
+    A failed write (disk full, read-only...) is a WriteError naming `path`; nothing is left behind.
+    """
     binary = "b" in mode
-    try:
-        with open(tmp, mode, encoding=None if binary else encoding) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with _temp_beside(path) as tmp, open(tmp, mode, encoding=None if binary else encoding) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` for writers that want a file name (Parquet, safetensors, PNG)."""
+    """Yield a temporary path beside `path` for writers that want a file name (Parquet, safetensors, PNG).
+
+    The temporary path has `path`'s name (writers that pick a format by suffix see the right one) in a
+    private folder, so a library's own temporary files (safetensors writes `.tmpXXXXXX` beside its
+    target) go there too and are removed with it when the write fails. A failed write is a WriteError
+    naming `path`, whichever library reported it (torch's "unexpected pos" included).
+    """
+    with _temp_beside(path) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
+def _temp_beside(path: str | Path) -> Iterator[Path]:
+    """An empty file in a private temporary folder beside `path`, renamed over `path` if the block
+    succeeds; on any failure the folder goes, and I/O failures become a WriteError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    folder: Path | None = None
     try:
-        yield Path(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = folder / path.name
+        tmp.touch()
+        yield tmp
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _remove(folder)
+    except Exception as exc:
+        error = _write_error(exc, path, folder)
+        _remove(folder)
+        if error is None:
+            raise
+        raise error from exc
+    except BaseException:  # KeyboardInterrupt, SystemExit: no message to translate
+        _remove(folder)
         raise
+
+
+def _write_error(exc: Exception, path: Path, folder: Path | None) -> WriteError | None:
+    """`exc` as a WriteError naming `path` (or the other file an OSError names), None if no I/O failure."""
+    if isinstance(exc, HecvlError):
+        return None
+    cause = os_error_cause(exc, folder if folder is not None and folder.exists() else path.parent)
+    if cause is None:
+        return None
+    other = getattr(exc, "filename", None)
+    if other is not None and not _ours(Path(os.fsdecode(other)), path):
+        return WriteError(cause, other)  # the block failed on another file (an input it reads, say)
+    return WriteError(cause, path)
+
+
+def _ours(name: Path, path: Path) -> bool:
+    """Whether `name` is `path`, a folder above it (mkdir), or our temporary folder or a file in it."""
+    temp_prefix = str(path.parent / f".{path.name}.")
+    return name == path or path.is_relative_to(name) or str(name).startswith(temp_prefix)
+
+
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

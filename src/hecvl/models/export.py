@@ -31,7 +31,8 @@ def save_pretrained(model: HecVLModel, cfg: Mapping[str, Any] | None, out_dir: s
 
     `cfg` is the resolved params (with a `model:` section) or just the model section; its model
     section must describe `model`. config.json gets the params with the model section fully spelled
-    out (defaults included), so loading never depends on defaults that may change later.
+    out (defaults included), so loading never depends on defaults that may change later. A full disk
+    or a read-only folder is a WriteError naming the file (`atomic_path`); an earlier export's weights stay.
     """
     from safetensors.torch import save_file
 

@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,16 @@ def save_checkpoint(folder: str | Path, step: int, state: Mapping[str, Any], kee
     folder = Path(folder)
     path = checkpoint_path(folder, step)
     payload = {**state, "format": FORMAT, "step": int(step)}
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # disk full, read-only...: a WriteError naming `path`
         torch.save(payload, tmp)
-    write_json(
-        path.with_suffix(".json"),
-        {"format": FORMAT, "step": int(step), "sha256": sha256_file(path), "bytes": path.stat().st_size},
-    )
+    try:
+        write_json(
+            path.with_suffix(".json"),
+            {"format": FORMAT, "step": int(step), "sha256": sha256_file(path), "bytes": path.stat().st_size},
+        )
+    except BaseException:  # a checkpoint without its record is never loaded: free its space
+        path.unlink(missing_ok=True)
+        raise
     _prune(folder, keep)
     return path
 
@@ -149,8 +154,11 @@ def latest_valid(folder: str | Path) -> dict[str, Any] | None:
     run then starts again from step 0.
     """
     folder = Path(folder)
-    for tmp in folder.glob(".step-*"):  # temp files of a save killed before its rename
-        tmp.unlink(missing_ok=True)
+    for tmp in folder.glob(".step-*"):  # temp folders (or files) of a save killed before its rename
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     records = _records(folder)
     stray = sorted(p for p in folder.glob("step-*.pt") if not p.with_suffix(".json").exists())
     for p in stray:
