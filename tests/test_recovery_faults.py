@@ -46,3 +46,36 @@ def test_fault_a_live_snakemake_keeps_its_lock_and_a_dead_ones_lock_is_cleared(t
     assert clear_stale_locks(folder) == 2
     assert not any(lock.exists() for lock in locks)
     assert clear_stale_locks(folder) == 0  # nothing left to clear
+
+
+def test_fault_temp_folders_of_killed_writes_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from hecvl.io import atomic_path
+    from hecvl.recovery import remove_debris
+
+    target = tmp_path / "results" / "models" / "model.safetensors"
+    target.parent.mkdir(parents=True)
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a writer killed in the middle of an atomic write
+        os.close(reader)
+        with atomic_path(target) as tmp:
+            Path(tmp).write_bytes(b"half")
+            (Path(tmp).parent / ".tmpAbC123").write_bytes(b"a library's own temp file")
+            os.write(writer, b"x")
+            time.sleep(60)
+        os._exit(0)
+    os.close(writer)
+    os.read(reader, 1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    keep = [tmp_path / "results" / ".hidden.tmp", tmp_path / "data" / "user" / ".notes"]
+    for folder in keep:
+        folder.mkdir(parents=True)
+    debris = [p for p in target.parent.iterdir() if p.name.startswith(".model.safetensors.")]
+    assert len(debris) == 1 and debris[0].is_dir()
+    assert remove_debris(["results", "data"], tmp_path) == 1
+    assert not debris[0].exists() and not target.exists()
+    assert all(folder.is_dir() for folder in keep)

@@ -3,13 +3,20 @@
 A Snakemake killed with SIGKILL leaves its lock behind, and the next invocation refuses to start until
 `--unlock`. That lock is stale exactly when no Snakemake process works in this folder any more, which the
 process table tells: the DAG clears it then, and only then (a Snakemake of this folder that is alive keeps
-its lock). Outputs a killed job left half-written are rerun by `rerun-incomplete` in `profiles/default`.
+its lock). Outputs a killed job left half-written are rerun by `rerun-incomplete` in `profiles/default`,
+and the temporary folders of its interrupted atomic writes (with a library's own temp files inside) are
+removed by `remove_debris`, under the same condition.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
+
+# hecvl.io's atomic writes: a private folder `.NAME.XXXXXXXX.tmp` beside the target (mkdtemp's 8 characters)
+_TEMP_FOLDER = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
 
 def _ancestors(pid: int) -> set[int]:
@@ -56,3 +63,19 @@ def clear_stale_locks(folder: str | Path = ".") -> int:
     for lock in locks:
         lock.unlink(missing_ok=True)
     return len(locks)
+
+
+def remove_debris(roots: list[str | Path], folder: str | Path = ".") -> int:
+    """Remove the temporary folders of atomic writes that a killed process left under `roots`, when no
+    other Snakemake works in `folder` (a live one may be writing them); returns how many."""
+    if not Path("/proc/self").exists() or other_snakemakes(folder):
+        return 0
+    found = []
+    for root in roots:
+        for base, dirs, _files in os.walk(Path(folder) / root):
+            debris = [d for d in dirs if _TEMP_FOLDER.fullmatch(d)]
+            found += [Path(base, d) for d in debris]
+            dirs[:] = [d for d in dirs if d not in debris]
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(found)

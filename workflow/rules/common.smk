@@ -11,7 +11,7 @@ from hecvl.config.identity import validation_datasets
 from hecvl.errors import HecvlError
 from hecvl.layout import FRAMES, LOGS, NOISE, PAIRS, PAPER
 from hecvl.provenance import DataVersions, adopt_stamps
-from hecvl.recovery import clear_stale_locks
+from hecvl.recovery import clear_stale_locks, remove_debris
 from hecvl.released_runs import ReleasedRuns
 from hecvl.resources import gpu_cap
 from hecvl.study import Study, expose_cli
@@ -49,6 +49,8 @@ if workflow.is_main_process and not workflow.dryrun:
     if _stale := clear_stale_locks():
         print(f"hecvl: cleared {_stale} stale lock(s) of a Snakemake of this folder that is no longer running",
               file=sys.stderr)
+    if _debris := remove_debris(["results", "data", "logs"]):
+        print(f"hecvl: removed {_debris} temporary folder(s) of writes a killed job left", file=sys.stderr)
 CORPUS = P.data.corpus
 MAIN = STUDY.main
 ENV = "../envs/hecvl.yaml"
