@@ -40,5 +40,21 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
+# every benchmark for real, each printing its table and a last JSON line (README, "Tests and benchmarks"):
+# on the world in data/world (generated as `hecvl acquire` would when absent), its pairs in data/pairs
+# (else paired into benchmarks/out/pairs), decode.py on the real clip of ../shared/fixtures when present,
+# evaluate.py on 32 test videos (all four datasets' 64 take ~10 min on 2 cores)
+bench: BENCH_PAIRS = $(if $(wildcard data/pairs/stats.json),data/pairs,benchmarks/out/pairs)
+bench: install
+	test -f data/world/manifest.json || $(BIN)/hecvl synth --params params.yaml --workers $(CORES)
+	test -f $(BENCH_PAIRS)/stats.json || HECVL_TRACKING=off $(BIN)/hecvl pair data/world/corpus \
+		--params params.yaml --out $(BENCH_PAIRS) --no-progress
+	clip="$${HECVL_SHARED:-../shared}/fixtures/videos/autolaparo_clip_up.mp4"; \
+		if [ -f "$$clip" ]; then $(BIN)/python benchmarks/decode.py "$$clip"; \
+		else $(BIN)/python benchmarks/decode.py $$(ls data/world/targets/cholec80/videos/*.mp4 | head -2); fi
+	$(BIN)/python benchmarks/loader.py --corpus data/world/corpus --pairs $(BENCH_PAIRS) --clips 256
+	$(BIN)/python benchmarks/evaluate.py --params params.yaml --dataset cholec80 --dataset autolaparo --repeats 2
+	$(BIN)/python benchmarks/pretrain.py --params params.yaml --pairs $(BENCH_PAIRS) --corpus data/world/corpus
+
 clean:
 	rm -rf results logs .snakemake

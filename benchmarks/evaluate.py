@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/evaluate.py [VIDEO...] [--params params.yaml] [--dataset NAME ...]
         [--split test] [--weights DIR] [--space S] [--prompts P] [--repeats 3] [--device auto]
+    .venv/bin/python benchmarks/evaluate.py --smoke   # seconds: the smoke world, its smoke-preset datasets
 
 Without VIDEO arguments, the videos are the `--split` videos of every `--dataset` (default: the
 study's datasets in params.yaml, i.e. the synthetic world after `hecvl synth`). The model is the
@@ -18,7 +19,9 @@ machine only ever add time):
             embedding: the second and later evaluations of an ablation).
 Fixed costs paid once per evaluation (loading the model, embedding the prompts) are reported apart.
 Unit: 1 fps evaluation frames (= seconds of video) per second of wall time. Target: cold >= 0.8 x
-decode. The last line of output is one JSON object.
+decode. The last line of output is one JSON object. --smoke: params.yaml's `smoke` preset on a smoke
+world generated in a temporary folder (`hecvl synth --preset smoke`), 1 repeat: a check that the
+benchmark works, not a measurement.
 """
 
 from __future__ import annotations
@@ -52,6 +55,19 @@ def dataset_videos(params: Params, datasets: list[str], split: str) -> dict[str,
         ds = TargetDataset.from_params(name, params)
         out.update({f"{name}/{v}": ds.video_path(v) for v in ds.split(split)})
     return out
+
+
+def smoke_params(path: Path, world: Path) -> Params:
+    """`path` with its smoke preset, every data path under its data.root moved to the generated `world`."""
+    params = load_params(path, [{"preset": "smoke"}])
+    root = Path(params.data.root)
+
+    def moved(p: str) -> str:
+        return str(world / Path(p).relative_to(root)) if Path(p).is_relative_to(root) else p
+
+    targets = {name: {"root": moved(t.root)} for name, t in params.data.targets.items()}
+    data = {"root": str(world), "corpus": moved(params.data.corpus), "targets": targets}
+    return params.updated({"data": data})
 
 
 def decode_only(videos: dict[str, Path], transform, root: Path) -> int:
@@ -98,9 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-dataset", default="cholec80", help="whose prompts score VIDEO arguments")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", help="auto | cpu | cuda (default: eval.device)")
+    parser.add_argument("--smoke", action="store_true", help="a check in seconds: the smoke world, 1 repeat")
     args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hecvl-bench-smoke-") as tmp:
+        if args.smoke:
+            from _smoke import smoke_world, work_dir
 
-    params = load_params(args.params)
+            args.repeats = 1
+            params = smoke_params(args.params, smoke_world(work_dir(Path(tmp))))
+        else:
+            params = load_params(args.params)
+        return run(args, params, parser)
+
+
+def run(args: argparse.Namespace, params: Params, parser: argparse.ArgumentParser) -> int:
+    """Time decode, cold and warm evaluation of the videos and print the table and the JSON line."""
     changes = {"space": args.space, "prompts": args.prompts, "device": args.device}
     settings = params.eval.replace(**{k: v for k, v in changes.items() if v is not None})
     if args.videos:
@@ -178,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         f"warm / cold = {warm_x:.1f}"
     )
     result = {
+        "benchmark": "evaluate",
+        "smoke": args.smoke,
         "unit": "1 fps evaluation frames per second of wall time (best of repeats)",
         "videos": [str(p) for p in videos.values()],
         "frames": seconds,

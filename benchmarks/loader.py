@@ -8,6 +8,7 @@ exactly the same frames. The target: the loader with 2 workers within 1.5x of th
 
     .venv/bin/python benchmarks/loader.py                       # generates and pairs the smoke world
     .venv/bin/python benchmarks/loader.py --corpus data/world/corpus --pairs data/pairs --clips 256
+    .venv/bin/python benchmarks/loader.py --smoke               # seconds: smoke world at scale 1, 16 clips
 """
 
 from __future__ import annotations
@@ -23,28 +24,17 @@ from pathlib import Path
 import numpy as np
 
 
-def _prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
+def _prepare(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
     """The corpus and its pair manifests: as given, or the smoke world generated and paired here."""
-    from hecvl.cli import main
+    from _smoke import pair_corpus, smoke_world, work_dir
 
     os.environ.setdefault("HECVL_TRACKING", "off")
-    corpus = args.corpus
+    corpus, pairs, work = args.corpus, args.pairs, tmp
     if corpus is None:
-        world = work / "world"
-        print(f"generating the smoke world in {world}", file=sys.stderr)
-        if main(
-            ["synth", "--preset", "smoke", "--seed", "0", "--scale", str(args.scale), "--out", str(world)]
-        ):
-            raise SystemExit("hecvl synth failed")
-        corpus = world / "corpus"
-    pairs = args.pairs
+        work = work_dir(tmp) if args.smoke else tmp  # --smoke may share one generated world
+        corpus = smoke_world(work, args.scale) / "corpus"
     if pairs is None or not (pairs / "clip.parquet").is_file():
-        pairs = pairs or work / "pairs"
-        params = work / "params.yaml"
-        params.write_text("seed: 0\n")
-        print(f"pairing {corpus} into {pairs}", file=sys.stderr)
-        if main(["pair", str(corpus), "--params", str(params), "--out", str(pairs), "--no-progress"]):
-            raise SystemExit("hecvl pair failed")
+        pairs = pair_corpus(corpus, pairs or work / f"pairs-{corpus.parent.name}")
     return corpus, pairs
 
 
@@ -84,7 +74,7 @@ def loader_rate(dataset: object, workers: int, batch_size: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, help="lecture corpus (default: generate the smoke world)")
     parser.add_argument("--pairs", type=Path, help="pair manifests of the corpus (default: pair it here)")
@@ -95,7 +85,10 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav"])
     parser.add_argument("--repeats", type=int, default=2, help="best of N timings per setting")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="a check in seconds: 16 clips, 1 repeat")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.scale, args.clips, args.repeats = 1.0, min(args.clips, 16), 1
 
     from hecvl.pairing.datasets import PairDataset
     from hecvl.pairing.manifest import read_manifest
@@ -124,6 +117,7 @@ def main() -> int:
     ratio = raw / rates["2"]
     result = {
         "benchmark": "loader",
+        "smoke": args.smoke,
         "clips": len(rows),
         "frames_per_clip": int(rows[0]["frames"]) if rows else 0,
         "videos": len({r["video"] for r in rows}),

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/pretrain.py --pairs DIR --corpus DIR [--params params.yaml]
         [--steps 5] [--warmup 1] [--threads 0] [--paper]
+    .venv/bin/python benchmarks/pretrain.py --smoke   # seconds: the smoke world, paired here, 1 + 1 steps
 
 It first measures the machine's single-precision matrix-multiply rate (a 1024^3 matmul, same threads)
 and the visual encoder's FLOPs per frame (torch's FLOP counter on one forward pass at the model's
@@ -17,7 +18,9 @@ repeats the measurement for params.yaml's `paper` preset (ResNet-50, 336 px crop
 sizes split as on the paper's 4 GPUs, i.e. 30/20/6 per GPU unless --per-gpu-batch is given;
 frames per sample as planned in the manifests, 4/16/64 with the default pairing rules), with bf16
 autocast, frames decoded by loader workers, peak GPU memory and mean GPU utilisation (nvidia-ml-py).
-The last line of output is one JSON object.
+The last line of output is one JSON object. --smoke: without --pairs/--corpus, the smoke world
+(`hecvl synth --preset smoke`) paired in a temporary folder, frame cache there too, one warm-up and one
+timed step per level: a check that the benchmark works, not a measurement.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -188,8 +192,8 @@ def estimate_run(params: Params, results: dict[str, dict[str, Any]]) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--pairs", type=Path, required=True, help="pair manifests (hecvl pair)")
-    parser.add_argument("--corpus", type=Path, required=True, help="the lecture corpus of the manifests")
+    parser.add_argument("--pairs", type=Path, help="pair manifests (hecvl pair; required without --smoke)")
+    parser.add_argument("--corpus", type=Path, help="the lecture corpus of the manifests (same)")
     parser.add_argument("--steps", type=int, default=5, help="timed optimizer steps per level")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocations, caches)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = train.threads / default)")
@@ -199,14 +203,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper", action="store_true", help="also the paper preset (needs CUDA)")
     parser.add_argument("--per-gpu-batch", type=int, nargs=3, default=None,
                         metavar=("CLIP", "PHASE", "VIDEO"))
+    parser.add_argument("--smoke", action="store_true", help="a check in seconds: smoke world, 1 + 1 steps")
     args = parser.parse_args(argv)
     os.environ.setdefault("HECVL_TRACKING", "off")
+    if not args.smoke and (args.pairs is None or args.corpus is None):
+        parser.error("--pairs and --corpus are required (or --smoke)")
+    with tempfile.TemporaryDirectory(prefix="hecvl-bench-smoke-") as tmp:
+        if args.smoke:
+            _smoke_inputs(args, Path(tmp))
+        return run(args)
 
+
+def _smoke_inputs(args: argparse.Namespace, tmp: Path) -> None:
+    """--smoke: one step of each kind, the smoke world paired unless given, the frame cache in `tmp`."""
+    from _smoke import pair_corpus, smoke_world, work_dir
+
+    args.steps, args.warmup = 1, 1
+    args.frame_cache_root = args.frame_cache_root or str(tmp / "frames")
+    if args.corpus is None:
+        work = work_dir(tmp)
+        args.corpus = smoke_world(work) / "corpus"
+        args.pairs = args.pairs or work / f"pairs-{args.corpus.parent.name}"
+    if args.pairs is None or not (args.pairs / "clip.parquet").is_file():
+        args.pairs = pair_corpus(args.corpus, args.pairs or tmp / "pairs")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the levels (and the paper preset with --paper) and print the JSON line."""
     overrides = [{"train": {"frame_cache_root": args.frame_cache_root}}] if args.frame_cache_root else []
     params = load_params(args.params, overrides)
     threads = args.threads or params.train.threads or torch.get_num_threads()
     peak = matmul_peak_gflops(threads)
-    report: dict[str, Any] = {"cpu_default": {}, "torch": torch.__version__, "cpus": os.cpu_count(),
+    report: dict[str, Any] = {"benchmark": "pretrain", "smoke": args.smoke,
+                              "cpu_default": {}, "torch": torch.__version__, "cpus": os.cpu_count(),
                               "matmul_peak_gflops": round(peak, 1), "matmul_threads": threads}
     print(f"matmul peak: {peak:.1f} GFLOP/s at {threads} thread(s)", file=sys.stderr)
     cpu_params = params.updated({"train": {"device": "cpu"}})
