@@ -162,3 +162,11 @@ def test_an_ablation_follows_the_main_seeds_unless_it_names_others(params):
     assert {e.seed for e in study.ablation_entries("levels")} == {3, 4}
     assert {e.seed for e in study.ablation_entries("heads")} == {4}
     assert {e.seed for e in study.ablation_entries("space")} == {5}
+
+
+def test_choosing_other_main_seeds_moves_the_single_seed_ablations_too(params):
+    """`study.ablation_seeds` unset: the first main seed, so `seeds: [1, 2]` never trains seed 0."""
+    params["study"]["seeds"] = [1, 2]
+    study = Study(params)
+    assert {e.seed for e in study.ablation_entries("prompts")} == {1}
+    assert {seed for _variant, seed in study.trained_models()} == {1, 2}

@@ -83,7 +83,7 @@ class Study:
         self.name: str = study.name
         self.datasets: list[str] = list(study.datasets)
         self.seeds: list[int] = list(study.seeds)
-        self.ablation_seeds: list[int] = list(study.ablation_seeds)
+        self.ablation_seeds: list[int] = list(study.ablation_seed_list())
         self.main: str = study.main_variant
         self.baseline: str = study.baseline_variant
         self.variants: list[str] = list(self.params.variants)

@@ -29,14 +29,18 @@ class StudySettings(Section):
                                        ("cholec80", "autolaparo", "strasbypass70", "bernbypass70"),
                                        min_length=1)
     seeds: tuple[int, ...] = reason("the main comparison runs over every seed", (0, 1, 2), min_length=1)
-    ablation_seeds: tuple[int, ...] = reason(
-        "ablation blocks with `seeds: ablation` run on these (single runs swing: read them with care)", (0,),
-        min_length=1)
+    ablation_seeds: tuple[int, ...] | None = reason(
+        "ablation blocks with `seeds: ablation` run on these (single runs swing: read them with care); "
+        "null = the first of study.seeds, so choosing the main seeds chooses these too", None, min_length=1)
     main_variant: str = "hecvl"
     baseline_variant: str = "clip_only"
     ablations: tuple[str, ...] | None = reason(
         "built by `rule all` and in the ablation table; others are targets on demand; null = all", None)
     noise: NoiseSettings = Field(default_factory=NoiseSettings)
+
+    def ablation_seed_list(self) -> tuple[int, ...]:
+        """`ablation_seeds`, or the first main seed when it is null."""
+        return self.ablation_seeds if self.ablation_seeds is not None else self.seeds[:1]
 
 
 class AblationSpec(Section):
@@ -65,4 +69,4 @@ class AblationSpec(Section):
         """The seeds this block runs, its name resolved against the study's settings."""
         if isinstance(self.seeds, tuple):
             return self.seeds
-        return study.seeds if self.seeds == "main" else study.ablation_seeds
+        return study.seeds if self.seeds == "main" else study.ablation_seed_list()
