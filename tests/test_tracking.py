@@ -16,6 +16,8 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("HECVL_PARENT_RUN_ID", raising=False)
     monkeypatch.delenv("HECVL_TRACKING", raising=False)
+    monkeypatch.delenv("HECVL_PARENT_SPOOL_ID", raising=False)
+    monkeypatch.chdir(tmp_path)  # the runs' journals (.hecvl/tracking-spool) go to the test's folder
     return uri
 
 
@@ -33,10 +35,15 @@ def test_run_logs_params_metrics_tags_and_artifacts(store, tmp_path):
         "study-x", "evaluate/cholec80", tags={"rule": "evaluate"}, params={"m": {"k": 3}}
     ) as run:
         run.log_metrics({"accuracy_mean": 41.5}, step=0)
+        for step in range(1, 31):  # the training loop's way: a background sender, sent by the run's end
+            run.queue_metrics({"loss": 1 / step}, step=step)
         run.log_artifact(art)
     client = mlflow.MlflowClient(store)
     got = client.get_run(run.run_id)
     assert got.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.run_id, "loss")] == list(range(1, 31))
+    assert got.data.tags["hecvl.spool_id"] == run.spool_id
+    assert not list(tmp_path.glob(".hecvl/tracking-spool/*"))  # all sent: no journal left
     assert got.data.params["m.k"] == "3"
     assert got.data.metrics["accuracy_mean"] == 41.5
     assert got.data.tags["rule"] == "evaluate"

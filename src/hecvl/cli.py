@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from hecvl.errors import HecvlError
+from hecvl.errors import HecvlError, os_error_cause
 
 # name -> (module, one-line help). Add a stage here and in its module; nothing else.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pair": ("hecvl.pairing.pair_cli", "build the clip / phase / video pair manifests from a lecture corpus"),
     "pretrain": ("hecvl.training.pretrain_cli", "pretrain the HecVL model on the pair manifests (a variant)"),
     "paper": ("hecvl.paper.paper_cli", "the study's tables, figures and protocol note (results/paper)"),
+    "tracking": ("hecvl.tracking_cli", "send MLflow runs spooled while the tracking store was down (sync)"),
 }
 
 
@@ -65,14 +67,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(module.run(args) or 0)
-    except HecvlError as exc:
-        if args.debug:
+    except (HecvlError, OSError) as exc:
+        message = str(exc) if isinstance(exc, HecvlError) else os_error_line(exc)
+        if args.debug or message is None:
             raise
-        print(f"hecvl {command}: error: {exc}", file=sys.stderr)
+        print(f"hecvl {command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"hecvl {command}: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """An OSError that escaped a stage (disk full, permission denied, read-only file system...) as
+    "FILE: cause"; None for one without an errno, which is more likely a bug than the environment."""
+    if exc.errno is None:
+        return None
+    cause = os_error_cause(exc)
+    names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ CORPUS_AVAILABILITY = "results/corpus/availability.md"  # `hecvl corpus report` 
 PROTOCOLS = "results/protocols"  # `hecvl evaluate --sensitivity` sweeps, one folder per model and seed
 PROTOCOL_SENSITIVITY = [f"{PAPER}/protocol_sensitivity.{ext}" for ext in ("csv", "md", "png")]
 WORLD_CHECK = "results/world/check.json"  # `hecvl synth --check` of the synthetic world the study ran on
+TRACKING_SPOOL = ".hecvl/tracking-spool"  # MLflow calls a job could not send (hecvl.tracking_spool)
 
 
 def resolved_config(digest: str) -> str:

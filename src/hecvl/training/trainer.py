@@ -511,32 +511,20 @@ def _account(timing: dict[str, Any], levels: str, samples: int, seconds: float, 
 
 
 class _MetricBuffer:
-    """Per-step metrics sent to MLflow in batches: one request per ~50 steps instead of one per step
-    (a SQLite store takes tens of milliseconds per request, a noticeable share of a CPU run)."""
+    """Per-step metrics handed to the run's background sender (hecvl.tracking.Run.queue_metrics): a step
+    never waits on the tracking store, which gets them in batches, or the spool if it fails."""
 
-    def __init__(self, run: Any, every: int = 50) -> None:
-        self.run, self.every = run, every
-        self.pending: list[Any] = []
+    def __init__(self, run: Any) -> None:
+        self.run = run
 
     def add(self, values: Mapping[str, float], step: int) -> None:
-        if self.run is None or getattr(self.run, "run_id", None) is None:
+        if self.run is None or not self.run.active:
             return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.pending += [Metric(k, float(v), now, step) for k, v in values.items() if math.isfinite(float(v))]
-        if len(self.pending) >= self.every * max(1, len(values)):
-            self.flush()
+        self.run.queue_metrics({k: float(v) for k, v in values.items() if math.isfinite(float(v))}, step=step)
 
     def flush(self) -> None:
-        if not self.pending:
-            return
-        from mlflow import MlflowClient
-
-        client = MlflowClient()
-        for i in range(0, len(self.pending), 1000):  # MLflow's per-request limit
-            client.log_batch(self.run.run_id, metrics=self.pending[i : i + 1000], synchronous=True)
-        self.pending = []
+        if self.run is not None:
+            self.run.flush()
 
 
 def _postfix(row: Mapping[str, Any], rate: float) -> dict[str, str]:
