@@ -37,8 +37,11 @@ readme: install
 test: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
+# what CI gates before the tests: ruff, Snakemake's own linter, and the schema generated from the models
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+	$(BIN)/hecvl params schema --check
 
 # every benchmark for real, each printing its table and a last JSON line (README, "Tests and benchmarks"):
 # on the world in data/world (generated as `hecvl acquire` would when absent), its pairs in data/pairs
