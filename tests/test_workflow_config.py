@@ -80,7 +80,7 @@ def test_the_main_file_named_first_is_the_base_not_an_override(project: Path) ->
     assert yaml.safe_load(planned.read_text()) == copy  # the file the jobs read says the same
 
 
-def test_a_dry_run_with_another_preset_leaves_a_running_study_alone(project: Path) -> None:
+def test_fault_a_dry_run_with_another_preset_leaves_a_running_study_alone(project: Path) -> None:
     import subprocess
     import time
 
