@@ -96,7 +96,11 @@ def test_absent_data_has_the_missing_version(tmp_path: Path) -> None:
     versions = _versions(tmp_path, tmp_path / "not-generated-yet")
     assert versions.corpus() == MISSING
     assert versions.files([tmp_path / "pairs" / "clip.parquet"]) == MISSING
-    assert versions.dataset("cholec80") in (MISSING,) or versions.dataset("cholec80").startswith("error")
+    elsewhere = {"data": {"targets": {"cholec80": {"root": str(tmp_path / "no")}}}}
+    params = load_params(ROOT / "params.yaml", [elsewhere])
+    assert DataVersions(params, versions.cache).dataset("cholec80") == MISSING
+    (tmp_path / "no").mkdir()  # there, but not a dataset: what is wrong is said (acquire says it in full)
+    assert DataVersions(params, versions.cache).dataset("cholec80").startswith("error: ")
 
 
 def test_stamps_are_adopted_only_for_data_that_is_there_and_dated_1970(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from hecvl import layout
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_write, sha256_file
@@ -50,13 +52,21 @@ class HashCache:
         except (OSError, ValueError):
             pass
 
-    def file(self, path: Path) -> str:
-        """The file's SHA-256 (cached while its size and mtime stay the same)."""
-        key = str(path.resolve())
+    def cached(self, path: Path) -> str | None:
+        """The file's SHA-256 if the cache holds it for the file's current size and mtime, else None."""
         st = path.stat()
-        entry = self._entries.get(key)
+        entry = self._entries.get(str(path.resolve()))
         if entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
             return str(entry[2])
+        return None
+
+    def file(self, path: Path) -> str:
+        """The file's SHA-256 (cached while its size and mtime stay the same)."""
+        found = self.cached(path)
+        if found is not None:
+            return found
+        key = str(path.resolve())
+        st = path.stat()
         digest = sha256_file(path)
         self._entries[key] = [st.st_size, st.st_mtime_ns, digest]
         self._dirty = True
@@ -76,8 +86,17 @@ class HashCache:
 
 def tree_version(files: Iterable[Path], root: Path, cache: HashCache) -> str:
     """One hash over files: each one's path relative to `root` and its content hash, in sorted order."""
+    paths = sorted(set(files))
+    todo = [p for p in paths if cache.cached(p) is None]
+    size = sum(p.stat().st_size for p in todo)
+    # real datasets are hashed once (then only what changed): a bar where that takes a while
+    with tqdm(total=size, unit="B", unit_scale=True, desc=f"hashing {root}", disable=size < 1 << 28,
+              leave=False) as bar:
+        for path in todo:
+            cache.file(path)
+            bar.update(path.stat().st_size)
     h = hashlib.sha256()
-    for path in sorted(set(files)):
+    for path in paths:
         rel = os.path.relpath(path, root)
         h.update(f"{rel}\0{cache.file(path)}\n".encode())
     return h.hexdigest()[:16]
