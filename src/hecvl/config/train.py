@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     Field,
@@ -11,7 +11,9 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -78,6 +80,9 @@ class TrainSettings(Section):
     batch_size: LevelSizes = reason("GLOBAL batch per level, split over DDP ranks (paper: 120 / 80 / 25)",
                                     LevelSizes(clip=64, phase=16, video=8))
     grad_accum: PositiveInt = reason("micro-batches per step (negatives stay per micro-batch)", 1)
+    chunk: PositiveInt | None = reason(
+        "frames (trainable texts) per encoder pass of a two-pass gradient-cache step: the whole batch's "
+        "negatives in the memory of one chunk, ~1.33x visual compute; null = off (one pass)", None)
     lr: PositiveFloat = reason("peak learning rate of a random-init CPU model (paper: 5e-5, pretrained)",
                                1e-3)
     weight_decay: NonNegativeFloat = reason("decoupled, on weight matrices and kernels only", 0.01)
@@ -106,6 +111,15 @@ class TrainSettings(Section):
     log_every: PositiveInt = reason("steps between logged losses", 1)
     mil_nce: MilNce = Field(default_factory=MilNce)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+
+    @model_serializer(mode="wrap")
+    def _omit_chunk_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`chunk: null` is left out of the dumped settings, so runs without it keep their run keys
+        (`hecvl.config.identity`) and train_config.json of before the setting existed."""
+        out = handler(self)
+        if out.get("chunk", 0) is None:
+            del out["chunk"]
+        return out
 
     @field_validator("levels")
     @classmethod

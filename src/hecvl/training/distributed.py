@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -126,6 +127,22 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensor
     return _GatherWithGrad.apply(tensor)
+
+
+def average_gradients(params: Iterable[torch.Tensor]) -> None:
+    """Each gradient replaced by its mean over ranks (one all-reduce): what DDP's reducer does, for a
+    step whose backward ran outside DDP's forward (the chunked step). Parameters without a gradient
+    keep none (every rank trains the same levels, so the same ones have one). No-op on one process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(dist.get_world_size())
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view_as(g))
 
 
 def barrier() -> None:

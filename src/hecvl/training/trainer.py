@@ -20,6 +20,8 @@ What a run guarantees:
   (timing, throughput), `checkpoints/`.
 - Tracking: one MLflow run per invocation (hecvl.tracking), with params, per-step metrics, system
   metrics and the outputs above as artifacts.
+- Memory: `train.chunk` runs each step in two passes of at most that many frames (the gradient cache,
+  `ContrastiveStep.chunked_backward`): the paper's global batches, negatives and all, on one GPU.
 - Devices: CUDA when available (bf16 autocast), else CPU (fp32). Under torchrun: DDP with global
   batch sizes (see `distributed`).
 """
@@ -52,7 +54,14 @@ from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
 from hecvl.training import checkpoint as ckpt
 from hecvl.training.data import LevelData, build_level_data, make_loader
-from hecvl.training.distributed import DistEnv, broadcast_object, init_distributed, shutdown, sync_batchnorm
+from hecvl.training.distributed import (
+    DistEnv,
+    average_gradients,
+    broadcast_object,
+    init_distributed,
+    shutdown,
+    sync_batchnorm,
+)
 from hecvl.training.optim import build_optimizer
 from hecvl.training.schedules import Schedule, build_schedule
 from hecvl.training.step import STATISTICS, ContrastiveStep
@@ -165,6 +174,12 @@ class Trainer:
         if precision == "fp32" or self.device.type != "cuda":
             return None
         return torch.bfloat16
+
+    def _cast(self) -> contextlib.AbstractContextManager:
+        """The step's autocast region (bf16 on CUDA unless fp32), or none."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def warm_text_cache(self, progress: bool | None = None) -> int:
         """Encode every distinct text the run will use once, before training (frozen text encoder only).
@@ -299,18 +314,21 @@ class Trainer:
             inputs = {lvl: _to_device(next(batches[lvl]), self.device) for lvl in levels}
             wait += time.perf_counter() - t0
             samples += sum(len(b["text"]) for b in inputs.values())
-            sync = contextlib.nullcontext()
-            if micro < s.grad_accum - 1 and isinstance(wrapped, nn.parallel.DistributedDataParallel):
-                sync = wrapped.no_sync()
-            cast = (torch.autocast(self.device.type, dtype=self.autocast) if self.autocast is not None
-                    else contextlib.nullcontext())
-            with sync, cast:
-                terms = wrapped(inputs)
-                loss = terms["total"] / s.grad_accum
-            loss.backward()
+            if s.chunk is not None:  # two passes outside DDP's forward; gradients averaged below
+                terms = self.step_module.chunked_backward(inputs, s.chunk, s.grad_accum, self._cast)
+            else:
+                sync = contextlib.nullcontext()
+                if micro < s.grad_accum - 1 and isinstance(wrapped, nn.parallel.DistributedDataParallel):
+                    sync = wrapped.no_sync()
+                with sync, self._cast():
+                    terms = wrapped(inputs)
+                    loss = terms["total"] / s.grad_accum
+                loss.backward()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) / s.grad_accum
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if s.chunk is not None:
+            average_gradients(params)
         norm = torch.nn.utils.clip_grad_norm_(params, s.grad_clip if s.grad_clip > 0 else float("inf"))
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
