@@ -217,15 +217,44 @@ def test_fault_on_another_file_inside_the_block_names_that_file(tmp_path: Path) 
     assert not list(tmp_path.iterdir())
 
 
+def _as_nobody(args: list[str]) -> tuple[int, str]:
+    """`main(args)` in a forked child that dropped root for uid 65534 (root ignores file permissions)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 3
+        try:
+            os.close(reader)
+            sys.stderr = os.fdopen(writer, "w")  # not pytest's capture, which this child would keep
+            os.setgid(65534)
+            os.setuid(65534)
+            code = main(args)
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader) as fh:
+        err = fh.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), err
+
+
 def test_fault_permission_denied_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    locked = tmp_path / "locked"
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="hecvl-perm-"))  # beside, not in, pytest's root-only folder
+    base.chmod(0o755)
+    locked = base / "locked"
     locked.mkdir(mode=0o555)
+    locked.chmod(0o555)
+    args = ["params", "resolve", "--params", str(ROOT / "params.yaml"), "--out", str(locked / "s.yaml")]
     try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("root ignores file permissions (the read-only tmpfs tests cover this case as root)")
-        assert main(["params", "resolve", "--params", str(ROOT / "params.yaml"),
-                     "--out", str(locked / "s.yaml")]) == 2
+        if os.access(locked, os.W_OK):  # root: the same command as an unprivileged user
+            code, err = _as_nobody(args)
+        else:
+            code, err = main(args), capsys.readouterr().err
+        assert code == 2, err
+        assert _one_line(err) == f"hecvl params: error: {locked}/s.yaml: permission denied"
+        assert not list(locked.iterdir())
     finally:
         locked.chmod(0o755)
-    assert _one_line(capsys.readouterr().err) == f"hecvl params: error: {locked}/s.yaml: permission denied"
-    assert not list(locked.iterdir())
+        shutil.rmtree(base, ignore_errors=True)
