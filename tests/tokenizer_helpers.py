@@ -19,7 +19,7 @@ import unicodedata
 from pathlib import Path
 
 import torch
-from video_released_helpers import SPECIAL
+from video_released_helpers import write_vocab
 
 CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))  # fmt: skip
@@ -41,11 +41,7 @@ TEXTS = [
 
 def write_tokenizer_vocab(folder: Path, size: int) -> Path:
     """A vocab.txt of exactly `size` entries: BERT's special tokens at their usual ids, WORDS, fillers."""
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = SPECIAL + WORDS
-    vocab += [f"filler{i}" for i in range(size - len(vocab))]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return folder
+    return write_vocab(folder, size, WORDS)
 
 
 def read_vocab(folder: Path) -> dict[str, int]:

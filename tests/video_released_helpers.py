@@ -29,10 +29,10 @@ PROMPTS = ["the gallbladder is cut.", "clipping of the cystic duct and artery", 
            "preparation phase"]  # fmt: skip
 
 
-def write_vocab(folder: Path, size: int) -> Path:
-    """A lower-case WordPiece vocab.txt of exactly `size` entries (special tokens, WORDS, fillers)."""
+def write_vocab(folder: Path, size: int, words: list[str] | None = None) -> Path:
+    """A lower-case WordPiece vocab.txt of exactly `size` entries: specials, `words` (WORDS), fillers."""
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = SPECIAL + WORDS
+    vocab = SPECIAL + (WORDS if words is None else words)
     vocab += [f"filler{i}" for i in range(size - len(vocab))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return folder
