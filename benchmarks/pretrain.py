@@ -121,7 +121,7 @@ def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace,
         torch.set_num_threads(threads)
     trainer.warm_text_cache()
     trainer.model.train()
-    batches = trainer.loaders(0)
+    batches = trainer.loader(0)
     cuda = trainer.device.type == "cuda"
     for step in range(args.warmup):
         trainer.train_step(step, trainer.step_module, batches)

@@ -168,7 +168,7 @@ def test_trainer_step_with_chunk_matches_one_pass(tmp_path_factory: pytest.TempP
         trainer = Trainer(small_params(world["frames"], overrides), world["pairs"], None,
                           corpus_root=world["corpus"])
         trainer.model.eval()
-        rows.append(trainer.train_step(0, trainer.step_module, trainer.loaders(0)))
+        rows.append(trainer.train_step(0, trainer.step_module, trainer.loader(0)))
         grads.append(parameter_grads(trainer.model))
     assert rows[0]["levels"] == "clip+phase+video"
     assert rows[1]["loss"] == pytest.approx(rows[0]["loss"], rel=TOL)

@@ -9,6 +9,13 @@ computes from the step, and a resumed run reads exactly the batches the uninterr
 
 Under DDP every rank computes the same global batch of keys and loads its contiguous slice.
 
+One loader per run (`make_loader`): its batch sampler (`ScheduleBatches`) walks the step schedule
+(per step, per micro-batch, per level of the step) and yields (level, epoch, index) keys, so every
+worker serves every level in the order the steps consume them, and the next level's batches are
+prefetched while the current one trains. Frames cross the worker boundary as uint8 (a quarter of
+float32's bytes) and are normalised on the training device (`normalise`), by the same float
+operations, in the same order, as `PairDataset` would in the worker: on CPU the values are identical.
+
 Frame cache (`train.frame_cache`): decoding a few frames at random times of many videos costs far
 more than the CPU default's forward and backward pass (about 30 ms per frame against 3 ms). With the
 cache on, every lecture video is decoded once, at the training decode size, into `FrameCache`
@@ -20,6 +27,7 @@ a lower rate saves space for long real videos at the price of rounding times to 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,14 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hecvl.config import Params, coerce_params
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
 from hecvl.pairing.positives import PositiveRule
 from hecvl.training.distributed import DistEnv, barrier, per_rank_batch, shard
-from hecvl.training.schedules import LEVELS
+from hecvl.training.schedules import LEVELS, Schedule
 from hecvl.video import FrameCache, VideoInfo, frame_indices, probe, sample_times
 
 log = logging.getLogger(__name__)
@@ -117,23 +126,111 @@ class LevelData:
     def keys(self, seed: int, k: int) -> list[tuple[int, int]]:
         """The (epoch, index) keys of global batch `k`."""
         epoch, j = divmod(k, self.per_epoch)
-        order = np.random.default_rng([seed, LEVELS.index(self.level), epoch]).permutation(len(self.dataset))
+        order = _epoch_order(int(seed), LEVELS.index(self.level), epoch, len(self.dataset))
         return [(epoch, int(i)) for i in order[j * self.batch_size : (j + 1) * self.batch_size]]
 
 
-class KeyBatches(Sampler):
-    """Global batches `start .. stop-1` of one level, this rank's slice of each."""
+@functools.lru_cache(maxsize=16)
+def _epoch_order(seed: int, level: int, epoch: int, size: int) -> np.ndarray:
+    """An epoch's permutation of a level's pairs, drawn once per epoch, not once per batch (a real
+    corpus has 10^5 clip pairs; the schedule reads every level's batches in turn)."""
+    order = np.random.default_rng([seed, level, epoch]).permutation(size)
+    order.flags.writeable = False
+    return order
 
-    def __init__(self, data: LevelData, seed: int, start: int, stop: int, env: DistEnv) -> None:
-        self.data, self.seed, self.start, self.stop, self.env = data, seed, start, stop, env
-        self.per_rank = per_rank_batch(data.batch_size, env.world_size, f"{data.level} batch")
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for k in range(self.start, self.stop):
-            yield shard(self.data.keys(self.seed, k), self.env.rank, self.env.world_size)
+LevelKey = tuple[str, int, int]  # (level, epoch, index): one sample of one level's epoch
+
+
+class ScheduleBatches(Sampler):
+    """This rank's slice of every batch a run reads from `start_step` to its end, in the order the
+    steps consume them: for each step, each of its `grad_accum` micro-batches, each level of
+    `schedule.levels_at(step)`, the level's next global batch (`LevelData.keys`), keys tagged with
+    the level. The level's batch counter starts at `grad_accum * schedule.batches_before(start_step)`,
+    so a resumed run reads exactly the tail of the uninterrupted run's sequence.
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, LevelData],
+        schedule: Schedule,
+        seed: int,
+        start_step: int,
+        grad_accum: int,
+        env: DistEnv,
+    ) -> None:
+        missing = [lvl for lvl in schedule.levels if lvl not in data]
+        if missing:
+            raise ValueError(f"the schedule trains {missing} but no training data was built for them")
+        for d in data.values():
+            per_rank_batch(d.batch_size, env.world_size, f"{d.level} batch")
+        self.data, self.schedule, self.seed, self.env = data, schedule, int(seed), env
+        self.start_step, self.grad_accum = int(start_step), int(grad_accum)
+
+    def positions(self) -> Iterator[tuple[int, int, str, int]]:
+        """(step, micro-batch, level, global batch number k), in the order batches are read."""
+        begin = self.schedule.batches_before(self.start_step)
+        count = {lvl: self.grad_accum * begin[lvl] for lvl in self.data}
+        for step in range(self.start_step, len(self.schedule.plan)):
+            levels = self.schedule.levels_at(step)
+            for micro in range(self.grad_accum):
+                for level in levels:
+                    yield step, micro, level, count[level]
+                    count[level] += 1
+
+    def __iter__(self) -> Iterator[list[LevelKey]]:
+        rank, world = self.env.rank, self.env.world_size
+        for _, _, level, k in self.positions():
+            keys = self.data[level].keys(self.seed, k)
+            yield [(level, epoch, index) for epoch, index in shard(keys, rank, world)]
 
     def __len__(self) -> int:
-        return max(0, self.stop - self.start)
+        steps = self.schedule.plan[self.start_step :]
+        return self.grad_accum * sum(len(levels) for levels in steps)
+
+
+class LevelDataset(Dataset):
+    """The training datasets of several levels behind one index: key (level, epoch, index) is sample
+    (epoch, index) of that level's dataset, tagged with `level`."""
+
+    def __init__(self, datasets: Mapping[str, PairDataset]) -> None:
+        self.datasets = dict(datasets)
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets.values())
+
+    def __getitem__(self, key: LevelKey) -> dict[str, Any]:
+        level, epoch, index = key
+        sample = self.datasets[level][(epoch, index)]
+        sample["level"] = level
+        return sample
+
+
+class LevelCollate(PairCollate):
+    """`PairCollate` plus the batch's `level` (one level per batch)."""
+
+    def __call__(self, batch: Any) -> dict[str, Any]:
+        levels = {b["level"] for b in batch}
+        if len(levels) != 1:
+            raise ValueError(f"a training batch mixes levels {sorted(levels)}")
+        out = super().__call__(batch)
+        out["level"] = batch[0]["level"]
+        return out
+
+
+def normalise(
+    frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, device: torch.device | None = None
+) -> torch.Tensor:
+    """uint8 frames (..., 3, H, W) -> float32 `(x / 255 - mean) / std` on `device` (default: mean's).
+
+    The copy to the device carries uint8 (non-blocking: from pinned memory it overlaps the step); the
+    float operations are `PairDataset._to_tensor`'s, in its order, so CPU results are bit-identical to
+    the worker normalisation the loader used before. `mean` / `std`: (1, 3, 1, 1) float32 tensors.
+    """
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"training frames must arrive as uint8 (normalised here once), got {frames.dtype}")
+    x = frames.to(device or mean.device, non_blocking=True).float().div_(255.0)
+    return (x - mean) / std
 
 
 def frame_geometry(params: Params, image_size: int) -> tuple[tuple[int, int] | None, int]:
@@ -151,19 +248,19 @@ def build_level_data(
     batch_sizes: Mapping[str, int],
     env: DistEnv,
     image_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
     frame_cache: FrameCache | None = None,
     frame_cache_fps: float = 0.0,
     frame_cache_max_gb: float = 8.0,
     positives: PositiveRule | None = None,
 ) -> dict[str, LevelData]:
-    """Training datasets of `levels` (normalised float frames at `image_size`), batch sizes checked.
+    """Training datasets of `levels` (uint8 frames, randomly cropped to `image_size`; see `normalise`),
+    batch sizes checked.
 
+    A batch size below 2 (`train.batch_size.<level>`) is an error: a contrastive batch needs negatives.
     A level with fewer pairs than its batch size trains on batches of all its pairs (rounded down to a
-    multiple of the world size), with a warning; a level with fewer than 2 pairs is an error (no
-    contrastive negatives). With `frame_cache`, frames come from its entries (the main rank builds
-    missing ones first, the others then find them). `positives` (MIL-NCE): clip samples also carry
+    multiple of the world size), with a warning; one with too few pairs for a batch of 2 is an error.
+    With `frame_cache`, frames come from its entries (the main rank builds missing ones first, the
+    others then find them). `positives` (MIL-NCE): clip samples also carry
     their bag of positive narrations (`texts`).
     """
     size, crop = frame_geometry(coerce_params(params), image_size)
@@ -171,7 +268,7 @@ def build_level_data(
     for level in levels:
         ds = CachedPairDataset.from_params(
             pairs_dir, level, corpus_root, params,
-            train=True, size=size, crop=crop, dtype="float32", mean=mean, std=std,
+            train=True, size=size, crop=crop, dtype="uint8",
             positives=positives if level == "clip" else None,
         )
         if frame_cache is not None:
@@ -182,10 +279,17 @@ def build_level_data(
             if not env.is_main:
                 ds.attach_cache(frame_cache, frame_cache_fps, frame_cache_max_gb)
         want = int(batch_sizes[level])
+        if want < 2:
+            raise HecvlError(
+                f"train.batch_size.{level} is {want}: a contrastive batch needs at least 2 samples "
+                "(the others are each sample's negatives)"
+            )
         per_rank_batch(want, env.world_size, f"{level} batch")
         batch = min(want, len(ds) - len(ds) % env.world_size)
         if batch < 2:
-            raise HecvlError(f"only {len(ds)} {level} pairs: a contrastive batch needs at least 2", pairs_dir)
+            why = ("a contrastive batch needs at least 2" if len(ds) < 2
+                   else f"no batch of at least 2 splits over {env.world_size} processes")
+            raise HecvlError(f"only {len(ds)} {level} pairs: {why}", pairs_dir)
         if batch < want and env.is_main:
             log.warning("%s level: %d pairs < batch size %d; training on batches of %d",
                         level, len(ds), want, batch)
@@ -194,16 +298,32 @@ def build_level_data(
 
 
 def make_loader(
-    data: LevelData, seed: int, start: int, stop: int, env: DistEnv, num_workers: int
+    data: Mapping[str, LevelData],
+    schedule: Schedule,
+    seed: int,
+    start_step: int,
+    grad_accum: int,
+    env: DistEnv,
+    num_workers: int,
+    pin_memory: bool = False,
+    prefetch_factor: int = 2,
 ) -> DataLoader:
-    """A loader yielding this rank's part of global batches `start .. stop-1` of one level."""
+    """The run's one loader: this rank's batches of every level from `start_step` to the end, in
+    schedule order (`ScheduleBatches`), each with its `level`; uint8 frames (`normalise` on the device).
+
+    Workers are persistent and serve every level; `pin_memory` (CUDA) lets the copy to the device
+    overlap the step. The loader's own generator (from `seed`) seeds the workers, so making a loader
+    draws nothing from the global torch generator.
+    """
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs.update(worker_init_fn=worker_init_fn, prefetch_factor=2)
+        kwargs.update(worker_init_fn=worker_init_fn, prefetch_factor=prefetch_factor, persistent_workers=True)
     return DataLoader(
-        data.dataset,
-        batch_sampler=KeyBatches(data, seed, start, stop, env),
+        LevelDataset({lvl: d.dataset for lvl, d in data.items()}),
+        batch_sampler=ScheduleBatches(data, schedule, seed, start_step, grad_accum, env),
         num_workers=num_workers,
-        collate_fn=PairCollate(),
+        collate_fn=LevelCollate(),
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(int(seed)),
         **kwargs,
     )

@@ -24,6 +24,8 @@ What a run guarantees:
   `ContrastiveStep.chunked_backward`): the paper's global batches, negatives and all, on one GPU.
 - Devices: CUDA when available (bf16 autocast), else CPU (fp32). Under torchrun: DDP with global
   batch sizes (see `distributed`).
+- Data: one loader per run, its batches in schedule order (`hecvl.training.data.make_loader`); frames
+  arrive as uint8 (pinned on CUDA) and are normalised on the device (`hecvl.training.data.normalise`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from hecvl.evaluation.validation import Validation
 from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
 from hecvl.training import checkpoint as ckpt
-from hecvl.training.data import LevelData, build_level_data, make_loader
+from hecvl.training.data import LevelData, build_level_data, make_loader, normalise
 from hecvl.training.distributed import (
     DistEnv,
     average_gradients,
@@ -137,13 +139,15 @@ class Trainer:
         if self.settings.channels_last:  # NHWC kernels: ~1.3x faster on CPU, preferred by tensor cores
             self.model.to(memory_format=torch.channels_last)
         vis = self.model.config.visual
+        # the visual encoder's input normalisation, applied on the device to the loader's uint8 frames
+        self.mean = torch.tensor(vis.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(vis.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
 
         s = self.settings
         candidate = s.trained_levels
         self.data: dict[str, LevelData] = build_level_data(
             self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
-            vis.image_size, tuple(vis.mean), tuple(vis.std), self._frame_cache(), s.frame_cache_fps,
-            s.frame_cache_max_gb, s.positives,
+            vis.image_size, self._frame_cache(), s.frame_cache_fps, s.frame_cache_max_gb, s.positives,
         )
         per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
         self.schedule: Schedule = build_schedule(s, s.steps, per_epoch)
@@ -215,15 +219,12 @@ class Trainer:
             self.step_module, device_ids=ids, find_unused_parameters=True
         )
 
-    def loaders(self, start_step: int) -> dict[str, Iterator[dict[str, Any]]]:
-        """Per level, an iterator over this rank's batches from `start_step` to the end of the run."""
-        a = self.settings.grad_accum
-        begin, total = self.schedule.batches_before(start_step), self.schedule.counts()
-        return {
-            lvl: iter(make_loader(d, self.seed, a * begin[lvl], a * total[lvl], self.env,
-                                  self.settings.num_workers))
-            for lvl, d in self.data.items()
-        }
+    def loader(self, start_step: int) -> Iterator[dict[str, Any]]:
+        """This rank's batches from `start_step` to the end of the run, in the order `train_step`
+        takes them (per step, micro-batch, level), each with its `level`; uint8 frames."""
+        s = self.settings
+        return iter(make_loader(self.data, self.schedule, self.seed, start_step, s.grad_accum, self.env,
+                                s.num_workers, pin_memory=self.device.type == "cuda"))
 
     # --- state ------------------------------------------------------------------------------------
     def state(self, step: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -301,8 +302,12 @@ class Trainer:
         return found if self.env.is_main else ckpt.load_checkpoint(Path(record).with_suffix(".json"))
 
     # --- the loop ---------------------------------------------------------------------------------
-    def train_step(self, step: int, wrapped: nn.Module, batches: Mapping[str, Iterator]) -> dict[str, Any]:
-        """One optimizer step: `grad_accum` micro-batches of the step's levels, clip, update."""
+    def train_step(
+        self, step: int, wrapped: nn.Module, batches: Iterator[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """One optimizer step: `grad_accum` micro-batches of the step's levels, clip, update.
+
+        `batches` is `loader(start)` read from `step` on: it yields each micro-batch's levels in turn."""
         s = self.settings
         levels = self.schedule.levels_at(step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -311,8 +316,9 @@ class Trainer:
         wait = 0.0
         for micro in range(s.grad_accum):
             t0 = time.perf_counter()
-            inputs = {lvl: _to_device(next(batches[lvl]), self.device) for lvl in levels}
+            raw = {lvl: self._next_batch(batches, step, lvl) for lvl in levels}
             wait += time.perf_counter() - t0
+            inputs = {lvl: _to_device(b, self.device, self.mean, self.std) for lvl, b in raw.items()}
             samples += sum(len(b["text"]) for b in inputs.values())
             if s.chunk is not None:  # two passes outside DDP's forward; gradients averaged below
                 terms = self.step_module.chunked_backward(inputs, s.chunk, s.grad_accum, self._cast)
@@ -339,6 +345,18 @@ class Trainer:
         row["_data_wait_s"] = wait
         return row
 
+    def _next_batch(self, batches: Iterator[Mapping[str, Any]], step: int, level: str) -> Mapping[str, Any]:
+        """The loader's next batch, which must be of `level` (the schedule's order is the loader's)."""
+        batch = next(batches, None)
+        if batch is None:
+            raise HecvlError(f"step {step + 1}: the training loader has no {level} batch left")
+        if batch["level"] != level:
+            raise HecvlError(
+                f"step {step + 1} trains the {level} level but the loader gave a {batch['level']} batch: "
+                "the batches are not in schedule order (read them from loader(start) from that step on)"
+            )
+        return batch
+
     def train(self, resume: bool = True, progress: bool | None = None, track: bool = True,
               restart_if_changed: bool = False) -> PretrainResult:
         """Run (or finish) the training; the main rank writes the outputs and tracks the run."""
@@ -360,7 +378,7 @@ class Trainer:
         n_texts = self.warm_text_cache(progress)
         wrapped = self._wrapped()
         self.model.train()
-        batches = self.loaders(start)
+        batches = self.loader(start)
         tracker = _tracker(self, start) if (track and env.is_main) else contextlib.nullcontext(None)
         t_start = time.perf_counter()
         timing: dict[str, Any] = {"samples": {}, "seconds": {}, "wait": 0.0}
@@ -509,9 +527,12 @@ def pretrain(
 
 
 # --- small helpers -------------------------------------------------------------------------------
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+def _to_device(
+    batch: Mapping[str, Any], device: torch.device, mean: torch.Tensor, std: torch.Tensor
+) -> dict[str, Any]:
+    """The batch with its uint8 frames copied to `device` and normalised there (float32)."""
     out = dict(batch)
-    out["frames"] = batch["frames"].to(device, non_blocking=True)
+    out["frames"] = normalise(batch["frames"], mean, std, device)
     return out
 
 
