@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "validate, import (transcripts, SurgLaVi-β, SurgAtlas), download or report a lecture corpus"),
     "dataset": ("hecvl.datasets.dataset_cli", "check your own dataset folder (the generic format)"),
     "frames": ("hecvl.video.frames_cli", "decode the 1 fps evaluation frames of videos into the frame cache"),
+    "store": ("hecvl.video.store_cli", "build (one lecture, or --all) or verify the training frame store"),
     "evaluate": ("hecvl.evaluation.evaluate_cli", "zero-shot phase recognition on a target dataset"),
     "protocols": ("hecvl.evaluation.protocols_cli", "list the named evaluation protocols and what they fix"),
     "score": ("hecvl.evaluation.score_cli", "score 1 fps phase predictions (CSV) against ground truth"),

@@ -10,6 +10,7 @@ import re
 
 PAIRS = "data/pairs"
 FRAMES = "data/frames"
+STORE = "data/store"  # the training frame store: one pack per lecture per store key (hecvl.video.store)
 ACQUIRED = "data/acquired.json"
 NOISE_DATA = "data/noise"
 CONFIG = "results/config"
@@ -45,6 +46,17 @@ RESOLVED_NAME = re.compile(r"study-([0-9a-f]{16})\.yaml")  # the name resolved_c
 def stamp(stage: str) -> str:
     """The stamp a data stage writes beside its outputs (hecvl.provenance: how readers learn of a rerun)."""
     return f"{VERSIONS}/{stage}.stamp"
+
+
+def store_pack(key: str, lecture: str, root: str = STORE) -> str:
+    """One lecture's pack of the training frame store (its JSON sidecar is `<lecture>.json` beside it);
+    `key` names every setting that changes the stored pixels (`StoreSettings.key()`)."""
+    return f"{root}/{key}/{lecture}.pack"
+
+
+def store_sidecar(key: str, lecture: str, root: str = STORE) -> str:
+    """The JSON sidecar of `store_pack(key, lecture, root)`: settings, source hash, index, checksums."""
+    return f"{root}/{key}/{lecture}.json"
 
 
 def model_dir(variant: str, seed: int | str, root: str = MODELS) -> str:

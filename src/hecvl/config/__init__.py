@@ -28,6 +28,7 @@ from hecvl.config.resolve import (
     typed_command_line,
     validate_section,
 )
+from hecvl.config.store import FrameStoreSettings
 from hecvl.config.study import REFERENCES, AblationSpec, StudySettings
 from hecvl.config.train import OPERATIONAL, SCHEDULES, TrainSettings
 from hecvl.config.write import invocation_config, write_resolved, write_text_once
@@ -45,6 +46,7 @@ __all__ = [
     "DataSettings",
     "DownloadSettings",
     "EvalSettings",
+    "FrameStoreSettings",
     "FramesSettings",
     "HeadConfig",
     "LossConfig",

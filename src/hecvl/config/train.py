@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from hecvl.config.base import LEVELS, LevelCounts, LevelSizes, LevelWeights, Section, reason
+from hecvl.config.store import FrameStoreSettings
 
 if TYPE_CHECKING:
     from hecvl.pairing.positives import PositiveRule
@@ -28,6 +29,9 @@ SCHEDULES: tuple[str, ...] = ("fine_to_coarse", "joint", "clip_only", "epoch_alt
 # the workflow does not retrain a model when only they change (see `hecvl.config.identity`).
 OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "keep_checkpoints",
                "log_every", "frame_cache_root", "frame_cache_max_gb", "text_cache")
+
+# Settings added after runs existed: dumped only when set, so the run keys of runs without them stay.
+OMITTED_WHEN_NULL = ("chunk", "epochs")
 
 
 class EpochAlternation(Section):
@@ -72,6 +76,10 @@ class TrainSettings(Section):
     steps: PositiveInt = reason(
         "optimizer steps: a count, not a time budget (bit-identical reruns); 600: where the CPU study's "
         "validation accuracy has plateaued (results/paper/convergence.png)", 600)
+    epochs: PositiveInt | None = reason(
+        "the run's length in passes over the data (the paper: 200): the finest level the run trains (clip, "
+        "normally) makes this many passes, in whole schedule units (`schedules.steps_for_epochs`); the steps "
+        "follow from the corpus and are logged; null = train.steps counts steps", None)
     alternation: LevelCounts = reason(
         "fine_to_coarse: m clip, n phase, l video batches, repeated (not published for HecVL; the "
         "successor used 25/15/115)", LevelCounts(clip=4, phase=2, video=1))
@@ -104,6 +112,7 @@ class TrainSettings(Section):
     frame_cache_root: str = reason('"" = frames.cache', "")
     frame_cache_max_gb: PositiveFloat = reason("refuse a bigger frame cache (real corpus: frame_cache false)",
                                                8.0)
+    store: FrameStoreSettings = Field(default_factory=FrameStoreSettings)
     text_cache: bool = reason("frozen text encoder: corpus text features stored once per study (same bits)",
                               True)
     checkpoint_every: NonNegativeInt = reason("steps between resumable checkpoints (0 = only at the end)", 50)
@@ -113,12 +122,13 @@ class TrainSettings(Section):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @model_serializer(mode="wrap")
-    def _omit_chunk_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """`chunk: null` is left out of the dumped settings, so runs without it keep their run keys
-        (`hecvl.config.identity`) and train_config.json of before the setting existed."""
+    def _omit_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Settings added later (`OMITTED_WHEN_NULL`) are left out of the dumped settings while null, so
+        runs without them keep their run keys (`hecvl.config.identity`) and train_config.json of before."""
         out = handler(self)
-        if out.get("chunk", 0) is None:
-            del out["chunk"]
+        for name in OMITTED_WHEN_NULL:
+            if name in out and out[name] is None:
+                del out[name]
         return out
 
     @field_validator("levels")
