@@ -1,6 +1,6 @@
 # The HecVL study: one `snakemake` reruns it end to end (see README.md).
 #
-# Stages (one file each in workflow/rules/): acquire -> frames -> pair -> pretrain -> evaluate -> paper;
+# Stages (one file each in workflow/rules/): acquire -> frames -> pair, store -> pretrain -> evaluate -> paper;
 # with a public corpus (data.corpus_source), corpus.smk imports it and fetches its videos first.
 # Settings: defined once in src/hecvl/config/ (type, default, range, reason); params.yaml holds this
 # study's choices (design, data, variants, ablations, presets); --config / --configfile override both.
@@ -18,6 +18,7 @@ include: "workflow/rules/corpus.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/frames.smk"
 include: "workflow/rules/pair.smk"
+include: "workflow/rules/store.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablations.smk"

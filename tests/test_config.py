@@ -21,6 +21,7 @@ from hecvl.config import (
     typed_command_line,
     validate_section,
 )
+from hecvl.config.identity import training_settings, validation_datasets
 from hecvl.config.params_cli import schema_text
 from hecvl.config.write import write_resolved
 from hecvl.errors import HecvlError
@@ -115,6 +116,38 @@ def test_run_identity_ignores_execution_settings() -> None:
     assert run_key(params.updated({"train": {"lr": 2e-3}})) != key
     study = Study(params)
     assert study.train_key("hecvl") == key and study.canonical("hecvl") == "hecvl"
+
+
+def test_settings_added_later_leave_existing_run_keys_alone() -> None:
+    params = load_params(PARAMS)
+    key = run_key(params)
+    assert not {"chunk", "epochs"} & set(training_settings(params)["train"])  # null: not dumped at all
+    assert run_key(params.updated({"train": {"epochs": None, "chunk": None}})) == key
+    assert run_key(params.updated({"train": {"epochs": 200}})) != key
+    paper = load_params(PARAMS, [{"preset": "paper"}])
+    assert paper.train.epochs == 200 and paper.train.chunk is not None
+    assert training_settings(paper)["train"]["epochs"] == 200
+
+
+def test_validation_runs_on_the_targets_the_user_configured(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no data/ here: the study's targets are not on disk
+    params = load_params(PARAMS)
+    # synthetic: the targets are generated before training, so they count before they exist
+    assert validation_datasets(params) == params.study.datasets
+    local = params.updated({"data": {"source": "local"}})
+    assert validation_datasets(local) == ()  # corpus only: validation off, not a missing splits file
+    (tmp_path / "data" / "world" / "targets" / "cholec80").mkdir(parents=True)
+    assert validation_datasets(local) == ("cholec80",)
+    # a dataset named in study.datasets but not defined under data.targets is not configured
+    assert validation_datasets(local.updated({"study": {"datasets": ["cholec80", "mine"]}})) == ("cholec80",)
+    # chosen by name: as given (a missing one is the validation's error, not silently skipped)
+    chosen = local.updated({"train": {"validation": {"datasets": ["autolaparo"]}}})
+    assert validation_datasets(chosen) == ("autolaparo",)
+    assert validation_datasets(local.updated({"train": {"validation": {"datasets": []}}})) == ()
+    # the DAG's run key follows: off means no validation block in it
+    assert "validation" in training_settings(params) and "validation" not in training_settings(
+        params.updated({"data": {"source": "local"}, "study": {"datasets": ["bernbypass70"]}}))
 
 
 def test_committed_schema_is_generated_from_the_models() -> None:

@@ -337,7 +337,7 @@ def test_the_public_corpus_preset_imports_downloads_pairs_and_pretrains(
             "data": {"synthetic": {"preset": "smoke"}},
             "model": {**small["model"], "text": {"encoder": "minilm", "pooling": "mean", "freeze": True},
                       "heads": {"dim": 256}},
-            "train": {**small["train"], "steps": 3, "checkpoint_every": 0,
+            "train": {**small["train"], "steps": 3, "epochs": None, "checkpoint_every": 0,
                       "batch_size": {"clip": 4, "phase": 2, "video": 2}},
             "frames": small["frames"], "pairing": small["pairing"],
         }

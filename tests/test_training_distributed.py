@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from hecvl.errors import HecvlError
-from hecvl.training.distributed import gather, per_rank_batch, resolve_device, shard
+from hecvl.training.distributed import effective_batch, gather, per_rank_batch, resolve_device, shard
 
 
 def _free_port() -> int:
@@ -64,8 +65,6 @@ def test_sharding_and_device_rules() -> None:
     parts = [shard(items, r, 3) for r in range(3)]
     assert [i for p in parts for i in p] == items and parts[1] == [4, 5, 6, 7]
     assert per_rank_batch(12, 4) == 3
-    with pytest.raises(HecvlError, match="does not split"):
-        per_rank_batch(10, 4)
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(HecvlError, match=r"train\.device"):
         resolve_device("tpu")
@@ -73,3 +72,26 @@ def test_sharding_and_device_rules() -> None:
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(HecvlError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_uneven_global_batches_follow_the_authors_floor_rule(caplog: pytest.LogCaptureFixture) -> None:
+    """The paper's video batch of 25 over 4 GPUs trains as 24 (6 per GPU), as the authors' code did."""
+    with caplog.at_level(logging.INFO, logger="hecvl.training.distributed"):
+        assert effective_batch(25, 4, "train.batch_size.video") == 24
+        assert per_rank_batch(25, 4, "train.batch_size.video") == 6
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == ["train.batch_size.video 25 trains as 24 over 4 processes (6 each; the authors' "
+                     "int(batch / GPUs) rule)"]  # once per process, however often it is asked
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hecvl.training.distributed"):
+        assert effective_batch(120, 4, "train.batch_size.clip") == 120  # even: as configured, no line
+        assert effective_batch(25, 1, "train.batch_size.video") == 25
+        assert effective_batch(80, 3, "train.batch_size.phase") == 78
+    assert [r.getMessage().split(" trains")[0] for r in caplog.records] == ["train.batch_size.phase 80"]
+    # the effective batch splits back whole; a longer list leaves its tail out
+    batch = list(range(effective_batch(25, 4, "train.batch_size.video")))
+    assert [i for r in range(4) for i in shard(batch, r, 4)] == batch
+    assert [i for r in range(4) for i in shard(list(range(25)), r, 4)] == batch
+    message = r"^train\.batch_size\.video is 3: fewer samples than the 4 processes that split it; set it to"
+    with pytest.raises(HecvlError, match=message + r" at least 4$"):
+        per_rank_batch(3, 4, "train.batch_size.video")

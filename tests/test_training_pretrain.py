@@ -272,8 +272,8 @@ def test_text_feature_store_is_shared_by_runs_and_changes_nothing(
     """train.text_cache: the first run encodes and stores the corpus texts, a later run (another seed)
     reads them; the results are those of runs without the store."""
     monkeypatch.setenv("HECVL_TRACKING", "off")
-    cache = tmp_path / "cache"  # the frame cache root: the store lives in its text/ folder
-    base = {"train": {"steps": 4, "checkpoint_every": 0, "frame_cache_root": str(cache)}}
+    cache = tmp_path / "cache"  # frames.cache: the text feature store lives in its text/ folder
+    base = {"train": {"steps": 4, "checkpoint_every": 0}, "frames": {"cache": str(cache)}}
     stored = small_params(world["frames"], {**base, "train": {**base["train"], "text_cache": True}})
     plain = small_params(world["frames"], {**base, "train": {**base["train"], "text_cache": False}})
 

@@ -11,7 +11,7 @@ import torch
 from hecvl.config import TrainSettings, validate_section
 from hecvl.errors import HecvlError
 from hecvl.training.optim import build_optimizer, lr_factor
-from hecvl.training.schedules import build_schedule
+from hecvl.training.schedules import build_schedule, steps_for_epochs
 
 
 def train(**fields) -> TrainSettings:
@@ -113,3 +113,66 @@ def test_levels_restrict_every_schedule() -> None:
         train(levels=["clip", "scene"])
     with pytest.raises(HecvlError, match=r"^params\.yaml: train: the clip_only schedule needs clip in"):
         train(schedule="clip_only", levels=["phase"])
+
+
+def _epochs_made(train_settings: TrainSettings, steps: int, bpe: dict[str, int]) -> float:
+    """Passes over the finest trained level's pairs that `steps` steps of the schedule make."""
+    finest = train_settings.trained_levels[0]
+    return build_schedule(train_settings, steps, bpe).counts()[finest] / bpe[finest]
+
+
+def test_epochs_fine_to_coarse_whole_cycles_until_clip_makes_its_passes() -> None:
+    t = train(schedule="fine_to_coarse", alternation={"clip": 4, "phase": 2, "video": 1}, epochs=3)
+    bpe = {"clip": 10, "phase": 5, "video": 2}
+    steps = steps_for_epochs(t, bpe)
+    assert steps == 8 * 7  # 30 clip batches: ceil(30 / 4) = 8 cycles of 4 + 2 + 1 steps
+    assert _epochs_made(t, steps, bpe) >= 3 > _epochs_made(t, steps - 7, bpe)  # one cycle less falls short
+    s = build_schedule(t, steps, bpe)
+    assert s.plan[-1] == ("video",) and s.counts() == {"clip": 32, "phase": 16, "video": 8}
+    # the paper's corpus and batches: 25.6k clip pairs / 120 = 213 batches per epoch, 200 epochs
+    paper = train(alternation={"clip": 4, "phase": 2, "video": 1}, epochs=200)
+    assert steps_for_epochs(paper, {"clip": 213, "phase": 128, "video": 44}) == 10650 * 7
+
+
+def test_epochs_joint_and_clip_only_one_clip_batch_per_step() -> None:
+    bpe = {"clip": 6, "phase": 3, "video": 1}
+    joint = train(schedule="joint", epochs=4)
+    assert steps_for_epochs(joint, bpe) == 24
+    assert build_schedule(joint, 24, bpe).counts() == {"clip": 24, "phase": 24, "video": 24}
+    assert steps_for_epochs(train(schedule="clip_only", epochs=5), {"clip": 7}) == 35
+
+
+def test_epochs_epoch_alternation_counts_its_own_epochs() -> None:
+    t = train(schedule="epoch_alternation", epochs=6)  # phase every 3rd, video every 5th epoch
+    bpe = {"clip": 2, "phase": 1, "video": 1}
+    steps = steps_for_epochs(t, bpe)
+    # epochs 0..5: clip+phase+video, clip, clip, clip+phase, clip, clip+video
+    assert steps == 4 + 2 + 2 + 3 + 2 + 3
+    assert build_schedule(t, steps, bpe).counts() == {"clip": 12, "phase": 2, "video": 2}
+    # one more step starts the 7th epoch (its clip pass)
+    assert build_schedule(t, steps + 1, bpe).plan[-1] == ("clip",)
+
+
+def test_epochs_without_the_clip_level_count_the_next_finest() -> None:
+    cfg = {"levels": ["phase", "video"], "alternation": {"clip": 4, "phase": 2, "video": 1}, "epochs": 2}
+    bpe = {"phase": 5, "video": 3}
+    f2c = train(schedule="fine_to_coarse", **cfg)
+    assert steps_for_epochs(f2c, bpe) == 5 * 3  # 10 phase batches: 5 cycles of 2 + 1
+    assert _epochs_made(f2c, 15, bpe) == 2
+    assert steps_for_epochs(train(schedule="joint", **cfg), bpe) == 10
+    # epoch_alternation: phase trains on epochs 0 and 3 (every 3rd), video on 0 (every 5th): 4 epochs
+    ea = train(schedule="epoch_alternation", **cfg)
+    assert steps_for_epochs(ea, bpe) == (5 + 3) + 5
+    assert build_schedule(ea, 13, bpe).counts() == {"clip": 0, "phase": 10, "video": 3}
+
+
+def test_epochs_null_is_train_steps_and_needs_batches() -> None:
+    assert train().epochs is None and steps_for_epochs(train(steps=123), {}) == 123
+    assert "epochs" not in train().to_dict()  # left out while null: run keys stay as before
+    assert train(epochs=200).to_dict()["epochs"] == 200
+    with pytest.raises(HecvlError, match=r"^train\.epochs: the clip level has no batches per epoch"):
+        steps_for_epochs(train(epochs=2), {"clip": 0, "phase": 3, "video": 1})
+    with pytest.raises(HecvlError, match=r"train\.epochs: the video level has no batches per epoch"):
+        steps_for_epochs(train(schedule="epoch_alternation", epochs=2), {"clip": 2, "phase": 1})
+    with pytest.raises(HecvlError, match=r"^params\.yaml: train\.epochs must be > 0, got 0$"):
+        train(epochs=0)

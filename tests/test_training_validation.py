@@ -3,6 +3,7 @@ training that is bit-identical with it on or off."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -91,3 +92,35 @@ def load_params_dict(params: dict) -> None:
     from hecvl.config import coerce_params
 
     coerce_params(params)
+
+
+def test_validation_uses_the_targets_the_user_configured(world: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """data.source local: a study dataset whose folder is absent is left out of validation (one line),
+    and with none present the run trains without validation instead of failing at step 0 (the corpus-only
+    setup, whose params still name the study's targets: 'splits file not found')."""
+    monkeypatch.setenv("HECVL_TRACKING", "off")
+    params = params_for(world, tmp_path, 2)
+    params["data"]["source"] = "local"
+    params["data"]["targets"]["strasbypass70"]["root"] = str(tmp_path / "absent" / "multibypass140")
+    with caplog.at_level(logging.INFO, logger="hecvl.config.identity"):
+        pretrain(params, world["pairs"], tmp_path / "some", corpus_root=world["corpus"], progress=False)
+    table = pd.read_csv(tmp_path / "some" / "validation.csv")
+    assert set(table["dataset"]) == {"cholec80"} and sorted(table["step"].unique()) == [0, 2, 4, 6]
+    said = [r.getMessage() for r in caplog.records if r.name == "hecvl.config.identity"]
+    absent = tmp_path / "absent"
+    assert said == [f"validation on cholec80 only (strasbypass70: no folder {absent}/multibypass140)"]
+
+    caplog.clear()
+    params["data"]["targets"]["cholec80"]["root"] = str(absent / "cholec80")
+    with caplog.at_level(logging.INFO, logger="hecvl.config.identity"):
+        none = pretrain(params, world["pairs"], tmp_path / "none", corpus_root=world["corpus"],
+                        progress=False)
+    assert pd.read_csv(tmp_path / "none" / "validation.csv").empty
+    said = [r.getMessage() for r in caplog.records if r.name == "hecvl.config.identity"]
+    assert len(said) == 1 and said[0].startswith("validation off: no target dataset of study.datasets is "
+                                                 f"configured (cholec80: no folder {absent}/cholec80;")
+    off = pretrain(params_for(world, tmp_path, 0), world["pairs"], tmp_path / "off",
+                   corpus_root=world["corpus"], progress=False)
+    pd.testing.assert_frame_equal(none.losses, off.losses)

@@ -74,8 +74,9 @@ def smoke_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def small_params(frames: Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The project's params (active preset applied) with SMALL and `overrides` on top; the training
-    frame cache goes to `frames` (a test folder, never the project's data/)."""
-    small = deep_merge(SMALL, {"train": {"frame_cache_root": str(frames)}})
+    frame store and the shared caches go to `frames` (a test folder, never the project's data/)."""
+    own = {"train": {"store": {"root": str(frames / "store")}}, "frames": {"cache": str(frames)}}
+    small = deep_merge(SMALL, own)
     merged = deep_merge(deep_merge(load_params(ROOT / "params.yaml").to_dict(), small), overrides or {})
     merged["preset"] = None  # already applied: the written file must not apply it again
     return merged

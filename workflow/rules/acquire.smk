@@ -2,7 +2,8 @@
 # (and a lecture corpus) named in params.yaml, verifying expected files and checksums.
 
 
-rule acquire:
+# A checkpoint: the lectures it brings are read after it runs (the frame store's jobs, store.smk).
+checkpoint acquire:
     input:
         # a public corpus (corpus.smk): validated once its videos are fetched
         corpus=[layout.CORPUS_AVAILABILITY] if P.data.corpus_source is not None else [],

@@ -4,6 +4,7 @@
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from hecvl import layout
 from hecvl.config import invocation_config, resolve_invocation, typed_command_line, write_text_once
@@ -15,6 +16,7 @@ from hecvl.recovery import clear_stale_locks, remove_debris
 from hecvl.released_runs import ReleasedRuns
 from hecvl.resources import gpu_cap
 from hecvl.study import Study, expose_cli
+from hecvl.video.store import StoreSettings
 
 expose_cli()  # rules call the `hecvl` installed beside this Snakemake
 
@@ -63,6 +65,8 @@ wildcard_constraints:
     space=r"[a-z]+",
     prompts=r"[a-z_]+",
     ablation=r"[A-Za-z0-9_]+",
+    store_key=r"[A-Za-z0-9_.\-]+",
+    lecture=r"[^/]+",
 
 
 def config_file(wildcards, input):
@@ -104,6 +108,44 @@ def local_files(part):
             files = []  # acquire says what is wrong, naming the file
         _LOCAL_FILES[part] = sorted(str(f) for f in files)
     return _LOCAL_FILES[part]
+
+
+# --- the training frame store (store.smk): one pack per lecture and store key ----------------------------
+def _store_settings(variant):
+    """The frame store a variant's pretraining reads (None: train.store.enabled false, frames decoded)."""
+    params = STUDY.resolved(variant)
+    return StoreSettings.from_params(params) if params.train.store.enabled else None
+
+
+# every store the study's variants read, by key: the variant whose settings the `store` job resolves
+STORE_KEYS = {}
+for _variant in STUDY.variants:
+    if (_settings := _store_settings(_variant)) is not None:
+        STORE_KEYS.setdefault(_settings.key(), _variant)
+STORE_ROOT = P.train.store.root or layout.STORE
+
+
+def corpus_lectures():
+    """The corpus's lecture folders, known once the data is acquired (acquire is a checkpoint)."""
+    from hecvl.datasets.corpus import lecture_dirs
+
+    checkpoints.acquire.get()
+    return [d.name for d in lecture_dirs(CORPUS)]
+
+
+def lecture_files(lecture):
+    """The files of one lecture folder of the corpus (its video, transcript, ...), by path."""
+    from hecvl.provenance import folder_files
+
+    return sorted(str(f) for f in folder_files(Path(CORPUS) / lecture))
+
+
+def store_packs(variant):
+    """The packs a variant's pretraining reads: every lecture's, in its store (none when the store is off)."""
+    settings = _store_settings(variant)
+    if settings is None:
+        return []
+    return [layout.store_pack(settings.key(), lecture, STORE_ROOT) for lecture in corpus_lectures()]
 
 
 def paths(entries):

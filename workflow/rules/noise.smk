@@ -51,6 +51,8 @@ rule noise_pretrain:
     input:
         clip=f"{NOISE_WORLD}/pairs/clip.parquet",
         frames=lambda wc: validation_frames(wc.variant),  # the study's targets
+        # the study's frame store: the sweep's lecture videos are the study's, byte for byte
+        store=lambda wc: store_packs(wc.variant),
     output:
         weights=f"{NOISE_MODEL}/model.safetensors",
     params:

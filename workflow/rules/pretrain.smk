@@ -13,6 +13,8 @@ rule pretrain:
         stamp=STAMP_PAIR,
         # the lecture videos the clips are cut from
         corpus=acquired("corpus"),
+        # their frames, decoded once into the frame store (store.smk), unless train.store is off
+        store=lambda wc: store_packs(wc.variant),
         # validation frames (train.validation): decoded once by `frames`, read from the frame cache
         frames=lambda wc: validation_frames(wc.variant),
     output:

@@ -28,7 +28,7 @@ SCHEDULES: tuple[str, ...] = ("fine_to_coarse", "joint", "clip_only", "epoch_alt
 # Settings that change how a run executes but not what it computes: a resume may differ in these, and
 # the workflow does not retrain a model when only they change (see `hecvl.config.identity`).
 OPERATIONAL = ("device", "gpus", "num_workers", "threads", "checkpoint_every", "keep_checkpoints",
-               "log_every", "frame_cache_root", "frame_cache_max_gb", "text_cache")
+               "log_every", "text_cache", "store.root", "store.max_gib")
 
 # Settings added after runs existed: dumped only when set, so the run keys of runs without them stay.
 OMITTED_WHEN_NULL = ("chunk", "epochs")
@@ -57,7 +57,9 @@ class ValidationSettings(Section):
     every: NonNegativeInt = reason("steps between validations (and at step 0 and the last); 0 = off", 50)
     split: str = reason("the targets' split scored; never the test split the study reports", "val",
                         min_length=1)
-    datasets: tuple[str, ...] | None = reason("null = the study's datasets (study.datasets)", None)
+    datasets: tuple[str, ...] | None = reason(
+        "null = the study's datasets (study.datasets) the user configured: under data.targets and, with "
+        "data.source local, on disk (none: validation off, one log line)", None)
 
     @field_validator("split")
     @classmethod
@@ -106,12 +108,6 @@ class TrainSettings(Section):
     threads: NonNegativeInt = reason("torch intra-op threads per rank; 1: a 64 px step is too small for 2 "
                                      "threads to pay, so the study runs one job per core; 0 = torch's", 1)
     channels_last: bool = reason("NHWC kernels: same numbers up to rounding, ~1.3x faster on CPU", True)
-    frame_cache: bool = reason("decode each lecture video once into memory-mapped frames (decoding "
-                               "dominates CPU steps); real 25 fps corpora: lower frame_cache_fps", True)
-    frame_cache_fps: NonNegativeFloat = reason("0 = the video's own rate (exactly the decoder's frames)", 0.0)
-    frame_cache_root: str = reason('"" = frames.cache', "")
-    frame_cache_max_gb: PositiveFloat = reason("refuse a bigger frame cache (real corpus: frame_cache false)",
-                                               8.0)
     store: FrameStoreSettings = Field(default_factory=FrameStoreSettings)
     text_cache: bool = reason("frozen text encoder: corpus text features stored once per study (same bits)",
                               True)

@@ -16,13 +16,12 @@ prefetched while the current one trains. Frames cross the worker boundary as uin
 float32's bytes) and are normalised on the training device (`normalise`), by the same float
 operations, in the same order, as `PairDataset` would in the worker: on CPU the values are identical.
 
-Frame cache (`train.frame_cache`): decoding a few frames at random times of many videos costs far
-more than the CPU default's forward and backward pass (about 30 ms per frame against 3 ms). With the
-cache on, every lecture video is decoded once, at the training decode size, into `FrameCache`
-entries (memory-mapped .npy, shared by every run, variant and seed of the study), and samples are
-read from them. At the video's own frame rate (`frame_cache_fps: 0`) the frames are exactly those
-the decoder would return for the same times (same time -> frame rule, same backend and resize);
-a lower rate saves space for long real videos at the price of rounding times to its grid.
+Frame store (`train.store`, `hecvl.video.store`): decoding a few frames at random times of many
+videos costs far more than the step that uses them (1.4-4.6 frames per CPU-second on 720p lectures).
+Every lecture is decoded once, on a time grid, into a pack (the workflow's `store` jobs, one per
+lecture; a run outside the workflow builds what is missing), and samples read their frames from it. At
+the video's own rate (`train.store.fps: 0`, raw encoding: the CPU study) those are exactly the frames
+the decoder would return for the same times; a lower rate rounds sample times to its grid.
 """
 
 from __future__ import annotations
@@ -38,80 +37,103 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from hecvl import layout
 from hecvl.config import Params, coerce_params
 from hecvl.errors import HecvlError
 from hecvl.pairing.datasets import PairCollate, PairDataset, worker_init_fn
 from hecvl.pairing.positives import PositiveRule
-from hecvl.training.distributed import DistEnv, barrier, per_rank_batch, shard
+from hecvl.provenance import HashCache
+from hecvl.training.distributed import DistEnv, barrier, effective_batch, per_rank_batch, shard
 from hecvl.training.schedules import LEVELS, Schedule
-from hecvl.video import FrameCache, VideoInfo, frame_indices, probe, sample_times
+from hecvl.video.store import Pack, SizeGuard, StoreSettings, build_pack
 
 log = logging.getLogger(__name__)
 
 
-class CachedReader:
-    """The reader interface PairDataset uses (`info`, `frames_at`, `close`) over a cached frame array."""
+class StorePairDataset(PairDataset):
+    """A PairDataset whose frames come from the frame store's packs (one per lecture) instead of the MP4s."""
 
-    def __init__(self, frames: np.ndarray, info: VideoInfo, fps: float) -> None:
-        self.frames, self.info, self.fps = frames, info, fps
-
-    def frames_at(self, times_s: Any, transform: Any = None) -> np.ndarray:
-        idx = frame_indices(times_s, self.info)  # the decoder's time -> frame rule
-        rows = np.rint(idx * (self.fps / self.info.fps)).astype(np.int64)
-        return np.asarray(self.frames[np.minimum(rows, len(self.frames) - 1)])
-
-    def close(self) -> None:
-        return None
-
-
-class CachedPairDataset(PairDataset):
-    """A PairDataset that reads its frames from FrameCache entries instead of decoding each sample."""
-
-    def attach_cache(
-        self, cache: FrameCache, fps: float = 0.0, max_gb: float = 8.0, progress: bool = False
-    ) -> int:
-        """Build (or find) the cache entry of every video of this level; returns the number of frames.
-
-        Refuses (before decoding anything) when the entries would exceed `max_gb`: a real corpus at
-        its native rate and the paper's 360x640 would fill the disk.
-        """
-        self._entries: dict[str, tuple[str, VideoInfo, float]] = {}
-        self._maps: dict[str, np.ndarray] = {}
-        videos = sorted({row["video"] for row in self.rows})
-        infos = {video: probe(self.corpus_root / video) for video in videos}
-        size = 0
-        for info in infos.values():
-            h, w = self.transform.size or (info.height, info.width)
-            size += len(sample_times(info, fps or info.fps)) * h * w * 3
-        if size > max_gb * 2**30:
-            raise HecvlError(
-                f"the training frame cache of the {self.level} pairs would take {size / 2**30:.1f} GB "
-                f"(> train.frame_cache_max_gb {max_gb:g}): lower train.frame_cache_fps, or set "
-                "train.frame_cache: false (and train.num_workers > 0)"
-            )
-        total = 0
-        for video in videos:
-            path, info = self.corpus_root / video, infos[video]
-            rate = fps or info.fps
-            arr = cache.get(path, self.transform, fps=rate, progress=progress)
-            self._entries[video] = (str(cache.entry_paths(path, self.transform, rate)[0]), info, rate)
-            total += len(arr)
-        return total
+    def attach_store(self, root: str | Path, settings: StoreSettings, build: bool = True,
+                     max_gib: float | None = None) -> int:
+        """Find the pack of every lecture video of this level, building a missing or stale one when `build`
+        (the workflow's `store` jobs build them first; a run outside it builds what it lacks); returns the
+        number of stored frames. A pack must come from the lecture's video bytes, with these settings."""
+        self._packs: dict[str, str] = {}
+        self._open: dict[str, Pack] = {}
+        hashes = HashCache(Path(root) / "hashes.json")  # the lecture videos' hashes, by size and mtime
+        frames = 0
+        for video in sorted({row["video"] for row in self.rows}):
+            source = self.corpus_root / video
+            pack = Path(layout.store_pack(settings.key(), lecture_of(video), str(root)))
+            sha = hashes.file(source)
+            meta, why = _stored(pack, settings, sha)
+            if meta is None:
+                if not build:
+                    raise HecvlError(f"{why}: build it (`hecvl store build` or the store jobs)", pack)
+                log.info("%s: building the pack (%s)", pack, why)
+                guard = None if max_gib is None else SizeGuard(max_gib, _built_bytes(pack.parent, pack))
+                meta = build_pack(source, pack, settings, guard=guard, source_sha256=sha)
+            self._packs[video] = str(pack)
+            frames += int(meta["frames"])
+        hashes.save()
+        return frames
 
     def reader(self, row: Mapping[str, Any]) -> Any:
-        entry = getattr(self, "_entries", {}).get(row["video"])
-        if entry is None:
+        path = getattr(self, "_packs", {}).get(row["video"])
+        if path is None:
             return super().reader(row)
-        path, info, rate = entry
-        frames = self._maps.get(path)
-        if frames is None:  # opened lazily in each process (a worker never inherits a parent's map)
-            frames = self._maps[path] = np.load(path, mmap_mode="r")
-        return CachedReader(frames, info, rate)
+        pack = self._open.get(path)
+        if pack is None:  # a Pack opens its file lazily in each process (workers never share a descriptor)
+            pack = self._open[path] = Pack(path)
+        return pack
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["_maps"] = {}
+        state["_open"] = {}
         return state
+
+
+def lecture_of(video: str) -> str:
+    """A manifest video's lecture folder (`lecture_0001/video.mp4` -> `lecture_0001`): its pack's name."""
+    return Path(video).parts[0]
+
+
+def _stored(pack: Path, settings: StoreSettings, source_sha256: str) -> tuple[dict[str, Any] | None, str]:
+    """(sidecar, "") of a pack built from this video with these settings and of the size its sidecar says
+    (every frame read is checked against its crc32 besides), else (None, why not)."""
+    if not pack.exists():
+        return None, "no pack"
+    try:
+        meta = Pack(pack, settings).meta
+    except HecvlError as exc:
+        return None, exc.message
+    if meta["source"]["sha256"] != source_sha256:
+        return None, "built from another video"
+    return meta, ""
+
+
+def _built_bytes(folder: Path, pack: Path) -> int:
+    """Bytes of the other packs already in a store folder (what the size guard counts as built)."""
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.glob("*.pack") if p.is_file() and p != pack)
+
+
+@dataclass(frozen=True)
+class FrameStore:
+    """Where a run's training frames come from: the store folder, its settings and its size limit."""
+
+    root: Path
+    settings: StoreSettings
+    max_gib: float | None = None
+
+    @classmethod
+    def from_params(cls, params: Params) -> FrameStore | None:
+        """`train.store` of a run, or None when it is off (samples decoded from the MP4s)."""
+        cfg = params.train.store
+        if not cfg.enabled:
+            return None
+        return cls(Path(cfg.root or layout.STORE), StoreSettings.from_params(params), cfg.max_gib)
 
 
 @dataclass(frozen=True)
@@ -248,9 +270,7 @@ def build_level_data(
     batch_sizes: Mapping[str, int],
     env: DistEnv,
     image_size: int,
-    frame_cache: FrameCache | None = None,
-    frame_cache_fps: float = 0.0,
-    frame_cache_max_gb: float = 8.0,
+    store: FrameStore | None = None,
     positives: PositiveRule | None = None,
 ) -> dict[str, LevelData]:
     """Training datasets of `levels` (uint8 frames, randomly cropped to `image_size`; see `normalise`),
@@ -259,32 +279,33 @@ def build_level_data(
     A batch size below 2 (`train.batch_size.<level>`) is an error: a contrastive batch needs negatives.
     A level with fewer pairs than its batch size trains on batches of all its pairs (rounded down to a
     multiple of the world size), with a warning; one with too few pairs for a batch of 2 is an error.
-    With `frame_cache`, frames come from its entries (the main rank builds missing ones first, the
-    others then find them). `positives` (MIL-NCE): clip samples also carry
+    With `store`, frames come from its packs (the main rank builds missing ones first, the others then
+    find them). `positives` (MIL-NCE): clip samples also carry
     their bag of positive narrations (`texts`).
     """
     size, crop = frame_geometry(coerce_params(params), image_size)
     out: dict[str, LevelData] = {}
     for level in levels:
-        ds = CachedPairDataset.from_params(
+        ds = StorePairDataset.from_params(
             pairs_dir, level, corpus_root, params,
             train=True, size=size, crop=crop, dtype="uint8",
             positives=positives if level == "clip" else None,
         )
-        if frame_cache is not None:
+        if store is not None:
             if env.is_main:
-                frames = ds.attach_cache(frame_cache, frame_cache_fps, frame_cache_max_gb)
-                log.info("%s level: %d cached frames of %d videos", level, frames, len(ds._entries))
+                frames = ds.attach_store(store.root, store.settings, max_gib=store.max_gib)
+                log.info("%s level: %d stored frames of %d lectures (%s)", level, frames, len(ds._packs),
+                         store.settings.key())
             barrier()
             if not env.is_main:
-                ds.attach_cache(frame_cache, frame_cache_fps, frame_cache_max_gb)
+                ds.attach_store(store.root, store.settings, build=False)
         want = int(batch_sizes[level])
         if want < 2:
             raise HecvlError(
                 f"train.batch_size.{level} is {want}: a contrastive batch needs at least 2 samples "
                 "(the others are each sample's negatives)"
             )
-        per_rank_batch(want, env.world_size, f"{level} batch")
+        want = effective_batch(want, env.world_size, f"train.batch_size.{level}")
         batch = min(want, len(ds) - len(ds) % env.world_size)
         if batch < 2:
             why = ("a contrastive batch needs at least 2" if len(ds) < 2

@@ -4,18 +4,23 @@ The same `hecvl pretrain` command runs single-process or under `torchrun --nproc
 environment variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) decide which.
 NCCL on CUDA, Gloo on CPU.
 
-Batch sizes in params.yaml are global. Every rank draws the same global batch (same seed), keeps its
-contiguous slice of `global / world` samples, and the embeddings are all-gathered (with gradients)
-before the contrastive loss, so the loss and, after DDP's gradient averaging, the gradient equal those
-of one process seeing the whole global batch. BatchNorm layers would still normalise each rank's
-slice with its own statistics, so they are synchronised too: torch's SyncBatchNorm on CUDA, and on
-CPU (where SyncBatchNorm refuses to run) `GlobalBatchNorm2d`, which all-reduces the per-channel sums.
-What remains different is floating-point summation order.
+Batch sizes in params.yaml are global. A global batch that does not split evenly over the processes
+trains as the largest multiple of the world size below it, `world * int(global / world)` (the rule of
+the authors' code: their 4-GPU video batch of 25 trained as 24; `effective_batch`), with a log line;
+fewer samples than processes is an error naming the setting. Every rank draws the same global batch
+(same seed), keeps its contiguous slice of `int(global / world)` samples, and the embeddings are
+all-gathered (with gradients) before the contrastive loss, so the loss and, after DDP's gradient
+averaging, the gradient equal those of one process seeing the whole global batch. BatchNorm layers
+would still normalise each rank's slice with its own statistics, so they are synchronised too: torch's
+SyncBatchNorm on CUDA, and on CPU (where SyncBatchNorm refuses to run) `GlobalBatchNorm2d`, which
+all-reduces the per-channel sums. What remains different is floating-point summation order.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +31,7 @@ from torch import nn
 
 from hecvl.errors import HecvlError
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -86,17 +92,43 @@ def shutdown() -> None:
 
 
 def per_rank_batch(global_batch: int, world_size: int, what: str = "batch") -> int:
-    """`global_batch / world_size`; refuses sizes that do not split evenly (the loss would change)."""
-    if global_batch % world_size:
+    """Samples each process holds of a global batch: `int(global_batch / world_size)` (the floor rule of
+    `effective_batch`; a remainder is left out, with a log line). Fewer than 1 is an error naming `what`."""
+    return effective_batch(global_batch, world_size, what) // world_size
+
+
+def effective_batch(global_batch: int, world_size: int, what: str = "batch") -> int:
+    """The global batch that trains over `world_size` processes: `world_size * int(global / world_size)`.
+
+    One rule, the authors' (CAMMA-public/PeskaVLP, train_hierarchy_ssl.py divides the global batch by the
+    GPU count with `int()`): the paper's video batch of 25 over 4 GPUs trains as 24, every process holding
+    the same number of samples (DDP's gradient averaging and the all-gathered contrastive loss assume
+    that). When it differs from `global_batch` one line is logged (once per process); `what` names the
+    setting (`train.batch_size.video`) in that line and in the error when not every process gets a sample.
+    """
+    if world_size < 1:
+        raise HecvlError(f"{what}: the world size must be at least 1, got {world_size}")
+    per = int(global_batch) // int(world_size)
+    if per < 1:
         raise HecvlError(
-            f"global {what} size {global_batch} does not split over {world_size} processes; "
-            f"use a multiple of {world_size}"
+            f"{what} is {global_batch}: fewer samples than the {world_size} processes that split it; "
+            f"set it to at least {world_size}"
         )
-    return global_batch // world_size
+    if per * world_size != global_batch:
+        _note_floor(int(global_batch), int(world_size), what)
+    return per * world_size
+
+
+@functools.cache
+def _note_floor(global_batch: int, world_size: int, what: str) -> None:
+    per = global_batch // world_size
+    log.info("%s %d trains as %d over %d processes (%d each; the authors' int(batch / GPUs) rule)",
+             what, global_batch, world_size * per, world_size, per)
 
 
 def shard(items: list, rank: int, world_size: int) -> list:
-    """This rank's contiguous slice of a global batch (concatenating the slices gives the batch back)."""
+    """This rank's contiguous slice of a global batch, `per_rank_batch` items (concatenating the slices
+    gives the batch back when its size is a multiple of the world size, as `effective_batch` makes it)."""
     per = per_rank_batch(len(items), world_size)
     return items[rank * per : (rank + 1) * per]
 

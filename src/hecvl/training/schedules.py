@@ -16,6 +16,16 @@ is recomputed from the step alone.
 
 `train.levels` (default all three) restricts any schedule to a subset, e.g. `[clip, phase]` for the
 clip + phase ablation: the other levels' batches are simply left out of the plan.
+
+Epochs (`train.epochs`, the paper's "200 epochs"): an epoch is one pass over the pairs of the finest level
+the run trains (clip, whenever it is trained: the finest and most numerous pairs), and a run of E epochs
+lasts the fewest whole schedule units in which that level is given E passes' worth of batches
+(`steps_for_epochs`). Per schedule:
+- `fine_to_coarse`: whole m/n/l cycles, ceil(E * clip batches per epoch / m) of them; the coarser levels
+  get the n and l batches of those cycles (more or fewer passes than E, as m/n/l and the corpus decide);
+- `joint`, `clip_only`: E * clip batches per epoch steps (joint: every level a batch each step);
+- `epoch_alternation`: E of its own epochs (each one clip pass, plus the phase and video passes due).
+Without the clip level the next finest (phase) counts the passes the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from dataclasses import dataclass
 from hecvl.config import LEVELS, SCHEDULES, TrainSettings
 from hecvl.errors import HecvlError
 
-__all__ = ["LEVELS", "SCHEDULES", "Schedule", "build_schedule"]
+__all__ = ["LEVELS", "SCHEDULES", "Schedule", "build_schedule", "steps_for_epochs"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,41 @@ def build_schedule(
     return Schedule(name=train.schedule, plan=tuple(plan), weights=weights)
 
 
+def steps_for_epochs(train: TrainSettings, batches_per_epoch: Mapping[str, int]) -> int:
+    """The run's length in optimizer steps: `train.steps`, or with `train.epochs` set the fewest whole
+    schedule units (see the module's docstring) in which the finest trained level gets `epochs` passes.
+
+    `batches_per_epoch[level]`: optimizer steps of that level per pass over its pairs (what
+    `build_schedule` takes); the finest trained level's is needed, every trained level's under
+    `epoch_alternation`. Call it before the schedule and the optimizer's learning-rate curve are built.
+    """
+    epochs = train.epochs
+    if epochs is None:
+        return train.steps
+    enabled = train.trained_levels
+    finest = enabled[0]
+    needed = enabled if train.schedule == "epoch_alternation" else (finest,)
+    for lvl in needed:
+        if int(batches_per_epoch.get(lvl, 0)) < 1:
+            raise HecvlError(f"train.epochs: the {lvl} level has no batches per epoch (not one full batch)")
+    per = {lvl: int(batches_per_epoch[lvl]) for lvl in needed}
+    passes = epochs * per[finest]  # batches of the finest level the run must give
+    if train.schedule == "fine_to_coarse":
+        cycle = sum(train.alternation[lvl] for lvl in enabled)
+        return -(-passes // train.alternation[finest]) * cycle
+    if train.schedule == "epoch_alternation":
+        every = _alternation_every(train)
+        last = (epochs - 1) * every[finest]  # the schedule epoch of the finest level's last pass
+        return sum(per[lvl] for e in range(last + 1) for lvl in enabled if e % every[lvl] == 0)
+    return passes  # joint, clip_only: one batch of the finest level every step
+
+
+def _alternation_every(train: TrainSettings) -> dict[str, int]:
+    """epoch_alternation: each level trains on the schedule epochs divisible by this."""
+    alt = train.epoch_alternation
+    return {"clip": 1, "phase": alt.phase_every, "video": alt.video_every}
+
+
 def _epoch_alternation(
     train: TrainSettings,
     steps: int,
@@ -91,8 +136,7 @@ def _epoch_alternation(
 ) -> list[tuple[str, ...]]:
     if not batches_per_epoch:
         raise HecvlError("the epoch_alternation schedule needs the number of batches per epoch of each level")
-    alt = train.epoch_alternation
-    every = {"clip": 1, "phase": alt.phase_every, "video": alt.video_every}
+    every = _alternation_every(train)
     for lvl in enabled:
         if batches_per_epoch.get(lvl, 0) < 1:
             raise HecvlError(f"the {lvl} level has no batches per epoch")

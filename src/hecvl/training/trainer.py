@@ -55,7 +55,7 @@ from hecvl.evaluation.validation import Validation
 from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
 from hecvl.training import checkpoint as ckpt
-from hecvl.training.data import LevelData, build_level_data, make_loader, normalise
+from hecvl.training.data import FrameStore, LevelData, build_level_data, make_loader, normalise
 from hecvl.training.distributed import (
     DistEnv,
     average_gradients,
@@ -65,9 +65,8 @@ from hecvl.training.distributed import (
     sync_batchnorm,
 )
 from hecvl.training.optim import build_optimizer
-from hecvl.training.schedules import Schedule, build_schedule
+from hecvl.training.schedules import Schedule, build_schedule, steps_for_epochs
 from hecvl.training.step import STATISTICS, ContrastiveStep
-from hecvl.video import FrameCache
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class Trainer:
     ) -> None:
         self.params: Params = coerce_params(params)
         if steps is not None:
-            self.params = self.params.updated({"train": {"steps": steps}})
+            self.params = self.params.updated({"train": {"steps": steps, "epochs": None}})
         self.settings: TrainSettings = self.params.train
         self.variant = variant
         self.seed = self.params.seed
@@ -147,9 +146,16 @@ class Trainer:
         candidate = s.trained_levels
         self.data: dict[str, LevelData] = build_level_data(
             self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
-            vis.image_size, self._frame_cache(), s.frame_cache_fps, s.frame_cache_max_gb, s.positives,
+            vis.image_size, FrameStore.from_params(self.params), s.positives,
         )
         per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
+        if s.epochs is not None:  # the run's length in passes over the data: its steps follow from the corpus
+            steps = steps_for_epochs(s, per_epoch)
+            if self.env.is_main:
+                log.info("train.epochs %d: %d optimizer steps (%s batches per epoch)", s.epochs, steps,
+                         ", ".join(f"{lvl} {n}" for lvl, n in per_epoch.items()))
+            self.params = self.params.updated({"train": {"steps": steps}})
+            self.settings = s = self.params.train
         self.schedule: Schedule = build_schedule(s, s.steps, per_epoch)
         self.data = {lvl: d for lvl, d in self.data.items() if lvl in self.schedule.levels}
         rule = s.positives
@@ -162,14 +168,8 @@ class Trainer:
 
     # --- setup helpers ---------------------------------------------------------------------------
     def _cache_root(self) -> Path:
-        """Where the caches shared by every run of the study live: frame_cache_root or frames.cache."""
-        return Path(self.settings.frame_cache_root or self.params.frames.cache)
-
-    def _frame_cache(self) -> FrameCache | None:
-        """The training frame cache (train.frame_cache), in frame_cache_root or the study's frames.cache."""
-        if not self.settings.frame_cache:
-            return None
-        return FrameCache(self._cache_root(), backend=self.params.pairing.loader.backend)
+        """Where the caches shared by every run of the study live: frames.cache."""
+        return Path(self.params.frames.cache)
 
     def _autocast_dtype(self) -> torch.dtype | None:
         precision = self.settings.precision

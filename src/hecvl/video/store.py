@@ -290,9 +290,11 @@ def ensure_pack(
     *,
     progress: bool = False,
     guard: SizeGuard | None = None,
+    source_sha256: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """(sidecar, built): build `pack` unless it is current (`pack_is_current`), in which case it stays."""
-    source_sha = sha256_file(video) if Path(video).is_file() else None
+    """(sidecar, built): build `pack` unless it is current (`pack_is_current`), in which case it stays.
+    `source_sha256`: the video's hash when the caller has it (a stat-cached hash of a big corpus)."""
+    source_sha = source_sha256 or (sha256_file(video) if Path(video).is_file() else None)
     if source_sha is not None:
         current, why = pack_is_current(pack, settings, source_sha)
         if current:
