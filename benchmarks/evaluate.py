@@ -38,9 +38,10 @@ import numpy as np
 
 from hecvl.config import Params, load_params
 from hecvl.evaluation.embed import EmbeddingCache, levels_for, pick_device, video_embeddings
-from hecvl.evaluation.evaluate import frame_source, load_model
+from hecvl.evaluation.evaluate import frame_source
 from hecvl.evaluation.metrics import argmax_predictions
 from hecvl.evaluation.prompts import load_prompts, prompts_for
+from hecvl.evaluation.sources import OURS, UNTRAINED, SourceRequest
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.video import FrameCache, probe
 
@@ -149,7 +150,8 @@ def run(args: argparse.Namespace, params: Params, parser: argparse.ArgumentParse
     seconds = sum(int(np.ceil(i.num_frames / i.fps)) for i in infos)
 
     start = time.perf_counter()
-    model, _key, model_desc = load_model(params, args.weights, params.seed, device)
+    family = OURS if args.weights else UNTRAINED  # a saved model, or the configured one fresh
+    model, _key, model_desc = family.build(SourceRequest(params, weights=args.weights)).load(device)
     model_load_s = time.perf_counter() - start
     start = time.perf_counter()
     if isinstance(prompt_source, str):

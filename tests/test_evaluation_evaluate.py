@@ -155,6 +155,23 @@ def test_saved_weights_equal_the_same_seeded_model_and_probe_finds_the_phases(wo
     assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)  # probabilities over all 7 classes
 
 
+def test_format_hecvl_is_ours_with_one_deprecation_line(world: dict, caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    """`--format ours` names our own folder; the former name `hecvl` still works and says so once."""
+    from hecvl.models import build_model, save_pretrained
+
+    weights = world["root"] / "model-alias"
+    save_pretrained(build_model(world["cfg"]["model"], seed=0), world["cfg"], weights)
+    ours = _evaluate(world, world["root"] / "ours", "--format", "ours", "--weights", str(weights))
+    with caplog.at_level("WARNING"):
+        old = _evaluate(world, world["root"] / "old-name", "--format", "hecvl", "--weights", str(weights))
+    lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert lines == ["--format hecvl is deprecated: use --format ours"]
+    assert "format" not in ours["run"] and ours["run"]["model"] == str(weights)
+    for key in ("accuracy_mean", "f1_mean", "per_video", "protocol_hash"):
+        assert old[key] == ours[key]
+
+
 def test_one_call_evaluates_several_datasets_and_settings_as_single_calls_do(world: dict) -> None:
     """The workflow's batch form: one model load, every (dataset, space, prompts), the same numbers."""
     cfg = {**world["cfg"], "data": {"targets": {**world["cfg"]["data"]["targets"]}}}

@@ -12,7 +12,7 @@ import yaml
 from evaluation_helpers import small_model_params, write_cholec80
 
 from hecvl.cli import main
-from hecvl.config import load_params
+from hecvl.config import Params, load_params
 from hecvl.config.evaluation import WindowSettings
 from hecvl.errors import HecvlError
 from hecvl.evaluation.protocols import apply_protocol, describe, protocol_split, protocols
@@ -252,12 +252,22 @@ def test_sensitivity_sweep_scores_every_protocol_and_each_choice(world: dict) ->
 
 
 def test_temporal_released_models_get_their_authors_window_under_the_study_protocol() -> None:
-    from hecvl.evaluation.evaluate_cli import own_window
+    from hecvl.evaluation.formats import FAMILIES
+    from hecvl.evaluation.protocols import resolve_protocol
+    from hecvl.evaluation.sources import SourceRequest
 
     params = load_params("params.yaml")
-    assert own_window(params, "surgclip").eval.window == WindowSettings(frames=16, start=-8, ends="shift")
-    assert own_window(params, "surglime").eval.window == WindowSettings(frames=8, start=-3, ends="anchor")
+
+    def own(fmt: str) -> WindowSettings | None:
+        request = SourceRequest(params, weights=Path(f"{fmt}.pth"), bert_dir=Path("bert"))
+        return FAMILIES[fmt].build(request).window
+
+    def window(p: Params, fmt: str, protocol: str | None = None) -> WindowSettings:
+        return resolve_protocol(p, protocol, own_window=own(fmt)).params.eval.window
+
+    assert window(params, "surgclip") == WindowSettings(frames=16, start=-8, ends="shift")
+    assert window(params, "surglime") == WindowSettings(frames=8, start=-3, ends="anchor")
+    assert window(params, "surgvlp").frames == 1 and own("surgvlp") is None  # one frame: its own
     chosen = params.updated({"eval": {"window": {"frames": 2}}})
-    assert own_window(chosen, "surgclip").eval.window.frames == 2  # a window set in params is kept
-    other = apply_protocol(params, "surgvlp")
-    assert own_window(other, "surgclip").eval.window.frames == 1  # so is a protocol's
+    assert window(chosen, "surgclip").frames == 2  # a window set in params is kept
+    assert window(params, "surgclip", "surgvlp").frames == 1  # so is a protocol's

@@ -81,7 +81,7 @@ def test_released_weights_end_to_end(
 ) -> None:
     import mlflow
 
-    from hecvl.models import released as released_module
+    from hecvl.released import surgvlp_model as released_module
     from hecvl.video import FrameCache, FrameTransform, open_video
 
     # keep what the command loads and embeds as text (both checked in test_models_released.py), so the
@@ -178,7 +178,7 @@ def test_bad_requests_are_one_line_errors_and_write_nothing(
     assert main([*base, "--format", "surgvlp", "--weights", str(released["ckpt"])]) == 2
     assert "needs --bert-dir (or released.bert_dir" in capsys.readouterr().err
     assert main([*base, "--untrained", "--bert-dir", str(released["bert_dir"])]) == 2
-    assert "apply to --format surgvlp only" in capsys.readouterr().err
+    assert "--bert-dir applies to --format surgvlp, surgclip, surglime only" in capsys.readouterr().err
     junk = tmp_path / "SurgVLP.pth"
     junk.write_bytes(b"not a checkpoint")
     argv = [*base, "--format", "surgvlp", "--weights", str(junk), "--bert-dir", str(released["bert_dir"])]

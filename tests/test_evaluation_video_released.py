@@ -25,7 +25,7 @@ from video_released_helpers import shared_surgclip, shared_surglime
 
 from hecvl.cli import main
 from hecvl.evaluation.prompts import load_prompts
-from hecvl.models.surglime import load_surglime
+from hecvl.released.surglime_model import load_surglime
 
 VIDEOS = {"video01": [0, 1, 2], "video02": [3, 4, 5]}  # phase of each second
 
@@ -125,7 +125,7 @@ def test_surgclip_end_to_end_equals_the_package(
 def test_surglime_end_to_end_equals_the_model(
     world: dict, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hecvl.models import surglime
+    from hecvl.released import surglime_model as surglime
 
     files = shared_surglime(tmp_path_factory)
     loaded: list = []  # the model the command loads (its forward: the literal one, test_models_surglime)

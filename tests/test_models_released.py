@@ -23,7 +23,8 @@ from tokenizer_helpers import piece_ids, read_vocab, write_tokenizer_vocab
 from transformers import AutoTokenizer, BertModel
 
 from hecvl.errors import HecvlError
-from hecvl.models.released import (
+from hecvl.released.surgvlp_checkpoint import read_released_checkpoint, released_layout
+from hecvl.released.surgvlp_model import (
     ReleasedModel,
     load_bio_clinical_bert_tokenizer,
     load_released,
@@ -31,7 +32,6 @@ from hecvl.models.released import (
     resize_and_crop,
     score,
 )
-from hecvl.models.released_checkpoint import read_released_checkpoint, released_layout
 
 
 @pytest.fixture(scope="module")

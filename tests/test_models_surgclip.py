@@ -20,8 +20,13 @@ from tokenizer_helpers import TEXTS, piece_ids, read_vocab, surgclip_rule, write
 from video_released_helpers import PROMPTS, package_surgclip, write_vocab
 
 from hecvl.errors import HecvlError
-from hecvl.evaluation.video_released_eval import WindowEmbedder
-from hecvl.models.surgclip import SurgClipConfig, load_surgclip, read_surgclip_checkpoint, surgclip_layout
+from hecvl.released.surgclip import SurgClipEmbedder
+from hecvl.released.surgclip_model import (
+    SurgClipConfig,
+    load_surgclip,
+    read_surgclip_checkpoint,
+    surgclip_layout,
+)
 
 SIZES = dict(image_size=32, patch_size=8, num_frames=4, width=64, depth=2, heads=4, embed_dim=32,
              vocab_size=200, text_width=48, text_layers=2, text_heads=4, text_ffn=96)  # fmt: skip
@@ -138,13 +143,13 @@ def test_texts_and_window_logits_equal_the_package(world: dict) -> None:
     assert len({int(i) for i in sim_v2t.argmax(1)}) > 1  # the windows do not all pick one class
 
 
-def test_embed_video_gives_the_package_argmax(world: dict) -> None:
+def test_embed_video_levels_gives_the_package_argmax(world: dict) -> None:
     """cos(m/|m|, text) = mean_t cos(f_t, text) / |m|: the package's logits times temp/|m|."""
     model, ref = world["model"], world["ref"]
-    embedder = WindowEmbedder("surgclip", model)
+    embedder = SurgClipEmbedder(model)
     x = torch.randn(8, 4, 3, 32, 32, generator=torch.Generator().manual_seed(8))
     text = model.embed_texts(PROMPTS)
-    video = embedder.embed_video(x, "joint")
+    video = embedder.embed_video_levels(x, ["joint"])["joint"]
     torch.testing.assert_close(video.norm(dim=-1), torch.ones(8))
     ours = video @ text.T
     logits = model.logits(model.encode_frames(x), text)
@@ -239,14 +244,14 @@ def test_malicious_pickles_are_refused_without_running(world: dict, tmp_path: Pa
 
 def test_protocol_normalisation_and_windows_reach_the_model(world: dict) -> None:
     """`--protocol surgclip` normalises with mean = std = 0.5 itself (embed.Renormalised): the same pixels
-    as the adapter's own preprocess; the adapter asks for windows of frames (windows.is_temporal)."""
+    as the adapter's own preprocess; the adapter asks for windows of frames (`temporal`)."""
     from hecvl.evaluation.embed import with_normalisation
-    from hecvl.evaluation.windows import is_temporal
+    from hecvl.evaluation.sources import ScoredModel
 
-    embedder = WindowEmbedder("surgclip", world["model"])
+    embedder = SurgClipEmbedder(world["model"])
     frames = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8).numpy()
     x = embedder.preprocess(frames)
     torch.testing.assert_close(x, torch.from_numpy(frames).permute(0, 3, 1, 2) / 127.5 - 1.0)
     wrapped = with_normalisation(embedder, "half")
     torch.testing.assert_close(wrapped.preprocess(frames).contiguous(), x, rtol=0, atol=1e-6)
-    assert is_temporal(embedder) and is_temporal(wrapped)
+    assert embedder.temporal and wrapped.temporal and isinstance(embedder, ScoredModel)

@@ -19,8 +19,13 @@ from transformers import BertConfig, BertModel
 from video_released_helpers import PROMPTS, surglime_parts, surglime_state_dict, write_vocab
 
 from hecvl.errors import HecvlError
-from hecvl.evaluation.video_released_eval import WindowEmbedder
-from hecvl.models.surglime import SurgLimeConfig, load_surglime, read_surglime_checkpoint, surglime_layout
+from hecvl.released.surglime import SurgLimeEmbedder
+from hecvl.released.surglime_model import (
+    SurgLimeConfig,
+    load_surglime,
+    read_surglime_checkpoint,
+    surglime_layout,
+)
 
 SIZES = dict(image_size=32, patch_size=8, width=64, depth=2, heads=4, embed_dim=32, rank=4, vocab_size=150,
              text_width=48, text_layers=2, text_heads=4, text_ffn=96)  # fmt: skip
@@ -182,13 +187,13 @@ def test_token_ids_follow_the_authors_rule(world: dict, tmp_path: Path) -> None:
 
 
 def test_embedder_scores_by_dot_product(world: dict) -> None:
-    embedder = WindowEmbedder("surglime", world["model"])
+    embedder = SurgLimeEmbedder(world["model"])
     frames = torch.randint(0, 256, (8, 32, 32, 3), dtype=torch.uint8).numpy()
     x = embedder.preprocess(frames)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     torch.testing.assert_close(x, (torch.from_numpy(frames).permute(0, 3, 1, 2) / 255.0 - mean) / std)
-    video = embedder.embed_video(x.view(2, 4, 3, 32, 32), "joint")
+    video = embedder.embed_video_levels(x.view(2, 4, 3, 32, 32), ["joint"])["joint"]
     expected = literal_windows(world["parts"], x.view(2, 4, 3, 32, 32))
     torch.testing.assert_close(video, expected, rtol=0, atol=2e-5)
 

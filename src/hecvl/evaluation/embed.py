@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from hecvl.config import LEVELS, SPACES
 from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD
 from hecvl.errors import HecvlError
 from hecvl.models.state_dicts import hash_state_dict
+
+if TYPE_CHECKING:
+    from hecvl.evaluation.sources import ScoredModel
 
 log = logging.getLogger(__name__)
 
@@ -127,34 +130,39 @@ class Renormalised:
     `preprocess` is the model's own.
     """
 
-    def __init__(self, model: Any, normalise: str) -> None:
+    def __init__(self, model: ScoredModel, normalise: str) -> None:
         if normalise not in NORMALISATIONS:
             raise HecvlError(
                 f"unknown normalisation {normalise!r} (choose from model, {', '.join(NORMALISATIONS)})")
-        self._model = model
+        self.model = model
         self.normalise = normalise
-        self.mean, self.std = NORMALISATIONS[normalise]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
+        self.normalisation = NORMALISATIONS[normalise]
+        self.temporal: bool = model.temporal
+        self.image_size: int | None = model.image_size
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """Frames at the model's image size (as they come where it has none), the protocol's mean and std."""
         from hecvl.models.visual_encoder import preprocess_frames
 
-        config = getattr(self._model, "config", None)
-        visual = getattr(config, "visual", None)
-        size = int(visual.image_size) if visual is not None else int(np.shape(frames)[-3])
-        return preprocess_frames(frames, size, self.mean, self.std)
+        size = self.image_size if self.image_size is not None else int(np.shape(frames)[-3])
+        return preprocess_frames(frames, size, *self.normalisation)
+
+    def embed_video_levels(self, x: torch.Tensor, levels: Sequence[str]) -> Mapping[str, torch.Tensor]:
+        return self.model.embed_video_levels(x, levels)
+
+    def embed_text(self, texts: Sequence[str], level: str) -> torch.Tensor:
+        return self.model.embed_text(texts, level)
+
+    def truncated_prompts(self, texts: Sequence[str]) -> list[tuple[str, int]]:
+        return self.model.truncated_prompts(texts)
 
 
-def with_normalisation(model: Any, normalise: str) -> Any:
+def with_normalisation(model: ScoredModel, normalise: str) -> ScoredModel:
     """The model as a protocol normalises its frames: unchanged for `model`, or where the protocol's
     mean and std are the model's own (so their embeddings, and cache entries, are shared)."""
     if normalise == "model":
         return model
-    visual = getattr(getattr(model, "config", None), "visual", None)
-    own = (visual.mean, visual.std) if visual is not None else getattr(model, "normalisation", None)
-    if own is not None and tuple(map(tuple, own)) == NORMALISATIONS.get(normalise):
+    if tuple(map(tuple, model.normalisation)) == NORMALISATIONS.get(normalise):
         return model
     return Renormalised(model, normalise)
 
@@ -167,7 +175,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @torch.inference_mode()
 def embed_frames(
-    model: Any,
+    model: ScoredModel,
     frames: np.ndarray,
     levels: Sequence[str],
     batch_size: int = 64,
@@ -183,17 +191,10 @@ def embed_frames(
     for start in range(0, len(frames), batch_size):
         batch = np.array(frames[start : start + batch_size])  # a writable copy of the memmap rows
         x = model.preprocess(batch).to(device, non_blocking=True).unsqueeze(1)  # (B, 1, 3, h, w)
-        for level, emb in _embed_levels(model, x, levels).items():
+        for level, emb in model.embed_video_levels(x, list(levels)).items():
             out[level].append(emb.float().cpu().numpy())
     width = {lv: (out[lv][0].shape[1] if out[lv] else 0) for lv in levels}
     return {lv: np.concatenate(out[lv]) if out[lv] else np.zeros((0, width[lv]), np.float32) for lv in levels}
-
-
-def _embed_levels(model: Any, x: torch.Tensor, levels: Sequence[str]) -> dict[str, torch.Tensor]:
-    """All requested levels of one batch; one backbone pass when the model offers `embed_video_levels`."""
-    if len(levels) > 1 and hasattr(model, "embed_video_levels"):
-        return dict(model.embed_video_levels(x, list(levels)))
-    return {level: model.embed_video(x, level) for level in levels}
 
 
 def prefetch(items: Sequence[str], load: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
@@ -238,7 +239,7 @@ def check_embeddings(arr: np.ndarray, video: str, level: str) -> np.ndarray:
 
 
 def video_embeddings(
-    model: Any,
+    model: ScoredModel,
     videos: Mapping[str, Path],
     load_frames: Callable[[Path], np.ndarray],
     identify: Callable[[Path], str] | None,

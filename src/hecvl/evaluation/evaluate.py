@@ -6,10 +6,11 @@ transform and level), one prompt per class (or a template ensemble averaged), sc
 argmax (ties: lowest class id), then the protocol's metrics against the 1 fps labels.
 
 Reference points through the same metrics: an untrained (seeded, freshly initialised) model, and a
-linear probe (logistic regression on the frozen frame embeddings of the train split). The authors'
-released checkpoints go through the same pipeline (released_eval.py: their own frame transform and
-forward pass). `evaluate_many` runs every (dataset, setting) of one model with the model loaded and
-each frame embedded once. Outputs per evaluation folder: predictions.parquet, metrics.json,
+linear probe (logistic regression on the frozen frame embeddings of the train split). Any model reaches
+the scorer the same way, through a model source (sources.py; other groups' in `hecvl.released`: their
+own frame transform and forward pass), under a protocol resolved once (protocols.ResolvedProtocol).
+`evaluate_many` runs every (dataset, setting) of one model with the model loaded and each frame
+embedded once. Outputs per evaluation folder: predictions.parquet, metrics.json,
 confusion.png, prompts.json, and one MLflow run.
 """
 
@@ -20,37 +21,33 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from hecvl.config import LEVELS, EvalSettings, Params, coerce_params
+from hecvl.config import EvalSettings, Params
+from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
 from hecvl.evaluation.confusion_plot import plot_confusion
 from hecvl.evaluation.embed import (
     EmbeddingCache,
     Renormalised,
-    levels_for,
-    model_key,
     pick_device,
     video_embeddings,
     with_normalisation,
 )
 from hecvl.evaluation.metrics import align, argmax_predictions, score_predictions
 from hecvl.evaluation.probe import features, fit_probe, probe_scores
-from hecvl.evaluation.prompts import prompts_for, truncated_prompts
-from hecvl.evaluation.protocols import apply_protocol, get_protocol, protocol_record, protocol_split
-from hecvl.evaluation.windows import embed_windows, is_temporal, pool_windows
+from hecvl.evaluation.prompts import prompts_for
+from hecvl.evaluation.protocols import ResolvedProtocol
+from hecvl.evaluation.sources import Loaded, ModelSource, ScoredModel
+from hecvl.evaluation.windows import embed_windows, pool_windows
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.io import write_json, write_parquet
 
-if TYPE_CHECKING:
-    from hecvl.evaluation.released_eval import ReleasedSource
-
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,16 @@ class Evaluation:
     dataset: str
     settings: EvalSettings
     out: Path
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a batch runs besides its model, protocol and plan: the seed (the probe's, and the record's), the
+    linear probe instead of prompts, and `light` (protocol sweeps: no confusion figure, no MLflow run)."""
+
+    seed: int
+    linear_probe: bool = False
+    light: bool = False
 
 
 def frame_source(params: Params):  # -> tuple[FrameCache, FrameTransform]
@@ -73,209 +80,153 @@ def frame_source(params: Params):  # -> tuple[FrameCache, FrameTransform]
     return cache, transform
 
 
-def embedding_key(transform: Any, settings: EvalSettings, model: Any) -> str:
+def embedding_key(transform: Any, settings: EvalSettings, model: ScoredModel) -> str:
     """The embedding cache's name for what, besides the model, decides a frame's embedding: the frame
     transform, a protocol's normalisation where it is not the model's own and, for a temporal model, the
     window it encodes."""
     key = transform.key()
     if isinstance(model, Renormalised):
         key += f"-n{model.normalise}"
-    return f"{key}-{settings.window.key()}" if is_temporal(model) else key
-
-
-def load_model(
-    params: Params, weights: Path | None, seed: int, device: torch.device
-) -> tuple[Any, str, str]:
-    """(model in eval mode, cache key, description) of saved weights or of a seeded fresh model.
-
-    The fresh model is the configured one before pretraining (pretrained text encoder, heads at
-    random), which is what "untrained" means for the reference point.
-    """
-    from hecvl.models import build_model, load_pretrained
-
-    if weights is not None:
-        model, _cfg = load_pretrained(weights, device=device)
-        return model.eval(), model_key(model), str(weights)
-    model = build_model(params.model, seed=seed).to(device).eval()
-    return model, model_key(model), f"untrained (seed {seed})"
-
-
-def load_evaluated(
-    params: Params, weights: Path | None, seed: int, device: torch.device, released: ReleasedSource | None
-) -> tuple[Any, str, str]:
-    """(model, cache key, description) of the released weights, saved weights or a seeded fresh model."""
-    return released.load(device) if released is not None else load_model(params, weights, seed, device)
-
-
-def evaluate(
-    params: Params | Mapping[str, Any],
-    dataset: str,
-    split: str | None,
-    out: Path,
-    settings: EvalSettings,
-    weights: Path | None = None,
-    seed: int | None = None,
-    linear_probe: bool = False,
-    variant: str | None = None,
-    released: ReleasedSource | None = None,
-) -> dict[str, Any]:
-    """Run one evaluation and write its outputs; returns the metrics dict written to metrics.json."""
-    plan = [Evaluation(dataset, settings, Path(out))]
-    return evaluate_many(params, plan, split, weights, seed, linear_probe, variant, released)[0]
+    return f"{key}-{settings.window.key()}" if model.temporal else key
 
 
 def evaluate_many(
-    params: Params | Mapping[str, Any],
+    source: ModelSource,
+    protocol: ResolvedProtocol,
     plan: Sequence[Evaluation],
-    split: str | Mapping[str, str] | None = None,
-    weights: Path | None = None,
-    seed: int | None = None,
-    linear_probe: bool = False,
-    variant: str | None = None,
-    released: ReleasedSource | None = None,
-    light: bool = False,
-    loaded: tuple[Any, str, str] | None = None,
+    options: Options,
+    loaded: Loaded | None = None,
 ) -> list[dict[str, Any]]:
     """Run every evaluation of `plan` with one model, in order; returns their metrics dicts.
 
-    The model is loaded once and each dataset's frames embedded once, in every level any of its
-    settings needs. Each evaluation writes its outputs (atomically) and its MLflow run as soon as it
-    is scored, so a failure later in the plan loses nothing already done. `released` (a
-    released_eval.ReleasedSource) evaluates the authors' released weights instead of `weights`: its
-    model, frame transform (unless the protocol fixes one) and single embedding space replace ours.
-
-    The protocol is eval.protocol's (protocols.py), applied to `params` here; `split` (None: the
-    protocol's split of each dataset; or one per dataset) may name several splits joined by +. `light`
-    (protocol sweeps) leaves out each evaluation's confusion figure and MLflow run; `loaded` is the model
-    `load_evaluated` already gave (a sweep loads it once for all its protocols). The plan's settings decide
-    the window, normalisation and prompts, and every metrics file records the protocol they make up.
+    Per dataset: its split's frames (decoded once), embedded once in every level its settings need (cached),
+    then each setting scored and written (atomically, with its MLflow run) as soon as it is done, so a
+    failure later in the plan loses nothing already done. `loaded` is the model `source.load` already gave
+    (a sweep loads it once for all its protocols). The plan's settings decide the window, normalisation and
+    prompts; every metrics file records the protocol they make up.
     """
     from tqdm.auto import tqdm
 
-    from hecvl.datasets.registry import TargetDataset
-
     if not plan:
         return []
-    params = apply_protocol(coerce_params(params), plan[0].settings.protocol)
-    seed = params.seed if seed is None else seed
-    frame_cache, transform = frame_source(params)
-    first = plan[0].settings
-    for item in plan[1:]:
-        if (item.settings.window, item.settings.normalise) != (first.window, first.normalise):
-            raise HecvlError(
-                "one evaluation batch must share its window and normalisation (one embedding pass)")
+    first = _shared_settings(plan)
+    frame_cache, _ = frame_source(protocol.params)
+    transform = protocol.transform(source.transform)
     device = pick_device(first.device)
-    model, key, model_desc = loaded or load_evaluated(params, weights, seed, device, released)
-    if released is not None and get_protocol(first.protocol).transform is None:
-        transform = released.transform
-    model = with_normalisation(model, first.normalise)
-    temporal = is_temporal(model)
-    # the levels the model trained (an untrained model: all, its heads are alike untrained)
-    trained = params.train.trained_levels if weights is not None and released is None else LEVELS
+    loaded = loaded or source.load(device)
+    model = with_normalisation(loaded.model, first.normalise)
     results: list[dict[str, Any]] = []
-    datasets = list(dict.fromkeys(item.dataset for item in plan))
     progress = tqdm(total=len(plan), desc="evaluate", unit="eval", disable=None)
-    for dataset in datasets:
+    for dataset in dict.fromkeys(item.dataset for item in plan):
         items = [item for item in plan if item.dataset == dataset]
-        ds = TargetDataset.from_params(dataset, params)
-        given = split.get(dataset) if isinstance(split, Mapping) else split
-        ds_split = given or protocol_split(params, dataset)
-        videos = ds.split(ds_split)
+        ds = TargetDataset.from_params(dataset, protocol.params)
+        split = protocol.split(dataset)
+        videos = ds.split(split)
         if not videos:
-            raise HecvlError(f"split {ds_split!r} of {dataset} has no videos")
-        labels = ds.labels(ds_split)
-        if released is not None:
-            levels = [released.space]
-        else:
-            levels = list(dict.fromkeys(
-                lv for item in items for lv in levels_for(item.settings.space, trained)))
-        emb_cache = EmbeddingCache(Path(first.cache), key, dataset, embedding_key(transform, first, model))
-
-        def embed(ids: list[str], ds: Any = ds, levels: list[str] = levels, cache: Any = emb_cache):
-            paths = {v: ds.video_path(v) for v in ids}
-            per_video = video_embeddings(
-                model,
-                paths,
-                lambda p: frame_cache.get(p, transform, fps=1.0),
-                identify=frame_cache.video_hash,
-                cache=cache,
-                levels=levels,
-                batch_size=first.batch_size,
-                device=device,
-                embed_video_frames=partial(embed_windows, window=first.window) if temporal else None,
-            )
-            if temporal:  # the model encoded each second's window itself
-                return per_video
-            window = first.window
-            return {v: {lv: pool_windows(e, window) for lv, e in emb.items()} for v, emb in per_video.items()}
-
-        test_emb = embed(videos)
+            raise HecvlError(f"split {split!r} of {dataset} has no videos")
+        levels = list(dict.fromkeys(lv for item in items for lv in source.levels(item.settings.space)[1]))
+        cache = EmbeddingCache(Path(first.cache), loaded.key, dataset, embedding_key(transform, first, model))
+        embed = partial(_embed, model, ds, lambda p: frame_cache.get(p, transform, fps=1.0),
+                        frame_cache.video_hash, cache, levels, first, device)
+        test_emb, labels = embed(videos), ds.labels(split)
         for item in items:
-            settings = item.settings
-            space = released.space if released is not None else settings.space
-            space_levels = [space] if released is not None else levels_for(space, trained)
-            record = protocol_record(params, settings, dataset, transform, ds_split)
+            space, space_levels = source.levels(item.settings.space)
             run_info: dict[str, Any] = {
-                "dataset": dataset,
-                "split": ds_split,
-                "protocol": record,
-                "space": space,
-                "levels": space_levels,
-                "model": model_desc,
-                "model_key": key,
-                "variant": released.variant if released is not None else (variant or "main"),
-                "seed": seed,
-                "transform": transform.key(),
-                "videos": videos,
-                "ignored_classes": [ds.classes[i] for i in ds.ignored],
-            }
-            if released is not None:
-                run_info.update(format=getattr(released, "format", "surgvlp"), weights=str(released.weights),
-                                bert_dir=str(released.bert_dir))
-            scorer, prompts_used = _scorer(
-                model, ds, embed, space_levels, settings, seed, linear_probe,
-                untrained=weights is None and released is None, run_info=run_info,
-            )
-            predictions = prediction_table(test_emb, without_classes(scorer, ds.ignored), labels,
-                                           len(ds.classes))
-            frames, info = align(labels, predictions, pred_source="predictions")
-            metrics = {"protocol": record["name"], "protocol_version": record["version"],
-                       "protocol_hash": record["hash"]}
-            metrics.update(score_predictions(frames, class_names=ds.classes))
-            metrics.update(info)
-            metrics["run"] = run_info
-            write_outputs(item.out, predictions, metrics, prompts_used, ds.classes, confusion=not light)
-            if not light:
-                _track(params, item.out, metrics)
+                "dataset": dataset, "split": split, "space": space, "levels": space_levels,
+                "protocol": protocol.record(item.settings, dataset, transform),
+                "model": loaded.description, "model_key": loaded.key, "variant": source.variant,
+                "seed": options.seed, "transform": transform.key(), "videos": videos,
+                "ignored_classes": [ds.classes[i] for i in ds.ignored], **source.record(),
+            }  # fmt: skip
+            scorer, prompts_used = _scorer(model, ds, embed, space_levels, item.settings, options,
+                                           source.method, run_info)
+            metrics = _metrics(ds, test_emb, scorer, labels, run_info)
+            write_outputs(item.out, metrics.pop("predictions"), metrics, prompts_used, ds.classes,
+                          confusion=not options.light)
+            if not options.light:
+                _track(protocol.params, item.out, metrics)
             results.append(metrics)
             progress.update()
     progress.close()
     return results
 
 
+def _shared_settings(plan: Sequence[Evaluation]) -> EvalSettings:
+    """The settings of a batch's first evaluation, checked to share its window and normalisation with all."""
+    first = plan[0].settings
+    for item in plan[1:]:
+        if (item.settings.window, item.settings.normalise) != (first.window, first.normalise):
+            raise HecvlError(
+                "one evaluation batch must share its window and normalisation (one embedding pass)")
+    return first
+
+
+def _embed(
+    model: ScoredModel,
+    ds: TargetDataset,
+    load_frames: Callable[[Path], np.ndarray],
+    identify: Callable[[Path], str],
+    cache: EmbeddingCache,
+    levels: list[str],
+    settings: EvalSettings,
+    device: torch.device,
+    ids: list[str],
+) -> dict[str, dict[str, np.ndarray]]:
+    """{video: {level: (T, E)}}: each second's window, encoded by a temporal model or pooled from the
+    (cached) frame embeddings of any other."""
+    per_video = video_embeddings(
+        model, {v: ds.video_path(v) for v in ids}, load_frames, identify=identify, cache=cache, levels=levels,
+        batch_size=settings.batch_size, device=device,
+        embed_video_frames=partial(embed_windows, window=settings.window) if model.temporal else None,
+    )  # fmt: skip
+    if model.temporal:  # the model encoded each second's window itself
+        return per_video
+    window = settings.window
+    return {v: {lv: pool_windows(e, window) for lv, e in emb.items()} for v, emb in per_video.items()}
+
+
+def _metrics(
+    ds: TargetDataset,
+    embeddings: dict[str, dict[str, np.ndarray]],
+    scorer: Callable[[dict[str, np.ndarray]], np.ndarray],
+    labels: pd.DataFrame,
+    run_info: dict[str, Any],
+) -> dict[str, Any]:
+    """The metrics of one evaluation (its predictions under `predictions`, for the caller to write)."""
+    predictions = prediction_table(embeddings, without_classes(scorer, ds.ignored), labels, len(ds.classes))
+    frames, info = align(labels, predictions, pred_source="predictions")
+    record = run_info["protocol"]
+    metrics = {"protocol": record["name"], "protocol_version": record["version"],
+               "protocol_hash": record["hash"]}
+    metrics.update(score_predictions(frames, class_names=ds.classes))
+    metrics.update(info)
+    metrics["run"] = run_info
+    metrics["predictions"] = predictions
+    return metrics
+
+
 def _scorer(
-    model: Any,
-    ds: Any,
+    model: ScoredModel,
+    ds: TargetDataset,
     embed: Callable[[list[str]], dict[str, dict[str, np.ndarray]]],
     levels: list[str],
     settings: EvalSettings,
-    seed: int,
-    linear_probe: bool,
-    untrained: bool,
+    options: Options,
+    method: str,
     run_info: dict[str, Any],
 ) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], dict[str, Any] | None]:
-    """The scoring function of one evaluation (probe or prompts) and the prompts it used.
+    """The scoring function of one evaluation (probe, or prompts scored by `method`) and the prompts it used.
 
     Records the method and its settings in `run_info`.
     """
-    if linear_probe:
+    if options.linear_probe:
         run_info["method"] = "linear_probe"
         run_info["probe"] = settings.probe.to_dict()
         run_info["train_videos"] = ds.split("train")
-        return _probe_scorer(ds, embed, levels, len(ds.classes), settings, seed), None
-    run_info["method"] = "untrained" if untrained else "zeroshot"
+        return _probe_scorer(ds, embed, levels, len(ds.classes), settings, options.seed), None
+    run_info["method"] = method
     prompt_set = prompts_for(ds, settings.prompts, settings.prompt_file)
-    truncated = _truncated(model, prompt_set.flat())
+    truncated = model.truncated_prompts(prompt_set.flat())
     class_emb = class_embeddings(model, prompt_set, levels)
     run_info.update(
         prompts=settings.prompts,
@@ -298,7 +249,7 @@ def _scorer(
 
 
 def _probe_scorer(
-    ds: Any,
+    ds: TargetDataset,
     embed: Callable[[list[str]], dict[str, dict[str, np.ndarray]]],
     levels: list[str],
     k: int,
@@ -384,18 +335,6 @@ def write_outputs(
     if confusion:
         plot_confusion(np.array(metrics["confusion_matrix"]), classes, title, out / "confusion.png")
     write_json(out / "metrics.json", metrics)  # last: its presence means the evaluation is complete
-
-
-def _truncated(model: Any, texts: list[str]) -> list[tuple[str, int]]:
-    """Prompts the model's tokenizer cuts (warned here; the model's text encoder warns as well)."""
-    own = getattr(model, "truncated_prompts", None)
-    if callable(own):  # the released models: their own tokenizer and limit
-        return own(texts)
-    text = getattr(model, "text", None)
-    tokenizer = getattr(text, "tokenizer", None)
-    if tokenizer is None:
-        return []
-    return truncated_prompts(texts, tokenizer, int(model.config.text.max_length))
 
 
 def run_name(run: Mapping[str, Any]) -> str:

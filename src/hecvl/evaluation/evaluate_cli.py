@@ -4,6 +4,7 @@
     hecvl evaluate --params P --untrained ...      (or --weights MODEL_DIR --linear-probe ...)
     hecvl evaluate --params P --format surgvlp --weights FILE.pth --bert-dir DIR ...
     hecvl evaluate --params P --format surgclip|surglime --weights FILE.pth --bert-dir DIR ...  (windows)
+    hecvl evaluate --params P --format hf-clip --weights HF_DIR ...   (a local CLIP or SigLIP folder)
     hecvl evaluate --params P --weights MODEL_DIR --dataset-dir DIR --out OUT   (your own dataset folder)
     hecvl evaluate --protocol surgclip ...       (a named protocol: `hecvl protocols` lists them)
 
@@ -11,44 +12,45 @@ One process can run many evaluations of the same model: several `--dataset`s and
 `--out` a template holding `{dataset}`, `{space}` and `{prompts}` (how the workflow evaluates a model:
 starting Python, torch and MLflow for every table cell cost ten times the evaluation itself). A
 `--dataset-dir` is a folder in the generic format (`hecvl dataset check DIR`), evaluated as a target
-named after the folder without editing params.yaml. The engine is `hecvl.evaluation.evaluate`.
+named after the folder without editing params.yaml. `--format` names a model family of the registry
+(formats.py); the command builds its source and the protocol once, and the engine
+(`hecvl.evaluation.evaluate`) scores them.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from hecvl.config import SPACES, STYLES, Params, load_params
+from hecvl.config import SPACES, STYLES, EvalSettings, Params, load_params
 from hecvl.errors import HecvlError
-from hecvl.evaluation.evaluate import Evaluation, evaluate_many
-from hecvl.evaluation.protocols import apply_protocol, get_protocol, protocol_label
-from hecvl.released_runs import RELEASED_SPACE
+from hecvl.evaluation.evaluate import Evaluation, Options, evaluate_many
+from hecvl.evaluation.formats import ALIASES, FAMILIES, family
+from hecvl.evaluation.protocols import ResolvedProtocol, protocol_label, resolve_protocol
+from hecvl.evaluation.sources import ModelSource, SourceFamily, SourceRequest
 
-# hecvl: a folder saved by `hecvl pretrain`; the others: the authors' released .pth files
-FORMATS = ("hecvl", "surgvlp", "surgclip", "surglime")
+OPTIONS = {"bert_dir": "--bert-dir", "name": "--name"}  # options only some families take
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the study's params.yaml")
     parser.add_argument("--variant", help="variant of params.yaml whose settings apply (default: main)")
-    who = parser.add_mutually_exclusive_group(required=True)
+    who = parser.add_mutually_exclusive_group()
     who.add_argument(
         "--weights",
         type=Path,
-        help="folder of a saved model (model.safetensors + config.json), or with --format surgvlp the "
-        "authors' released SurgVLP/HecVL/PeskaVLP .pth file",
+        help="the model: a folder saved by `hecvl pretrain` (--format ours), the authors' released .pth file "
+        "(surgvlp, surgclip, surglime) or a Hugging Face folder (hf-clip)",
     )
     who.add_argument(
         "--untrained", action="store_true", help="a freshly initialised model (seeded): chance level"
     )
     parser.add_argument(
         "--format",
-        choices=FORMATS,
-        default="hecvl",
-        help="format of --weights: hecvl (ours, default) | surgvlp (the authors' released checkpoints) | "
-        "surgclip (SurgCLIP-β's surgclip_beta.pth) | surglime (SurgLIME's surglime.pth)",
+        choices=[*FAMILIES, *ALIASES],
+        help="the model's family (default: ours, or untrained with --untrained): "
+        + "; ".join(f"{name}: {fam.help}" for name, fam in FAMILIES.items())
+        + "; " + ", ".join(f"{old} (deprecated): {new}" for old, new in ALIASES.items()),
     )
     parser.add_argument(
         "--bert-dir",
@@ -58,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--name",
-        help="released formats: short name of the model in run names (default: the file name, lower-cased)",
+        help="other groups' models: short name of the model in run names (default: the file or folder name, "
+        "lower-cased)",
     )
     parser.add_argument(
         "--seed", type=int, help="seed of the untrained model and the probe (default: params seed)"
@@ -118,37 +121,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_format_arguments(args)
-    params = apply_protocol(load_params(args.params).variant(args.variant), args.protocol)
+    fam = chosen_family(args)
+    params = load_params(args.params).variant(args.variant)
     if args.prompt_file is not None:
         params = params.updated({"eval": {"prompt_file": str(args.prompt_file)}})
     params, names = add_dataset_dirs(params, args.dataset_dir)
-    args.dataset = [*args.dataset, *names]
-    if not args.dataset:
+    datasets = list(dict.fromkeys([*args.dataset, *names]))
+    if not datasets:
         raise HecvlError("nothing to evaluate: give --dataset NAME or --dataset-dir DIR")
-    released = None
-    if args.format == "surgvlp":
-        from hecvl.evaluation.released_eval import released_source
-
-        released = released_source(params, args.weights, args.bert_dir, args.name)
-    elif args.format in ("surgclip", "surglime"):
-        from hecvl.evaluation.video_released_eval import window_source
-
-        released = window_source(args.format, args.weights, args.bert_dir, args.name)
-        params = own_window(params, args.format)
+    source = fam.build(SourceRequest(params, args.weights, args.bert_dir, args.name, args.seed, args.variant))
+    protocol = resolve_protocol(params, args.protocol, args.split, source.window)
+    seed = protocol.params.seed if args.seed is None else args.seed
     if args.sensitivity:
-        return run_sweep(params, args, released)
-    plan = evaluation_plan(params, args)
-    results = evaluate_many(
-        params,
-        plan,
-        split=args.split,
-        weights=args.weights,
-        seed=args.seed,
-        linear_probe=args.linear_probe,
-        variant=args.variant,
-        released=released,
-    )
+        return run_sweep(source, protocol, datasets, seed, args)
+    plan = evaluation_plan(protocol.params.eval, datasets, source, args)
+    results = evaluate_many(source, protocol, plan, Options(seed, args.linear_probe))
     for item, metrics in zip(plan, results, strict=True):
         print(
             f"{metrics['run']['method']} {item.dataset}/{metrics['run']['split']} "
@@ -162,16 +149,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def own_window(params: Params, fmt: str) -> Params:
-    """Under the study protocol, a model with a temporal encoder is scored with its authors' window (the
-    protocol of the same name), as the SurgVLP family is with its authors' frame transform; a protocol
-    or a params file that sets a window keeps it."""
-    if params.eval.protocol != "hecvl" or params.eval.window.frames != 1:
-        return params
-    return params.updated({"eval": {"window": get_protocol(fmt).window.to_dict()}})
+def chosen_family(args: argparse.Namespace) -> SourceFamily:
+    """The family `--format` names; options that mean nothing for it are refused before anything is read."""
+    fam = family(args.format or ("untrained" if args.untrained else "ours"))
+    if args.untrained and fam.name != "untrained":
+        raise HecvlError(f"--untrained builds our model; it cannot be combined with --format {fam.name}")
+    if fam.needs_weights and args.weights is None:
+        raise HecvlError(f"--format {fam.name} needs --weights: {fam.help}")
+    if args.space is not None and args.space not in fam.spaces:
+        raise HecvlError(f"--space does not apply to --format {fam.name}: its models have one embedding "
+                         f"space for every level of text (recorded as {', '.join(fam.spaces)})")
+    if args.linear_probe and not fam.linear_probe:
+        raise HecvlError(f"--linear-probe is not offered for --format {fam.name}")
+    for option, flag in OPTIONS.items():
+        if getattr(args, option) is not None and option not in fam.options:
+            takers = [name for name, f in FAMILIES.items() if option in f.options]
+            raise HecvlError(f"{flag} applies to --format {', '.join(takers)} only, not {fam.name}")
+    return fam
 
 
-def run_sweep(params: Params, args: argparse.Namespace, released: Any) -> int:
+def run_sweep(
+    source: ModelSource, protocol: ResolvedProtocol, datasets: list[str], seed: int, args: argparse.Namespace
+) -> int:
     """`--sensitivity`: the model under every named protocol and each protocol choice (sensitivity.py)."""
     from hecvl.evaluation.sensitivity import SWEEP_FILE, run_sensitivity
 
@@ -182,13 +181,9 @@ def run_sweep(params: Params, args: argparse.Namespace, released: Any) -> int:
         raise HecvlError(f"--sensitivity sweeps the protocols' own settings: drop {', '.join(given)}")
     if "{" in args.out:
         raise HecvlError("--sensitivity writes a folder per protocol under --out: a folder, not a template")
-    seed = params.seed if args.seed is None else args.seed
-    name = released.variant if released is not None else ("untrained" if args.untrained else
-                                                           args.variant or "main")
-    table = run_sensitivity(params, list(dict.fromkeys(args.dataset)), Path(args.out), name, seed,
-                            weights=args.weights, released=released, variant=args.variant)
-    print(f"{name} seed {seed}: {len(table)} evaluations under {table['protocol'].nunique()} protocols "
-          f"-> {Path(args.out) / SWEEP_FILE}")
+    table = run_sensitivity(source, protocol.params, datasets, Path(args.out), seed)
+    print(f"{source.name} seed {seed}: {len(table)} evaluations under {table['protocol'].nunique()} "
+          f"protocols -> {Path(args.out) / SWEEP_FILE}")
     return 0
 
 
@@ -229,7 +224,9 @@ def parse_setting(text: str) -> tuple[str, str]:
     return space, prompts
 
 
-def evaluation_plan(params: Params, args: argparse.Namespace) -> list[Evaluation]:
+def evaluation_plan(
+    settings: EvalSettings, datasets: list[str], source: ModelSource, args: argparse.Namespace
+) -> list[Evaluation]:
     """Every (dataset, setting) the command asks for, with its own output folder.
 
     Several evaluations need a --out template that tells them apart; a plain folder would make them
@@ -238,11 +235,10 @@ def evaluation_plan(params: Params, args: argparse.Namespace) -> list[Evaluation
     if args.setting and (args.space or args.prompts):
         raise HecvlError("--setting replaces --space and --prompts: give one or the other")
     pairs = [parse_setting(s) for s in args.setting] if args.setting else [(args.space, args.prompts)]
-    if args.format != "hecvl" and any(space is not None for space, _ in pairs):
+    if any(space is not None and space not in source.spaces for space, _ in pairs):
         raise HecvlError(
-            f"--setting gives a space, which does not apply to --format {args.format}: use --prompts"
+            f"--setting gives a space, which does not apply to --format {source.format}: use --prompts"
         )
-    datasets = list(dict.fromkeys(args.dataset))
     template = str(args.out)
     needed = [name for name, many in (("dataset", len(datasets)), ("setting", len(pairs))) if many > 1]
     fields = {"dataset": ("{dataset}",), "setting": ("{space}", "{prompts}")}
@@ -256,39 +252,13 @@ def evaluation_plan(params: Params, args: argparse.Namespace) -> list[Evaluation
     for dataset in datasets:
         for space, prompts in pairs:
             changes = {"space": space, "prompts": prompts, "device": args.device}
-            settings = params.eval.replace(**{k: v for k, v in changes.items() if v is not None})
-            space_name = RELEASED_SPACE if args.format != "hecvl" else settings.space
+            item = settings.replace(**{k: v for k, v in changes.items() if v is not None})
             out = template
-            for key, value in (("dataset", dataset), ("space", space_name), ("prompts", settings.prompts)):
+            for key, value in (("dataset", dataset), ("space", source.levels(item.space)[0]),
+                               ("prompts", item.prompts)):
                 out = out.replace("{" + key + "}", value)
-            plan.append(Evaluation(dataset, settings, Path(out)))
+            plan.append(Evaluation(dataset, item, Path(out)))
     outs = [e.out for e in plan]
     if len(set(outs)) < len(outs):
         raise HecvlError(f"--out {template} gives two evaluations the same folder")
     return plan
-
-
-def check_format_arguments(args: argparse.Namespace) -> None:
-    """Refuse option combinations that mean nothing for the chosen --format, before anything is read."""
-    if args.format != "hecvl":
-        if args.untrained:
-            raise HecvlError(
-                f"--untrained builds our model; it cannot be combined with --format {args.format}"
-            )
-        if args.space is not None:
-            raise HecvlError(
-                f"--space does not apply to --format {args.format}: the released models have one embedding "
-                f"space for every level of text (recorded as {RELEASED_SPACE!r})"
-            )
-        if args.linear_probe:
-            raise HecvlError(f"--linear-probe is not offered for --format {args.format}")
-        return
-    if args.bert_dir is not None or args.name is not None:
-        raise HecvlError("--bert-dir and --name apply to --format surgvlp only (or surgclip, surglime)")
-    if args.weights is not None and args.weights.is_file():
-        raise HecvlError(
-            "--weights is a file: a released SurgVLP/HecVL/PeskaVLP checkpoint needs --format surgvlp "
-            "(and --bert-dir); --format hecvl takes the folder saved by `hecvl pretrain`",
-            args.weights,
-        )
-

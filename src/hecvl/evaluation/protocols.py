@@ -7,14 +7,16 @@ this file); `hecvl evaluate --protocol NAME` applies one, and every metrics file
 protocol's name, version, resolved settings and their hash, so two numbers are comparable exactly
 when their hashes are equal. `hecvl` leaves every choice to params.yaml (the study's own protocol).
 
-    params = apply_protocol(load_params("params.yaml"), "surgclip")    # eval, frames and targets set
-    record = protocol_record(params, settings)                       # what a metrics file stores
+    protocol = resolve_protocol(load_params("params.yaml"), "surgclip")  # applied once: eval, frames, targets
+    protocol.split("cholec80"), protocol.record(settings, "cholec80", transform)  # split; what metrics store
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -175,6 +177,61 @@ def protocol_record(
             "source": proto.source, "settings": resolved, "applied": applied}
 
 
+@dataclass(frozen=True)
+class ResolvedProtocol:
+    """A named protocol applied once to a study's params: what evaluation reads its settings from.
+
+    `params` carry the protocol's settings in eval, frames and the targets; `splits` name a split per
+    dataset where one was chosen over the protocol's (`--split`, a sweep's one-choice row).
+    """
+
+    params: Params
+    splits: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.params.eval.protocol
+
+    @property
+    def definition(self) -> Protocol:
+        return get_protocol(self.name)
+
+    def split(self, dataset: str) -> str:
+        """The split(s) scored on `dataset`: the one chosen, else the protocol's (by format) or eval.split."""
+        return self.splits.get(dataset) or protocol_split(self.params, dataset)
+
+    def transform(self, own: Any | None) -> Any:
+        """The frames' transform (a FrameTransform): the protocol's, else the model's own, else params'."""
+        if own is not None and self.definition.transform is None:
+            return own
+        return self.params.frames.transform.build()
+
+    def record(self, settings: EvalSettings, dataset: str, transform: Any) -> dict[str, Any]:
+        """What a metrics file says of the protocol for `dataset` (protocol_record)."""
+        return protocol_record(self.params, settings, dataset, transform, self.split(dataset))
+
+
+def resolve_protocol(
+    params: Params,
+    name: str | None = None,
+    split: str | Mapping[str, str] | None = None,
+    own_window: WindowSettings | None = None,
+) -> ResolvedProtocol:
+    """Protocol `name` (default: eval.protocol) applied to `params`; `split` (one for every dataset, or one
+    per dataset) replaces the protocol's.
+
+    `own_window` is a temporal model's authors' window: under the study protocol it is scored with it, as the
+    SurgVLP family is with its authors' frame transform; a protocol or a params file that sets a window
+    keeps it.
+    """
+    applied = apply_protocol(params, name)
+    if own_window is not None and applied.eval.protocol == STUDY_PROTOCOL and applied.eval.window.frames == 1:
+        applied = applied.updated({"eval": {"window": own_window.to_dict()}})
+    if isinstance(split, str):
+        split = {dataset: split for dataset in applied.data.targets}
+    return ResolvedProtocol(applied, dict(split or {}))
+
+
 def protocol_label(record: dict[str, Any]) -> str:
     """`surgclip v1 (3f2a...)`: how tables and logs name a protocol."""
     return f"{record['name']} v{record['version']} ({record['hash']})"
@@ -193,6 +250,7 @@ __all__ = [
     "PROTOCOL_FILE",
     "STUDY_PROTOCOL",
     "Protocol",
+    "ResolvedProtocol",
     "apply_protocol",
     "describe",
     "get_protocol",
@@ -200,4 +258,5 @@ __all__ = [
     "protocol_record",
     "protocol_split",
     "protocols",
+    "resolve_protocol",
 ]

@@ -15,14 +15,20 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from hecvl.config import Params
-from hecvl.evaluation.embed import pick_device
-from hecvl.evaluation.evaluate import Evaluation, evaluate_many, load_evaluated
-from hecvl.evaluation.protocols import STUDY_PROTOCOL, apply_protocol, protocol_split, protocols
+from hecvl.evaluation.embed import NORMALISATIONS, pick_device
+from hecvl.evaluation.evaluate import Evaluation, Options, evaluate_many
+from hecvl.evaluation.protocols import (
+    STUDY_PROTOCOL,
+    ResolvedProtocol,
+    apply_protocol,
+    protocol_split,
+    protocols,
+)
+from hecvl.evaluation.sources import ModelSource, Normalisation
 from hecvl.io import write_csv
 
 log = logging.getLogger(__name__)
@@ -44,17 +50,26 @@ class Variation:
     splits: dict[str, str]
 
     @property
+    def resolved(self) -> ResolvedProtocol:
+        """The variation as evaluation takes a protocol: its params, already applied, and its splits."""
+        return ResolvedProtocol(self.params, self.splits)
+
+    @property
     def folder(self) -> str:
         return self.protocol if self.choice == ALL else f"{self.protocol}--{self.choice}"
 
 
 def variations(
-    params: Params, datasets: Sequence[str], names: Sequence[str] | None = None
+    params: Params,
+    datasets: Sequence[str],
+    own: Normalisation | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[Variation]:
     """The study protocol, each named protocol in full, and each choice of it that differs from the study's.
 
     One-choice rows keep the study protocol's name (their hash says they are not it) and are skipped where
-    the choice equals the study's, or where it is the protocol's only difference (the full row shows it).
+    the choice equals the study's, where it is the protocol's only difference (the full row shows it), or,
+    for the normalisation, where it is the model's own (`own`, its mean and std: the rows would be equal).
     """
     names = [n for n in (names or protocols()) if n != STUDY_PROTOCOL]
     base = apply_protocol(params, STUDY_PROTOCOL)
@@ -66,7 +81,7 @@ def variations(
         out.append(Variation(name, ALL, full, full_splits))
         ones = []
         for choice in CHOICES:
-            one, splits = _one_choice(base, full, choice, base_splits, full_splits)
+            one, splits = _one_choice(base, full, choice, base_splits, full_splits, own)
             if one is not None:
                 ones.append(Variation(name, choice, one, splits))
         if len(ones) > 1:
@@ -75,7 +90,8 @@ def variations(
 
 
 def _one_choice(
-    base: Params, full: Params, choice: str, base_splits: dict[str, str], full_splits: dict[str, str]
+    base: Params, full: Params, choice: str, base_splits: dict[str, str], full_splits: dict[str, str],
+    own: Normalisation | None,
 ) -> tuple[Params | None, dict[str, str]]:
     if choice == "split":
         return (base if full_splits != base_splits else None), full_splits
@@ -84,41 +100,26 @@ def _one_choice(
         return (None if same else base.updated({"frames": {"transform": full.frames.transform.to_dict()}})), \
             base_splits
     value = getattr(full.eval, choice)
-    if value == getattr(base.eval, choice) or (choice == "normalise" and _models_own(base, value)):
+    if value == getattr(base.eval, choice) or (choice == "normalise" and NORMALISATIONS.get(value) == own):
         return None, base_splits
     plain = value.to_dict() if hasattr(value, "to_dict") else value
     return base.updated({"eval": {choice: plain}}), base_splits
 
 
-def _models_own(params: Params, normalise: str) -> bool:
-    """Whether a protocol's normalisation is the configured model's own (then it changes nothing)."""
-    from hecvl.evaluation.embed import NORMALISATIONS
-
-    visual = params.model.visual
-    return NORMALISATIONS.get(normalise) == (tuple(visual.mean), tuple(visual.std))
-
-
 def run_sensitivity(
-    params: Params,
-    datasets: Sequence[str],
-    out: Path,
-    model_name: str,
-    seed: int,
-    weights: Path | None = None,
-    released: Any = None,
-    variant: str | None = None,
+    source: ModelSource, params: Params, datasets: Sequence[str], out: Path, seed: int
 ) -> pd.DataFrame:
     """Every variation on every dataset; writes each evaluation under `out/<variation>/<dataset>/` and the
     sweep's table `out/sensitivity.csv` (last: its presence means the sweep is complete)."""
     rows = []
-    loaded = load_evaluated(params, weights, seed, pick_device(params.eval.device), released)  # once
-    for var in variations(params, datasets):
+    loaded = source.load(pick_device(params.eval.device))  # once for every protocol
+    own = tuple(map(tuple, loaded.model.normalisation))
+    for var in variations(params, datasets, own):
         plan = [Evaluation(d, var.params.eval, out / var.folder / d) for d in datasets]
-        results = evaluate_many(var.params, plan, split=var.splits, weights=weights, seed=seed,
-                                variant=variant, released=released, light=True, loaded=loaded)
+        results = evaluate_many(source, var.resolved, plan, Options(seed, light=True), loaded)
         for item, m in zip(plan, results, strict=True):
             rows.append({
-                "model": model_name, "seed": seed, "dataset": item.dataset, "protocol": var.protocol,
+                "model": source.name, "seed": seed, "dataset": item.dataset, "protocol": var.protocol,
                 "choice": var.choice, "protocol_label": f"{m['protocol']} v{m['protocol_version']}",
                 "protocol_hash": m["protocol_hash"], "split": m["run"]["split"],
                 "metric": m["run"]["protocol"]["settings"]["metric"],
@@ -127,7 +128,7 @@ def run_sensitivity(
             })
         log.info("protocol %s (%s): %d datasets scored", var.protocol, var.choice, len(plan))
     table = pd.DataFrame(rows, columns=COLUMNS)
-    _track(params, table, out, model_name, seed)
+    _track(params, table, out, source.name, seed)
     write_csv(out / SWEEP_FILE, table)
     return table
 

@@ -3,8 +3,8 @@
 A model with no temporal encoder (ours, SurgVLP's) scores a window by the mean of its frames' unit
 embeddings (renormalised), computed from the per-frame embeddings already cached: no frame is decoded
 or embedded twice. A model with its own temporal encoder (SurgCLIP's TimeSformer, SurgLIME's attention
-pooling) says so with `temporal = True`, and receives the window's frames, gathered from the frame
-cache's array of the video.
+pooling) says so with `temporal = True` (evaluation.sources.ScoredModel), and receives the window's
+frames, gathered from the frame cache's array of the video.
 
 How windows meet a video's ends differs between harnesses, and it is part of the protocol:
 - `shift` (SurgCLIP): the window moves inside the video; a video shorter than the window repeats its last
@@ -15,13 +15,16 @@ How windows meet a video's ends differs between harnesses, and it is part of the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from hecvl.config.evaluation import WindowSettings
 from hecvl.errors import HecvlError
+
+if TYPE_CHECKING:
+    from hecvl.evaluation.sources import ScoredModel
 
 
 def window_indices(num_frames: int, window: WindowSettings) -> np.ndarray:
@@ -53,14 +56,9 @@ def pool_windows(emb: np.ndarray, window: WindowSettings) -> np.ndarray:
     return (pooled / norm).astype(np.float32)
 
 
-def is_temporal(model: Any) -> bool:
-    """Whether the model encodes a window's frames jointly (and so must see them, not their embeddings)."""
-    return bool(getattr(model, "temporal", False))
-
-
 @torch.inference_mode()
 def embed_windows(
-    model: Any,
+    model: ScoredModel,
     frames: np.ndarray,
     levels: list[str],
     batch_size: int,
@@ -76,6 +74,6 @@ def embed_windows(
         rows = idx[start : start + per_batch]
         x = model.preprocess(np.ascontiguousarray(frames[rows.reshape(-1)]))
         x = x.reshape(len(rows), window.frames, *x.shape[1:]).to(device or torch.device("cpu"))
-        for level in levels:
-            out[level].append(model.embed_video(x, level).float().cpu().numpy())
+        for level, emb in model.embed_video_levels(x, levels).items():
+            out[level].append(emb.float().cpu().numpy())
     return {lv: np.concatenate(parts) for lv, parts in out.items()}

@@ -9,13 +9,16 @@ all levels coincide and the ensemble equals any single level.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from hecvl.errors import HecvlError
 from hecvl.evaluation.prompts import PromptSet
+
+if TYPE_CHECKING:
+    from hecvl.evaluation.sources import ScoredModel
 
 SCALE = 100.0
 
@@ -28,7 +31,7 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def class_embeddings(model: Any, prompts: PromptSet, levels: Sequence[str]) -> dict[str, np.ndarray]:
+def class_embeddings(model: ScoredModel, prompts: PromptSet, levels: Sequence[str]) -> dict[str, np.ndarray]:
     """{level: (K, E)} unit class embeddings; all prompts embedded in one batch per level."""
     texts = prompts.flat()
     owner = np.repeat(np.arange(len(prompts.texts)), [len(t) for t in prompts.texts])

@@ -30,7 +30,7 @@ from torch import nn
 from transformers import BertModel, BertTokenizer
 
 from hecvl.errors import HecvlError
-from hecvl.models.video_checkpoint import (
+from hecvl.released.checkpoints import (
     Layout,
     VitBertSizes,
     bert_layout,

@@ -17,7 +17,7 @@ import torch
 
 from hecvl.errors import HecvlError
 from hecvl.models.state_dicts import load_torch_file, unwrap_state_dict
-from hecvl.models.video_checkpoint import check_state_layout
+from hecvl.released.checkpoints import check_state_layout
 
 IMG_PREFIX = "backbone_img.model."
 EMBEDDER_PREFIX = "backbone_img.global_embedder."

@@ -23,7 +23,10 @@ from tqdm import tqdm
 from transformers import BertConfig, BertModel, BertTokenizer, ResNetModel
 
 from hecvl.config.model import IMAGENET_MEAN, IMAGENET_STD, VisualConfig
-from hecvl.models.released_checkpoint import (
+from hecvl.models.resnet_keys import hf_to_torchvision, torchvision_to_hf
+from hecvl.models.visual_encoder import resnet_config
+from hecvl.released.checkpoints import bert_config, load_vocab_tokenizer, warn_truncated
+from hecvl.released.surgvlp_checkpoint import (
     BERT_FFN,
     BERT_LAYERS,
     BERT_MAX_POS,
@@ -35,9 +38,6 @@ from hecvl.models.released_checkpoint import (
     TEXT_PREFIX,
     read_released_checkpoint,
 )
-from hecvl.models.resnet_keys import hf_to_torchvision, torchvision_to_hf
-from hecvl.models.video_checkpoint import bert_config, load_vocab_tokenizer, warn_truncated
-from hecvl.models.visual_encoder import resnet_config
 
 RESIZE_HW = (360, 640)  # the original `transforms.Resize((360, 640))`: exact size, aspect ratio ignored
 CROP = 224
@@ -263,7 +263,7 @@ def load_released(
 ) -> ReleasedModel:
     """Build the released model from a SurgVLP / HecVL / PeskaVLP .pth and a local Bio_ClinicalBERT folder.
 
-    The checkpoint is read with `weights_only=True` and checked key by key (released_checkpoint.py);
+    The checkpoint is read with `weights_only=True` and checked key by key (surgvlp_checkpoint.py);
     `bert_dir` only needs Bio_ClinicalBERT's vocab.txt (the BERT weights are in the checkpoint).
     """
     tokenizer = load_bio_clinical_bert_tokenizer(bert_dir)
