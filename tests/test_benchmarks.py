@@ -65,16 +65,36 @@ def test_the_glob_finds_every_known_benchmark() -> None:
     assert set(CHECKS) <= {p.stem for p in BENCHMARKS}
 
 
-@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
-def test_smoke_run_exits_0_and_ends_with_its_json_figures(script: Path, smoke_dir: Path) -> None:
+def _run_smoke(script: Path, smoke_dir: Path, *extra: str) -> dict[str, Any]:
+    """Run `script --smoke [extra]` as a user does; its last stdout line, a JSON object naming it."""
     env = {**os.environ, "HECVL_BENCH_SMOKE_DIR": str(smoke_dir), "HECVL_TRACKING": "off",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.run([sys.executable, str(script), "--smoke"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, f"{script.name} --smoke exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    argv = [sys.executable, str(script), "--smoke", *extra]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    what = " ".join([script.name, "--smoke", *extra])
+    assert proc.returncode == 0, f"{what} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
     lines = proc.stdout.strip().splitlines()
-    assert lines, f"{script.name} --smoke printed nothing on stdout"
+    assert lines, f"{what} printed nothing on stdout"
     result = json.loads(lines[-1])
-    assert isinstance(result, dict), f"{script.name}: last stdout line is no JSON object: {lines[-1][:200]}"
+    assert isinstance(result, dict), f"{what}: last stdout line is no JSON object: {lines[-1][:200]}"
     assert result["benchmark"] == script.stem and result["smoke"] is True
+    return result
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+def test_smoke_run_exits_0_and_ends_with_its_json_figures(script: Path, smoke_dir: Path) -> None:
+    result = _run_smoke(script, smoke_dir)
     CHECKS.get(script.stem, lambda _r: None)(result)
+
+
+def test_loader_paper_mode_measures_the_store_against_decoding(smoke_dir: Path) -> None:
+    """`loader.py --paper --smoke`: a 1280x720 25 fps lecture, the paper's geometry, every figure present."""
+    r = _run_smoke(ROOT / "benchmarks" / "loader.py", smoke_dir, "--paper")
+    assert r["mode"] == "paper" and r["lectures"]["size"] == [720, 1280] and r["lectures"]["fps"] == 25.0
+    assert r["geometry"]["frames_per_sample"] == {"clip": [4], "phase": [16], "video": [64]}
+    assert r["geometry"]["size"] == [360, 640] and r["geometry"]["crop"] == 336
+    for key in ("store_frames_per_cpu_s", "decode_frames_per_cpu_s", "pyav_decode_frames_per_cpu_s",
+                "store_over_decode", "bytes_per_frame", "build_over_decode_all", "raw_frames_per_cpu_s"):
+        assert r[key] > 0, key
+    assert r["store_over_decode"] > 1  # even on a 20 s lecture the store beats decoding the MP4
+    assert r["cpu_default"]["jpeg_frames_per_cpu_s"] > 0 and r["cpu_default"]["raw_bytes_per_frame"] > 0

@@ -116,6 +116,7 @@ def acquire(params: Params, workers: int = 1) -> dict[str, Any]:
             scale=syn.scale,
             narration_relevance=syn.narration_relevance,
             workers=workers,
+            lecture_video=syn.lecture_video.to_dict(),
         )
     datasets = params.study.datasets
     return {

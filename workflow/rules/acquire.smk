@@ -13,7 +13,7 @@ checkpoint acquire:
     params:
         file=config_file,
         # what acquire depends on (a public corpus's import and download are corpus.smk's jobs)
-        data={k: v for k, v in P.data.to_dict().items() if k not in ("corpus_source", "download")},
+        data=acquire_settings(),
     log:
         f"{LOGS}/acquire.log",
     benchmark:

@@ -86,6 +86,15 @@ def acquired(*parts):
     return out
 
 
+def acquire_settings():
+    """What acquire depends on: `data:` less a public corpus's import and download (corpus.smk's jobs), and
+    less the synthetic lectures' video settings while none is given (the world they describe is the same)."""
+    data = {k: v for k, v in P.data.to_dict().items() if k not in ("corpus_source", "download")}
+    if P.data.synthetic.lecture_video.overrides() is None:
+        data["synthetic"] = {k: v for k, v in data["synthetic"].items() if k != "lecture_video"}
+    return data
+
+
 def released_data(datasets):
     """What released weights are scored on. The synthetic world must be generated first; local datasets are read where they are (no corpus
     needed), their files declared as inputs."""

@@ -27,6 +27,51 @@ GENERIC_DEFAULTS: dict[str, str] = {"videos": "videos/{video}.*", "labels": "lab
 CENTRES: tuple[str, ...] = ("strasbourg", "bern")
 
 
+class LectureVideoSettings(Section):
+    """How the synthetic lectures are written (null: world.yaml's `lectures:` look, 160x90 at 4 fps), so the
+    paper's path can be run on lectures at the resolution real ones have (1280x720, 25 fps, H.264)."""
+
+    size: tuple[PositiveInt, PositiveInt] | None = reason(
+        "H x W of the lecture videos, both even (null: world.yaml's [90, 160]; real lectures: [720, 1280])",
+        None)
+    fps: PositiveInt | None = reason("frame rate of the lecture videos (null: world.yaml's 4; real: 25)",
+                                     None)
+    render_fps: PositiveInt | None = reason(
+        "distinct pictures drawn per second, each repeated fps/render_fps frames; must divide fps (null: the "
+        "divisor of fps nearest world.yaml's 4, so drawing costs the same at any frame rate)", None)
+    render_scale: PositiveInt | None = reason(
+        "draw at 1/scale of the size and enlarge: drawing cost falls with its square (null: 1, drawn at full "
+        "size; 4 draws a 720p lecture at world.yaml's 180x320 scale)", None)
+    gop: Literal["world", "x264"] = reason(
+        "key frames: world: every world.yaml gop_s seconds (cheap seeking); x264: libx264's default interval "
+        "(250 frames, scene cuts), as real uploads are written", "world")
+    duration_s: tuple[PositiveInt, PositiveInt] | None = reason(
+        "[shortest, longest] lecture in seconds, drawn per lecture (null: the world preset's)", None)
+
+    @field_validator("size")
+    @classmethod
+    def _even(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and (value[0] % 2 or value[1] % 2):
+            raise ValueError(f"H and W must be even for H.264's yuv420p, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LectureVideoSettings:
+        if self.render_fps is not None and self.fps is not None and self.fps % self.render_fps:
+            raise ValueError(f"render_fps {self.render_fps} must divide fps {self.fps}")
+        if self.duration_s is not None and self.duration_s[0] > self.duration_s[1]:
+            raise ValueError(f"duration_s must be [shortest, longest], got {list(self.duration_s)}")
+        return self
+
+    def overrides(self) -> dict[str, Any] | None:
+        """The settings given (nulls and the default gop left out), as the world records them; None when
+        nothing is overridden, so the default world's manifest and bytes do not change."""
+        given = {k: v for k, v in self.to_dict().items() if v is not None}
+        if given.get("gop") == "world":
+            del given["gop"]
+        return given or None
+
+
 class SyntheticSettings(Section):
     """The embedded synthetic world (`hecvl synth`), generated when data.source is synthetic."""
 
@@ -36,6 +81,9 @@ class SyntheticSettings(Section):
     scale: PositiveFloat = reason("multiplies the number of lectures (targets keep their size)", 1.0)
     narration_relevance: float = reason("fraction of narration sentences that describe what is visible",
                                         0.5, ge=0, le=1)
+    lecture_video: LectureVideoSettings = reason(
+        "the lectures' size, frame rate, drawing and key frames (all null: world.yaml's, the study's world)",
+        default_factory=LectureVideoSettings)
 
 
 # Defaults that depend on the format, resolved by TargetSettings._layout_default once the format is known.

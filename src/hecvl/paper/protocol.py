@@ -31,8 +31,11 @@ def data_description(params: Params) -> tuple[str, str]:
     """(long, short) description of the data our rows are on, e.g. ("synthetic world: ...", "synthetic")."""
     data = params.data
     if data.source == "synthetic":
-        detail = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in data.synthetic.to_dict().items())
+        synthetic = {k: v for k, v in data.synthetic.to_dict().items() if k != "lecture_video"}
+        detail = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in synthetic.items())
+        video = data.synthetic.lecture_video.overrides()  # named only where the lectures are not world.yaml's
+        if video:
+            detail += ", lectures " + ", ".join(f"{k} {v}" for k, v in video.items())
         return f"synthetic world (hecvl synth: {detail})", "synthetic"
     return f"local copies of the datasets ({data.root})", "local data"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +59,17 @@ def ensure_world(
     scale: float = 1,
     narration_relevance: float | None = None,
     workers: int = 2,
+    lecture_video: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Generate the world at `root` unless an identical, intact one is already there; returns its manifest."""
+    """Generate the world at `root` unless an identical, intact one is already there; returns its manifest.
+    `lecture_video` (data.synthetic.lecture_video) is part of the compared settings."""
     relevance = 0.5 if narration_relevance is None else float(narration_relevance)
-    params = world_params(preset, seed, scale, relevance)
+    params = world_params(preset, seed, scale, relevance, lecture_video)
     manifest = existing_world(root, params)
     if manifest is not None:
         log.info("synthetic world at %s is up to date (%s)", root, params)
         return manifest
-    return generate_world(root, preset, seed, scale, relevance, workers=workers)
+    return generate_world(root, preset, seed, scale, relevance, workers=workers, lecture_video=lecture_video)
 
 
 def run_check(world: str | Path, progress: bool = False, transform: Any = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from hecvl.errors import HecvlError
 from hecvl.io import sha256_file, write_json
 from hecvl.synth import corpus, style, targets, vocab
-from hecvl.synth.encode import write_mp4
+from hecvl.synth.encode import X264_GOP, write_mp4
 from hecvl.synth.render import Renderer
 from hecvl.synth.world import VideoPlan, plan_to_dict, plan_video, rng_for
 
@@ -51,7 +52,7 @@ TARGETS = {
 class Job:
     plan: VideoPlan
     path: Path  # relative to the world root
-    gop: int
+    gop: int | str  # key-frame interval in frames, or "x264": libx264's default
 
     @property
     def cost(self) -> int:
@@ -66,30 +67,98 @@ def preset_sizes(preset: str) -> dict[str, Any]:
     return presets[preset]
 
 
-def world_params(preset: str, seed: int, scale: float, narration_relevance: float) -> dict[str, Any]:
-    """The settings recorded in the manifest (and compared by `ensure_world`), validated."""
+def world_params(
+    preset: str,
+    seed: int,
+    scale: float,
+    narration_relevance: float,
+    lecture_video: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The settings recorded in the manifest (and compared by `ensure_world`), validated.
+
+    `lecture_video` (data.synthetic.lecture_video: size, fps, render_fps, render_scale, gop, duration_s) is
+    recorded only when it overrides something, so the default world's manifest is unchanged by its existence.
+    """
     preset_sizes(preset)
     if not 0.0 <= float(narration_relevance) <= 1.0:
         raise HecvlError(f"narration relevance must be in [0, 1], got {narration_relevance}")
     if not float(scale) > 0:
         raise HecvlError(f"scale must be positive, got {scale}")
     scale_value: float | int = int(scale) if float(scale).is_integer() else float(scale)
-    return {
+    params: dict[str, Any] = {
         "preset": preset,
         "seed": int(seed),
         "scale": scale_value,
         "narration_relevance": float(narration_relevance),
     }
+    overrides = lecture_overrides(lecture_video)
+    if overrides:
+        params["lecture_video"] = overrides
+    return params
+
+
+def lecture_overrides(lecture_video: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`lecture_video` validated as data.synthetic.lecture_video and reduced to what it overrides (None:
+    nothing); the resulting format is checked against world.yaml here (a render_fps that does not divide its
+    fps)."""
+    if not lecture_video:
+        return None
+    from pydantic import ValidationError
+
+    from hecvl.config.data import LectureVideoSettings
+
+    try:
+        settings = LectureVideoSettings.model_validate(dict(lecture_video))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "lecture_video"
+        raise HecvlError(f"data.synthetic.lecture_video.{where}: {first['msg']}") from None
+    overrides = settings.overrides()
+    if overrides:
+        lecture_format(overrides)  # a format world.yaml's rates cannot make fails here, before any rendering
+    return overrides
+
+
+def lecture_format(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The lectures' video format: world.yaml's `lectures:` look with the overrides applied.
+
+    Keys: size (H, W), fps, render_fps, render_scale, gop_s (None: libx264's default key-frame interval) and
+    duration_s (None: the preset's). Without overrides, exactly what the default world has always used.
+    """
+    cfg = vocab.world()["lectures"]
+    ov = dict(overrides or {})
+    fps = int(ov.get("fps") or cfg["fps"])
+    base_rate = int(cfg["fps"])  # world.yaml draws every lecture frame: its distinct pictures per second
+    render_fps = ov.get("render_fps")
+    if render_fps is None:  # the divisor of fps nearest the world's picture rate (ties: the higher)
+        divisors = [d for d in range(1, fps + 1) if fps % d == 0]
+        render_fps = min(divisors, key=lambda d: (abs(d - base_rate), -d))
+    if fps % int(render_fps):
+        raise HecvlError(f"data.synthetic.lecture_video: render_fps {render_fps} does not divide fps {fps}")
+    size = ov.get("size") or cfg["size"]
+    scale = int(ov.get("render_scale") or 1)
+    if min(int(size[0]), int(size[1])) // scale < 8:
+        raise HecvlError(f"data.synthetic.lecture_video: render_scale {scale} draws {list(size)} below 8 px")
+    return {
+        "size": [int(size[0]), int(size[1])],
+        "fps": fps,
+        "render_fps": int(render_fps),
+        "render_scale": scale,
+        "gop_s": None if ov.get("gop") == "x264" else float(cfg["gop_s"]),
+        "duration_s": list(ov["duration_s"]) if ov.get("duration_s") else None,
+    }
 
 
 def plan_world(
-    preset: str, seed: int, scale: float
+    preset: str, seed: int, scale: float, lecture_video: Mapping[str, Any] | None = None
 ) -> tuple[list[Job], list[Job], dict[str, dict[str, list[str]]]]:
     """All videos of the world as jobs: lectures, target videos, and the targets' train/val/test splits
-    (consecutive ids in that order; no val split when the preset asks for none)."""
+    (consecutive ids in that order; no val split when the preset asks for none). `lecture_video` changes
+    only how the lectures are written (see `lecture_format`): their content is drawn from the same streams."""
     sizes = preset_sizes(preset)
     w = vocab.world()
     lec_cfg = w["lectures"]
+    fmt = lecture_format(lecture_overrides(lecture_video))
     lectures: list[Job] = []
     n_lectures = max(1, round(int(sizes["lectures"]["count"]) * float(scale)))
     for i in range(n_lectures):
@@ -97,7 +166,9 @@ def plan_world(
         rng = rng_for(seed, "lecture", lid)
         procedure = lec_cfg["procedures"][i % len(lec_cfg["procedures"])]
         look = style.lecture_style(rng)
-        duration = int(rng.integers(*sizes["lectures"]["duration_s"], endpoint=True))
+        look.update(size=fmt["size"], fps=fmt["fps"], render_fps=fmt["render_fps"],
+                    render_scale=fmt["render_scale"], gop_s=fmt["gop_s"])
+        duration = int(rng.integers(*(fmt["duration_s"] or sizes["lectures"]["duration_s"]), endpoint=True))
         plan = plan_video(
             lid,
             "lecture",
@@ -108,7 +179,7 @@ def plan_world(
             duration,
             int(rng.integers(0, 2**31 - 1)),
         )
-        gop = max(1, round(float(lec_cfg["gop_s"]) * plan.fps))
+        gop: int | str = X264_GOP if fmt["gop_s"] is None else max(1, round(float(fmt["gop_s"]) * plan.fps))
         lectures.append(Job(plan, Path("corpus") / lid / "video.mp4", gop))
     target_jobs: list[Job] = []
     splits: dict[str, dict[str, list[str]]] = {}
@@ -210,14 +281,16 @@ def generate_world(
     narration_relevance: float = 0.5,
     workers: int = 2,
     progress: bool | None = None,
+    lecture_video: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the world to `out` (corpus/, targets/, manifest.json) and return the manifest."""
+    """Write the world to `out` (corpus/, targets/, manifest.json) and return the manifest. `lecture_video`:
+    data.synthetic.lecture_video's settings (how the lectures are written; None: world.yaml's)."""
     out = Path(out)
-    params = world_params(preset, seed, scale, narration_relevance)
+    params = world_params(preset, seed, scale, narration_relevance, lecture_video)
     _check_destination(out)
     progress = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
-    lectures, target_jobs, splits = plan_world(preset, int(seed), float(scale))
+    lectures, target_jobs, splits = plan_world(preset, int(seed), float(scale), params.get("lecture_video"))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():

