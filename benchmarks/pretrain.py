@@ -12,14 +12,19 @@ not (already near the peak). For each level (clip, phase, video) it builds the r
 (`hecvl.training.Trainer`) restricted to that level, warms the text-feature cache, runs --warmup
 untimed optimizer steps and then --steps timed ones, and reports: steps/s, pairs/s ("clips/s": samples of
 that level per second), frames/s,
-the share of the step spent waiting for data (decode + crop in the loader), and the process CPU time
-per step (on a shared machine wall time inflates, CPU time much less). With --paper and CUDA it
-repeats the measurement for params.yaml's `paper` preset (ResNet-50, 336 px crops, its global batch
-sizes split as on the paper's 4 GPUs, i.e. 30/20/6 per GPU unless --per-gpu-batch is given;
-frames per sample as planned in the manifests, 4/16/64 with the default pairing rules), with bf16
-autocast, frames decoded by loader workers, peak GPU memory and mean GPU utilisation (nvidia-ml-py).
+the share of the step spent waiting for data (the loader's workers reading the frame store), and the process
+CPU time per step (on a shared machine wall time inflates, CPU time much less). With --paper and CUDA it
+repeats the measurement for params.yaml's `paper` preset on ONE GPU: the paper's GLOBAL batches (120 / 80 /
+25 samples of 4 / 16 / 64 frames) trained exactly with the preset's chunked step (`train.chunk`), ResNet-50
+at 336 px (random init) and a trainable text encoder (the local MiniLM with the paper's pooling: no
+Bio_ClinicalBERT download), bf16 autocast, frames read from a JPEG frame store at 2 fps and 360x640 (built
+here, in the benchmark's folder) by the preset's loader workers; per level: peak GPU memory and its share
+of the card (goal <= 90 %), mean GPU utilisation (nvidia-ml-py; goal >= 85 %) and the data-wait share
+(goal <= 5 %). The corpus needs at least 25 lectures for the video batch: the default synthetic world
+(`hecvl synth --preset default`, 60 lectures, paired) serves; its 160x90 pictures are resized to 360x640
+when the store is built, so the loader decodes and crops exactly the paper's geometry.
 The last line of output is one JSON object. --smoke: without --pairs/--corpus, the smoke world
-(`hecvl synth --preset smoke`) paired in a temporary folder, frame cache there too, one warm-up and one
+(`hecvl synth --preset smoke`) paired in a temporary folder, frame store there too, one warm-up and one
 timed step per level: a check that the benchmark works, not a measurement.
 """
 
@@ -40,13 +45,12 @@ import torch
 from hecvl.config import LEVELS, Params, TextConfig, deep_merge, load_params
 from hecvl.training.trainer import Trainer
 
-PAPER_GPUS = 4  # the paper's batch sizes are global over 4 GPUs
-# the paper preset on one GPU: real-size frames decoded by loader workers, not cached (360x640 at
-# 25 fps would fill the disk); the visual side as the paper, random init and the default frozen text
-# encoder (the step's cost is the ResNet-50 at 336 px; no local checkpoint files needed)
-PAPER_RUN: dict[str, Any] = {"train": {"device": "cuda", "frame_cache": False,
+# the paper preset on one GPU: its global batches and chunked step, random init, a trainable local text
+# encoder (the step's cost is ResNet-50 at 336 px; no checkpoint files needed), workers reading the store
+PAPER_TEXT = {**TextConfig().to_dict(), "pooling": "sum_last4", "freeze": False}
+PAPER_RUN: dict[str, Any] = {"train": {"device": "cuda", "checkpoint_every": 0, "validation": {"every": 0},
                                        "num_workers": max(1, min(8, (os.cpu_count() or 2) - 1))},
-                             "model": {"visual": {"weights": None}, "text": TextConfig().to_dict()}}
+                             "model": {"visual": {"weights": None}, "text": PAPER_TEXT}}
 
 
 def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 5) -> float:
@@ -162,8 +166,13 @@ def bench_level(params: dict[str, Any], level: str, args: argparse.Namespace,
         "device": str(trainer.device),
     }
     if cuda:
-        out["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        out["gpu_utilisation_percent"] = gpu.mean
+        peak_bytes = torch.cuda.max_memory_reserved()
+        total = torch.cuda.get_device_properties(trainer.device).total_memory
+        out.update(chunk=trainer.settings.chunk, workers=trainer.settings.num_workers,
+                   gpu_peak_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                   gpu_peak_reserved_gib=round(peak_bytes / 2**30, 2),
+                   gpu_peak_share_of_card=round(peak_bytes / total, 3),
+                   gpu_utilisation_percent=gpu.mean)
     return out
 
 
@@ -197,12 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed optimizer steps per level")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocations, caches)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = train.threads / default)")
-    parser.add_argument("--frame-cache-root", default=None,
-                        help="where train.frame_cache keeps decoded frames (default: as params.yaml)")
+    parser.add_argument("--store-root", default=None,
+                        help="where the frame store's packs go (default: as params.yaml)")
     parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS)
-    parser.add_argument("--paper", action="store_true", help="also the paper preset (needs CUDA)")
-    parser.add_argument("--per-gpu-batch", type=int, nargs=3, default=None,
-                        metavar=("CLIP", "PHASE", "VIDEO"))
+    parser.add_argument("--paper", action="store_true",
+                        help="also the paper preset's global batches on one GPU (needs CUDA)")
     parser.add_argument("--smoke", action="store_true", help="a check in seconds: smoke world, 1 + 1 steps")
     args = parser.parse_args(argv)
     os.environ.setdefault("HECVL_TRACKING", "off")
@@ -215,11 +223,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _smoke_inputs(args: argparse.Namespace, tmp: Path) -> None:
-    """--smoke: one step of each kind, the smoke world paired unless given, the frame cache in `tmp`."""
+    """--smoke: one step of each kind, the smoke world paired unless given, the frame store in `tmp`."""
     from _smoke import pair_corpus, smoke_world, work_dir
 
     args.steps, args.warmup = 1, 1
-    args.frame_cache_root = args.frame_cache_root or str(tmp / "frames")
+    args.store_root = args.store_root or str(tmp / "store")
     if args.corpus is None:
         work = work_dir(tmp)
         args.corpus = smoke_world(work) / "corpus"
@@ -230,7 +238,7 @@ def _smoke_inputs(args: argparse.Namespace, tmp: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure the levels (and the paper preset with --paper) and print the JSON line."""
-    overrides = [{"train": {"frame_cache_root": args.frame_cache_root}}] if args.frame_cache_root else []
+    overrides = [{"train": {"store": {"root": args.store_root}}}] if args.store_root else []
     params = load_params(args.params, overrides)
     threads = args.threads or params.train.threads or torch.get_num_threads()
     peak = matmul_peak_gflops(threads)
@@ -249,11 +257,9 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             report["paper"] = "skipped: CUDA not available"
         else:
-            preset = load_params(args.params, [{"preset": "paper"}, *overrides, PAPER_RUN])
-            per_gpu = dict(zip(LEVELS, args.per_gpu_batch, strict=True)) if args.per_gpu_batch else {
-                lvl: max(2, preset.train.batch_size[lvl] // PAPER_GPUS) for lvl in LEVELS}
-            paper = deep_merge(preset.to_dict(), {"train": {"batch_size": per_gpu}})
-            report["paper"] = {"per_gpu_batch": per_gpu, "gpu": torch.cuda.get_device_name(0)}
+            paper = load_params(args.params, [{"preset": "paper"}, *overrides, PAPER_RUN]).to_dict()
+            report["paper"] = {"global_batch": paper["train"]["batch_size"], "chunk": paper["train"]["chunk"],
+                               "gpu": torch.cuda.get_device_name(0)}
             for level in args.levels:
                 res = bench_level(paper, level, args)
                 report["paper"][level] = res
