@@ -13,7 +13,8 @@ rule noise_world:
     output:
         manifest=f"{NOISE_WORLD}/manifest.json",
     params:
-        synthetic=P.data.synthetic.to_dict(),
+        file=config_file,
+        synthetic=acquire_settings()["synthetic"],  # the study's world, lecture videos included
         out=lambda wc, output: os.path.dirname(output.manifest),
     log:
         f"{LOGS}/noise/rel{{rel}}/world.log",
@@ -21,8 +22,7 @@ rule noise_world:
     conda:
         ENV
     shell:
-        "hecvl synth --preset {params.synthetic[preset]} --seed {params.synthetic[seed]} "
-        "--scale {params.synthetic[scale]} --narration-relevance {wildcards.rel} --workers {threads} "
+        "hecvl synth --params {params.file} --narration-relevance {wildcards.rel} --workers {threads} "
         "--out {params.out} > {log} 2>&1"
 
 
