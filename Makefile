@@ -1,10 +1,10 @@
-# The two commands a newcomer types: `make study` and `make test`.
+# The two commands a newcomer types: `make study` and `make test` (`make check`: the fast tier).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 
-.PHONY: install study readme test lint bench clean
+.PHONY: install study readme test check lint bench clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ readme: install
 
 test: install
 	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+# the inner loop: lint, then every test not marked slow (no workflow, study, browser, cluster, notebook
+# or benchmark runs; those are in `make test`)
+check: lint
+	MLFLOW_DISABLE_TELEMETRY=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 
 # what CI gates before the tests: ruff, Snakemake's own linter, and the schema generated from the models
 lint: install

@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     print("mean |difference| of the frames (grey levels): "
           + ", ".join(f"{k} {v:.2f}" for k, v in diffs.items()))
     print("(b's FFmpeg fps filter takes the last frame before i + 0.5 s, not the frame at i s as\n"
-          " protocol.md §5 does; a_vs_b compares b with the project's decoding of those same frames)")
+          " method.md §5 does; a_vs_b compares b with the project's decoding of those same frames)")
     result = {
         "benchmark": "decode",
         "smoke": args.smoke,

@@ -3,7 +3,7 @@
 `chromium --remote-debugging-pipe` reads DevTools commands (JSON, NUL-terminated) on its fd 3 and answers
 on fd 4. That is all a test needs to open a page, wait until the page's own JavaScript has rendered what
 a user would see, run a check in the page (an image's naturalWidth) and keep a screenshot.
-The browser is Debian's `chromium`, installed by workflow/scripts/install-chromium.sh where missing.
+The browser is Debian's `chromium`, installed by tools/install-chromium.sh where missing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL_SCRIPT = ROOT / "workflow" / "scripts" / "install-chromium.sh"
+INSTALL_SCRIPT = ROOT / "tools" / "install-chromium.sh"
 NAMES = ("chromium", "chromium-browser", "google-chrome")
 # Headless on a closed network: no sandbox (root in a container), no background fetches that fail offline.
 FLAGS = [

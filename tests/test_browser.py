@@ -1,7 +1,7 @@
 """What a user sees, in a real headless Chromium: the smoke study's MLflow runs page and Snakemake report.
 
 Both read conftest's `study` (the smoke preset, run once per session). Chromium is Debian's package;
-where it is missing, workflow/scripts/install-chromium.sh installs it, and where that cannot (no root,
+where it is missing, tools/install-chromium.sh installs it, and where that cannot (no root,
 no apt) the tests skip saying why. The browser is driven over its DevTools pipe (browser_helpers.py).
 
 Screenshots of what the browser showed are kept in results/test-artifacts/browser/ (gitignored,

@@ -49,7 +49,8 @@ PARAMS = ROOT / "params.yaml"
          r"ablations.space.seeds: must be main, ablation or a non-empty list of integer seeds, got 'mian'$"),
         ({"ablations": {"heads": {"seeds": [0, "1"]}}}, r"ablations.heads.seeds: must be .* got \[0, '1'\]$"),
         ({"ablations": {"heads": {"seeds": None}}}, r"ablations.heads.seeds: must be .*, got None$"),
-        ({"preset": "tiny"}, r"unknown preset 'tiny' \(known: default, full, paper, public-corpus, smoke\)"),
+        ({"preset": "tiny"},
+         r"unknown preset 'tiny' \(known: default, full, paper, paper-smoke, public-corpus, smoke\)"),
     ],
 )
 def test_every_bad_value_is_one_line_naming_the_key(override: dict, message: str) -> None:

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from corpora_helpers import SCHEMA
 from pairing_helpers import ABSTRACT, GOOD_KEYSTEPS, GOOD_NARRATIONS, make_lecture, make_video, run_pair
 from training_helpers import write_params
 
 from hecvl.cli import main
+from hecvl.errors import HecvlError
 
 pytestmark = pytest.mark.slow
 
@@ -369,28 +371,34 @@ def test_the_public_corpus_preset_imports_downloads_pairs_and_pretrains(
     assert not [line for line in untracked if "data/public-corpus/" in line]  # DVC's, not git's
 
 
-def test_the_typed_import_settings_are_the_importers_defaults_and_parse_back() -> None:
-    """data.corpus_source holds the importer's options once; the DAG passes them as flags the CLI parses."""
+def test_the_import_options_are_the_typed_settings_and_flags_override_them(tmp_path: Path) -> None:
+    """The importer's options are data.corpus_source's (defined once, in the config); a flag overrides one."""
     import argparse
-    from dataclasses import asdict
 
     from hecvl.config import CorpusSource, load_params
-    from hecvl.corpora.surglavi import SurgLaViOptions
-    from hecvl.datasets import corpus_cli
+    from hecvl.config.data import SurgAtlasImport, SurgLaViImport
+    from hecvl.corpora import corpus_cli
+    from hecvl.corpora.import_cli import import_options
 
-    typed = CorpusSource(importer="surglavi", file="x.db").surglavi.to_dict()
-    assert typed == {**asdict(SurgLaViOptions()), "levels": []}
     parser = argparse.ArgumentParser()
     corpus_cli.add_arguments(parser)
-    changed = CorpusSource.model_validate({"importer": "surglavi", "file": "x.db", "surglavi": {
-        "clip_level": "step", "levels": ["step", "task"], "pair_filter": False, "max_duration": 90.5}})
-    args = parser.parse_args(["import", "surglavi", "x.db", "--out", "o", *changed.import_arguments()])
-    assert (args.clip_level, args.levels, args.no_pair_filter, args.max_duration) == (
-        "step", ["step", "task"], True, 90.5)
-    atlas = CorpusSource.model_validate({"importer": "surgatlas", "file": "a.json",
-                                         "surgatlas": {"map": "m.yaml", "keysteps": "steps"}})
-    args = parser.parse_args(["import", "surgatlas", "a.json", "--out", "o", *atlas.import_arguments()])
-    assert (str(args.map), args.keysteps) == ("m.yaml", "steps")
+    plain = parser.parse_args(["import", "surglavi", "x.db", "--out", "o"])
+    assert import_options(plain, "surglavi") == SurgLaViImport() == CorpusSource(importer="surglavi",
+                                                                                  file="x.db").surglavi
+    assert import_options(plain, "surgatlas") == SurgAtlasImport()
+    params = tmp_path / "params.yaml"
+    source = {"importer": "surglavi", "file": "x.db", "surglavi": {
+        "clip_level": "step", "levels": ["step", "task"], "pair_filter": False, "max_duration": 90.5}}
+    params.write_text(yaml.safe_dump({"data": {"source": "local", "corpus": "c", "corpus_source": source}}))
+    typed = load_params(params).data.corpus_source.surglavi
+    from_file = parser.parse_args(["import", "surglavi", "x.db", "--out", "o", "--params", str(params)])
+    assert import_options(from_file, "surglavi") == typed
+    flagged = parser.parse_args(["import", "surglavi", "x.db", "--out", "o", "--params", str(params),
+                                 "--max-duration", "20", "--normalise", "--levels", "task"])
+    assert import_options(flagged, "surglavi") == typed.replace(max_duration=20.0, normalise=True,
+                                                                levels=["task"])
+    with pytest.raises(HecvlError, match=r"data\.corpus_source imports surglavi, not surgatlas"):
+        import_options(from_file, "surgatlas")
     preset = load_params(Path(__file__).resolve().parents[1] / "params.yaml", [{"preset": "public-corpus"}])
     assert preset.data.corpus_source.importer == "surglavi" and preset.model.visual.preset == "resnet50"
     default = load_params(Path(__file__).resolve().parents[1] / "params.yaml")

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import yaml
 from corpora_helpers import SCHEMA
 from pairing_helpers import make_video, run_pair
 
@@ -279,6 +280,23 @@ def test_surglavi_level_and_text_choices(db: Path, tmp_path: Path) -> None:
     assert lines(out / "video_1" / "narration.csv")[1] == "0.5,3.0,opens the peritoneum."
     assert not (out / "video_1" / "keysteps.csv").exists() and not (out / "video_1" / "abstract.txt").exists()
     assert json.loads((out / "video_1" / "meta.json").read_text())["abstract_derived"] is False
+
+
+def test_surglavi_import_reads_its_options_from_params(db: Path, tmp_path: Path) -> None:
+    """`--params`: data.corpus_source.surglavi is what the import applies and records; a flag overrides it."""
+    params = tmp_path / "params.yaml"
+    options = {"max_duration": 15.0, "id_from": "video_id"}
+    source = {"importer": "surglavi", "file": str(db), "surglavi": options}
+    params.write_text(yaml.safe_dump({"data": {"source": "local", "corpus": "c", "corpus_source": source}}))
+    out = tmp_path / "corpus"
+    assert surglavi(db, out, "--params", str(params)) == 0
+    record = json.loads((out / "import.json").read_text())
+    assert (record["options"]["max_duration"], record["options"]["id_from"]) == (15.0, "video_id")
+    assert record["levels"]["phase"]["dropped"] == {"duration_max": 2} and (out / "video_1").is_dir()
+    out = tmp_path / "flagged"
+    assert surglavi(db, out, "--params", str(params), "--max-duration", "1000") == 0
+    record = json.loads((out / "import.json").read_text())
+    assert (record["options"]["max_duration"], record["options"]["id_from"]) == (1000.0, "video_id")
 
 
 @pytest.mark.parametrize(

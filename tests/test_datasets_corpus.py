@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from hecvl.cli import main
-from hecvl.datasets.corpus import iter_lectures, load_lecture
-from hecvl.datasets.transcripts import (
+from hecvl.corpora.corpus import iter_lectures, load_lecture
+from hecvl.corpora.transcripts import (
     import_transcript,
     read_keysteps,
     read_narrations,
     read_srt,
     read_webvtt,
 )
-from hecvl.datasets.validate import summary, validate_corpus
+from hecvl.corpora.validate import summary, validate_corpus
 from hecvl.errors import HecvlError
 
 SRT = """1

@@ -52,7 +52,7 @@ def test_class_lists_match_the_published_ones(fixtures_dir: Path) -> None:
     table = pd.read_csv(fixtures_dir / "multibypass140" / "tables" / "phase.csv", skipinitialspace=True)
     classes = table[table["id"] <= 11].sort_values("id")["name"].str.strip().tolist()
     assert load_prompts("multibypass140").classes == classes
-    assert load_prompts("cholec80").classes == CHOLEC80_PHASES  # restated in the tests, from protocol.md
+    assert load_prompts("cholec80").classes == CHOLEC80_PHASES  # restated in the tests, from docs/method.md
     assert load_prompts("autolaparo").classes[1:4] == [
         "Dividing Ligament and Peritoneum",
         "Dividing Uterine Vessels and Ligament",

@@ -50,7 +50,7 @@ def _evaluate(world: dict, out: Path, *extra: str) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-# --- what each protocol fixes, against its source (docs/protocols.md) --------------------------------
+# --- what each protocol fixes, against its source (docs/evaluation_protocols.md) ------------------------
 
 
 def test_every_named_protocol_is_listed_with_its_version_and_hash(capsys: pytest.CaptureFixture) -> None:

@@ -253,9 +253,9 @@ def test_paper_build_adds_released_rows_or_says_why_not(tmp_path: Path) -> None:
     def build(out: Path) -> tuple[pd.DataFrame, str]:
         argv = ["paper", "build", "--params", str(params_path), "--out", str(out), "--root", str(tmp_path)]
         assert run_cli(argv) == 0
-        return pd.read_csv(out / "main_table.csv"), (out / "protocol.md").read_text()
+        return pd.read_csv(out / "main_table.csv"), (out / "run_protocol.md").read_text()
 
-    # without released weights: as before, and protocol.md says which rows were skipped and why
+    # without released weights: as before, and run_protocol.md says which rows were skipped and why
     table, protocol = build(tmp_path / "paper_without")
     assert "released" not in set(table["group"])
     assert "HecVL (released weights) rows skipped: released.weights.hecvl is not set" in protocol

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hecvl.config import FramesSettings, load_params
 from hecvl.models import LEVELS, build_model, visual_encoder
 from hecvl.models.visual_encoder import preprocess_frames
-from hecvl.video import FrameTransform, open_video
+from hecvl.video import FrameTransform, frames_setup, open_video
 
 ROOT = Path(__file__).resolve().parents[1]
 GREY = 1.0 / 255.0  # one grey level, in the [0, 1] units before normalisation
@@ -127,7 +127,7 @@ def test_evaluation_frames_come_at_the_model_size(params, models, real_clip, mon
     """params.yaml's `frames.transform` crops to the model's input size: no resize at evaluation."""
     frames = load_params(ROOT / "params.yaml").frames
     assert frames == FramesSettings()  # params.yaml leaves frames to the defaults of hecvl.config
-    _, transform, fps = frames.build()
+    _, transform, fps = frames_setup(frames)
     assert isinstance(transform, FrameTransform) and fps == 1.0
     assert transform.crop == models["separate"].config.visual.image_size
     with open_video(real_clip) as reader:

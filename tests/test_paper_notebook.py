@@ -11,6 +11,8 @@ from paper_helpers import ROOT, shared_tree
 
 NOTEBOOK = ROOT / "notebooks" / "results.ipynb"
 
+pytestmark = pytest.mark.slow  # a Jupyter kernel runs the notebook on a built results tree
+
 
 def test_results_notebook_executes(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     root, study = shared_tree(tmp_path_factory)

@@ -1,4 +1,4 @@
-"""published.yaml: protocol.md §8 as data, with its source, checked on load."""
+"""published.yaml: method.md §8 as data, with its source, checked on load."""
 
 from __future__ import annotations
 

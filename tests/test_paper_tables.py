@@ -118,7 +118,7 @@ def test_main_table_has_labelled_published_rows_and_our_rows_say_their_data(pape
 
     md = (root / "results/paper/main_table.md").read_text()
     assert f"| HecVL, {PUBLISHED_LABEL} |" in md and "41.7 / 26.3" in md
-    assert "not comparable number for number" in md and "protocol.md" in md
+    assert "not comparable number for number" in md and "run_protocol.md" in md
     # every row names the protocol it was scored under, and the table says which that was
     assert set(table[table["group"] != "published"]["protocol"]) == {f"hecvl v1 ({PROTOCOL_HASH})"}
     assert set(published["protocol"]) == {"published (the paper's own)"}
@@ -183,7 +183,7 @@ def test_latex_escape_and_markdown_pipes() -> None:
 
 def test_protocol_note_states_splits_videos_and_seeds(paper_tree) -> None:
     root, _ = paper_tree
-    text = (root / "results/paper/protocol.md").read_text()
+    text = (root / "results/paper/run_protocol.md").read_text()
     assert "| Cholec80 | cholec80 | splits.json | test | 3 | 171 | 7 |" in text
     assert "StrasBypass70: SBP01, SBP02, SBP03" in text
     crop = load_params(ROOT / "params.yaml").frames.transform.crop

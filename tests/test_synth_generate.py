@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from hecvl.cli import main
+from hecvl.corpora.corpus import iter_lectures
+from hecvl.corpora.validate import validate_corpus
 from hecvl.datasets.classes import CLASSES
-from hecvl.datasets.corpus import iter_lectures
 from hecvl.datasets.labels import read_labels, read_tools
 from hecvl.datasets.registry import TargetDataset
-from hecvl.datasets.validate import validate_corpus
 from hecvl.errors import HecvlError
 from hecvl.synth import generate
 from hecvl.synth.api import ensure_world, existing_world, generate_world

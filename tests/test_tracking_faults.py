@@ -25,6 +25,8 @@ from hecvl.cli import main
 
 EXPERIMENT = "hecvl-synthetic"  # params.yaml's default study.name
 
+pytestmark = pytest.mark.slow  # real mlflow servers stopped, restarted and jobs killed: about 45 s
+
 
 class Server:
     """A real `mlflow server` on one fixed loopback port, over the project's SQLite store: a job can be

@@ -56,6 +56,7 @@ def _torchrun_pretrain(
     return proc
 
 
+@pytest.mark.slow  # two spawned Gloo processes: about 15 s on 2 busy cores
 @pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without Gloo")
 def test_two_process_gloo_ddp_matches_single_process(world: dict[str, Path], tmp_path: Path) -> None:
     overrides = {"train": {"steps": 6, "checkpoint_every": 0}}

@@ -21,6 +21,7 @@ from hecvl.errors import HecvlError
 from hecvl.models import build_model, load_pretrained
 from hecvl.models.losses import info_nce, mil_nce
 from hecvl.pairing.datasets import PairCollate, PairDataset
+from hecvl.pairing.positives import positive_rule
 from hecvl.training.data import frame_geometry
 from hecvl.training.step import ContrastiveStep
 from hecvl.training.trainer import Trainer, _metrics
@@ -44,7 +45,8 @@ def fixed_losses(trainer: Trainer) -> dict[str, float]:
             ds = PairDataset.from_params(trainer.pairs_dir, level, trainer.corpus_root, trainer.params,
                                          train=False, size=size, crop=crop, dtype="float32",
                                          mean=vis.mean, std=vis.std,
-                                         positives=trainer.settings.positives if level == "clip" else None)
+                                         positives=positive_rule(trainer.settings) if level == "clip"
+                                         else None)
             batch = PairCollate()([ds[i] for i in range(min(len(ds), 8))])
             terms = ContrastiveStep(model, max_texts=trainer.step_module.max_texts).level_terms(
                 level, batch["frames"], batch["text"], batch.get("child_texts"), bags=batch.get("texts"))
@@ -197,9 +199,9 @@ def test_loader_workers_do_not_change_the_run(
 
 
 def test_mil_nce_settings_are_validated() -> None:
-    assert TrainSettings().positives is None  # off by default: the paper's InfoNCE
+    assert positive_rule(TrainSettings()) is None  # off by default: the paper's InfoNCE
     on = validate_section(TrainSettings, {"mil_nce": {"enabled": True, "context_s": 1}}, "train")
-    assert (on.positives.context_s, on.positives.max_texts) == (1.0, 4)
+    assert (positive_rule(on).context_s, positive_rule(on).max_texts) == (1.0, 4)
     for bad, message in [
         ({"enabled": "yes"}, "train.mil_nce.enabled must be true or false, got 'yes'"),
         ({"context_s": -0.5}, "train.mil_nce.context_s must be >= 0, got -0.5"),

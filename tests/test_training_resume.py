@@ -36,6 +36,7 @@ def _same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # a training process killed and run again: about 19 s on 2 busy cores
 def test_sigkill_mid_training_then_restart_gives_identical_weights(
     world: dict[str, Path], tmp_path: Path
 ) -> None:

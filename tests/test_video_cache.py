@@ -15,7 +15,7 @@ from test_video_reader import frame_ids, make_video
 
 from hecvl.config import FramesSettings, validate_section
 from hecvl.errors import HecvlError
-from hecvl.video import FrameCache, FrameTransform, open_video
+from hecvl.video import FrameCache, FrameTransform, frames_setup, open_video
 from hecvl.video import cache as cache_mod
 
 T = FrameTransform(size=(48, 80), crop=40)
@@ -202,7 +202,7 @@ def test_real_clip_entry(real_clip: Path, tmp_path: Path) -> None:
 def test_frame_settings_build_the_cache_and_transform() -> None:
     frames = validate_section(FramesSettings, {"transform": {"size": [36, 64], "crop": 32}, "cache": "x"},
                               "frames")
-    cache, transform, fps = frames.build()
+    cache, transform, fps = frames_setup(frames)
     assert transform == FrameTransform((36, 64), 32) and fps == 1.0 and cache.root == Path("x")
     assert cache.backend == "pyav"  # the default, stated once in hecvl.config.frames
     with pytest.raises(HecvlError, match=r"params.yaml: frames.transform: crop 100 is larger"):

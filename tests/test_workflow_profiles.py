@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]  # Snakemake plans the whole study under the profile
+
 
 def test_slurm_partitions_give_gpu_jobs_a_gpu_partition() -> None:
     partitions = pytest.importorskip("snakemake_executor_plugin_slurm.partitions")

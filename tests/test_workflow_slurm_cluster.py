@@ -1,6 +1,6 @@
 """The smoke study through SLURM, for real: a one-node cluster on this machine, the slurm-local profile.
 
-`workflow/profiles/slurm/local-cluster.sh up` installs munge, SLURM, slurmdbd and MariaDB from Debian if
+`tools/local-cluster.sh up` installs munge, SLURM, slurmdbd and MariaDB from Debian if
 missing and starts them (module fixture; `down` at teardown). The study then runs once through
 `--workflow-profile workflow/profiles/slurm-local` while a pretraining job is cancelled with `scancel`
 mid-run, as an admin or a preemption would; the tests check that every rule instance ran as an sbatch
@@ -26,7 +26,7 @@ import pytest
 from study_helpers import BIN, env, planned_jobs, run, smoke_project
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "workflow" / "profiles" / "slurm" / "local-cluster.sh"
+SCRIPT = ROOT / "tools" / "local-cluster.sh"
 PROFILE = "workflow/profiles/slurm-local"
 STUDY_TIMEOUT_S = 900  # a hang (a job whose end Snakemake never sees) must fail the test, not stall it
 CANCELLED_RULE = "rule_pretrain_"  # the plugin's job comment: rule_<rule>_wildcards_<values>

@@ -85,8 +85,8 @@ def register_corpus(corpus: Path) -> dict[str, Any]:
     A downloaded corpus (one with `hecvl corpus download`'s manifest) has lectures whose video was
     unavailable: those are warnings (pairing leaves them out, the availability report counts them).
     """
-    from hecvl.datasets.corpus_download import MANIFEST_FILE, counts, read_manifest
-    from hecvl.datasets.validate import lecture_dirs, summary, validate_corpus
+    from hecvl.corpora.corpus_download import MANIFEST_FILE, counts, read_manifest
+    from hecvl.corpora.validate import lecture_dirs, summary, validate_corpus
 
     downloaded = (corpus / MANIFEST_FILE).is_file()
     problems = validate_corpus(corpus, skip_missing_videos=downloaded)

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("hecvl.synth.synth_cli", "generate the synthetic world, or print its sanity figures (--check)"),
     "acquire": ("hecvl.acquire", "generate the synthetic world or register local datasets, and verify them"),
     "labels": ("hecvl.datasets.labels_cli", "convert published phase labels to the 1 fps label table"),
-    "corpus": ("hecvl.datasets.corpus_cli",
+    "corpus": ("hecvl.corpora.corpus_cli",
                "validate, import (transcripts, SurgLaVi-β, SurgAtlas), download or report a lecture corpus"),
     "dataset": ("hecvl.datasets.dataset_cli", "check your own dataset folder (the generic format)"),
     "frames": ("hecvl.video.frames_cli", "decode the 1 fps evaluation frames of videos into the frame cache"),

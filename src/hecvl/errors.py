@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# One problem a reader found, collected rather than raised so a checker can list them all at once.
+Issue = tuple[str, str]  # (severity "error" | "warning", message)
 
 
 class HecvlError(Exception):
@@ -56,3 +62,12 @@ def os_error_cause(exc: BaseException, folder: str | Path | None = None) -> str 
             if shutil.disk_usage(folder).free < _LOW_SPACE:
                 return os.strerror(errno.ENOSPC).lower()
     return f"write failed ({str(exc).strip().splitlines()[-1]})"
+
+
+def raise_first_error(issues: list[Issue], path: str | Path) -> None:
+    """Raise the first error of collected issues as a HecvlError naming `path`; log the warnings."""
+    for severity, message in issues:
+        if severity == "error":
+            raise HecvlError(message, path)
+    for _, message in issues:
+        log.warning("%s: %s", path, message)

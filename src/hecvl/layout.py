@@ -29,6 +29,8 @@ NOISE_TABLE = f"{NOISE}/narration_noise.csv"
 NOISE_FINDINGS = f"{NOISE}/findings.md"
 FINDINGS = f"{PAPER}/findings.md"
 CORPUS_AVAILABILITY = "results/corpus/availability.md"  # `hecvl corpus report` of a downloaded public corpus
+RUN_PROTOCOL_NAME = "run_protocol.md"  # the settings one study used, written beside its tables
+RUN_PROTOCOL = f"{PAPER}/{RUN_PROTOCOL_NAME}"
 PROTOCOLS = "results/protocols"  # `hecvl evaluate --sensitivity` sweeps, one folder per model and seed
 PROTOCOL_SENSITIVITY = [f"{PAPER}/protocol_sensitivity.{ext}" for ext in ("csv", "md", "png")]
 WORLD_CHECK = "results/world/check.json"  # `hecvl synth --check` of the synthetic world the study ran on
@@ -111,7 +113,7 @@ def _rel(relevance: float | str) -> str:
 
 _TABLES = ("main_table", "ablation_table")
 PAPER_TABLES = [f"{PAPER}/{n}.{ext}" for n in _TABLES for ext in ("csv", "md", "tex")]
-PAPER_TABLES += [f"{PAPER}/{n}" for n in ("paired.csv", "paired.md", "convergence.csv", "protocol.md",
+PAPER_TABLES += [f"{PAPER}/{n}" for n in ("paired.csv", "paired.md", "convergence.csv", RUN_PROTOCOL_NAME,
                                           "findings.md")]
 PAPER_FIGURES = [f"{PAPER}/{n}.png" for n in ("accuracy_f1", "per_phase_f1", "confusion", "timelines",
                                               "convergence")]

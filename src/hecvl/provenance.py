@@ -113,7 +113,7 @@ def folder_files(folder: Path) -> list[Path]:
 
 def corpus_files(corpus: Path) -> list[Path]:
     """The files of a lecture corpus that pairing and pretraining read: everything in its lecture folders."""
-    from hecvl.datasets.corpus import lecture_dirs
+    from hecvl.corpora.corpus import lecture_dirs
 
     return [f for lecture in lecture_dirs(corpus) for f in folder_files(lecture)]
 

@@ -73,7 +73,7 @@ class ReleasedRuns:
         ]
 
     def notes(self, root: str | Path = ".", configured_only: bool = False) -> list[str]:
-        """One line per released model that is not evaluated, and why (for protocol.md and the log).
+        """One line per released model that is not evaluated, and why (for run_protocol.md and the log).
 
         `configured_only`: only the models whose weights path is set (a misconfiguration to report at
         once, rather than the default of not using released weights at all).

@@ -135,11 +135,12 @@ STORE_ROOT = P.train.store.root or layout.STORE
 
 
 def corpus_lectures():
-    """The corpus's lecture folders, known once the data is acquired (acquire is a checkpoint)."""
-    from hecvl.datasets.corpus import lecture_dirs
+    """The corpus's lecture folders that hold a video, known once the data is acquired (acquire is a
+    checkpoint; a public corpus's lectures whose video could not be fetched are left out, as pairing does)."""
+    from hecvl.corpora.corpus import find_video, lecture_dirs
 
     checkpoints.acquire.get()
-    return [d.name for d in lecture_dirs(CORPUS)]
+    return [d.name for d in lecture_dirs(CORPUS) if find_video(d)[0] is not None]
 
 
 def lecture_files(lecture):

@@ -17,10 +17,11 @@ if P.data.corpus_source is not None:
         output:
             record=f"{CORPUS}/import.json",
         params:
+            file=config_file,
             importer=SOURCE.importer,
             corpus=CORPUS,
-            # the importer's options: a change re-imports (downloaded videos are kept)
-            options=shlex.join(SOURCE.import_arguments()),
+            # the importer's options (read from the file): a change re-imports (downloaded videos are kept)
+            options=SOURCE.to_dict(),
         log:
             f"{LOGS}/corpus_import.log",
         benchmark:
@@ -29,7 +30,7 @@ if P.data.corpus_source is not None:
             ENV
         shell:
             # touch: the importer leaves an unchanged import.json as it was, which would look stale
-            "hecvl corpus import {params.importer} {input.source} --out {params.corpus} {params.options} "
+            "hecvl corpus import {params.importer} {input.source} --out {params.corpus} --params {params.file} "
             "> {log} 2>&1 && touch {output.record}"
 
     rule corpus_download:

@@ -1,7 +1,7 @@
 # Released weights: the authors' SurgVLP / HecVL / PeskaVLP checkpoints (params.yaml `released:`),
 # each evaluated on every study dataset through our zero-shot protocol with their own frame transform
 # and forward pass. Only the models whose files are configured and on disk are targets
-# (ReleasedRuns.entries); the others are named, with the reason, in protocol.md.
+# (ReleasedRuns.entries); the others are named, with the reason, in run_protocol.md.
 # `snakemake released` evaluates them alone (no corpus or pretraining needed with local data).
 
 from hecvl.released_runs import RELEASED_SPACE

@@ -9,8 +9,8 @@ rule store:
     input:
         acquired("corpus"),
     output:
-        pack=layout.store_pack("{store_key}", "{lecture}"),
-        sidecar=layout.store_sidecar("{store_key}", "{lecture}"),
+        pack=layout.store_pack("{store_key}", "{lecture}", STORE_ROOT),
+        sidecar=layout.store_sidecar("{store_key}", "{lecture}", STORE_ROOT),
     params:
         file=config_file,
         variant=lambda wc: STORE_KEYS[wc.store_key],

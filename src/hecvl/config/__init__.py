@@ -20,17 +20,16 @@ from hecvl.config.params import Params
 from hecvl.config.released import RELEASED_MODELS, ReleasedSettings
 from hecvl.config.resolve import (
     coerce_params,
-    deep_merge,
     load_params,
     read_yaml,
     resolve,
     resolve_invocation,
     typed_command_line,
-    validate_section,
 )
 from hecvl.config.store import FrameStoreSettings
 from hecvl.config.study import REFERENCES, AblationSpec, StudySettings
 from hecvl.config.train import OPERATIONAL, SCHEDULES, TrainSettings
+from hecvl.config.validate import deep_merge, validate_section
 from hecvl.config.write import invocation_config, write_resolved, write_text_once
 
 __all__ = [

@@ -10,6 +10,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 
+from hecvl.config.validate import validate_section
+
 LEVELS: tuple[str, ...] = ("clip", "phase", "video")  # fine to coarse: the hierarchy of HecVL
 
 
@@ -20,8 +22,6 @@ class Section(BaseModel):
 
     def replace(self, **changes: Any) -> Self:
         """A copy with `changes` (e.g. command-line options), validated like the file's values."""
-        from hecvl.config.resolve import validate_section
-
         return validate_section(type(self), {**self.to_dict(), **changes}, "", "the command line")
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from hecvl.config.base import Section, reason
 
-FORMATS: tuple[str, ...] = ("cholec80", "autolaparo", "multibypass140", "generic")
+TARGET_FORMATS: tuple[str, ...] = ("cholec80", "autolaparo", "multibypass140", "generic")
 # The generic format's layout (README, "Evaluate a model on your dataset"): what a target leaves out.
 GENERIC_DEFAULTS: dict[str, str] = {"videos": "videos/{video}.*", "labels": "labels", "splits": "splits.json"}
 CENTRES: tuple[str, ...] = ("strasbourg", "bern")
@@ -102,7 +102,7 @@ def _generic_schema(schema: dict[str, Any]) -> None:
 
 
 class TargetSettings(Section):
-    """One target dataset in its published layout (docs/protocol.md §4); paths relative to `root`."""
+    """One target dataset in its published layout (docs/method.md §4); paths relative to `root`."""
 
     model_config = ConfigDict(**Section.model_config, json_schema_extra=_generic_schema)
 
@@ -214,24 +214,6 @@ class CorpusSource(Section):
                        min_length=1)
     surglavi: SurgLaViImport = Field(default_factory=SurgLaViImport)
     surgatlas: SurgAtlasImport = Field(default_factory=SurgAtlasImport)
-
-    def import_arguments(self) -> list[str]:
-        """The `hecvl corpus import` arguments after `--out DIR`: this importer's options as flags."""
-        if self.importer == "surgatlas":
-            atlas = self.surgatlas
-            return [*(["--map", atlas.map] if atlas.map else []), "--keysteps", atlas.keysteps]
-        lavi = self.surglavi
-        args = ["--clip-level", lavi.clip_level, "--phase-level", lavi.phase_level,
-                "--abstract", lavi.abstract, "--clip-text", lavi.clip_text, "--phase-text", lavi.phase_text,
-                "--min-duration", repr(lavi.min_duration), "--max-duration", repr(lavi.max_duration),
-                "--id-from", lavi.id_from]
-        if lavi.levels:
-            args += ["--levels", *lavi.levels]
-        if not lavi.pair_filter:
-            args.append("--no-pair-filter")
-        if lavi.normalise:
-            args.append("--normalise")
-        return args
 
 
 class DataSettings(Section):

@@ -1,18 +1,15 @@
 """`frames:` the 1 fps evaluation frames, decoded once into the frame cache (`hecvl frames`).
 
-Row i of a cached video is the frame at second i: frame round(i * video fps) (docs/protocol.md §5).
+Row i of a cached video is the frame at second i: frame round(i * video fps) (docs/method.md §5).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from hecvl.config.base import Section, check_crop, reason
-
-if TYPE_CHECKING:
-    from hecvl.video import FrameCache, FrameTransform
 
 
 class TransformSettings(Section):
@@ -32,11 +29,6 @@ class TransformSettings(Section):
         check_crop(self.size, self.crop)
         return self
 
-    def build(self) -> FrameTransform:
-        from hecvl.video import FrameTransform
-
-        return FrameTransform(size=self.size, crop=self.crop, resample=self.resample)
-
 
 class FramesSettings(Section):
     fps: PositiveFloat = reason("evaluation sampling rate (paper: 1)", 1.0)
@@ -46,9 +38,3 @@ class FramesSettings(Section):
         "pyav")
     cache: str = reason("keyed by the video's SHA-256 + transform + fps + backend", "data/frames/cache",
                         min_length=1)
-
-    def build(self) -> tuple[FrameCache, FrameTransform, float]:
-        """(cache, transform, fps) as the frames and evaluation stages use them."""
-        from hecvl.video import FrameCache
-
-        return FrameCache(self.cache, backend=self.backend), self.transform.build(), self.fps

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from hecvl.config.base import LEVELS, Section, reason
+from hecvl.config.validate import validate_section
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LEVELS", "RESNET_PRESETS", "HeadConfig", "LossConfig",
            "ModelConfig", "TextConfig", "VisualConfig"]
@@ -106,6 +107,4 @@ class ModelConfig(Section):
     @classmethod
     def from_dict(cls, cfg: Any, source: str = "the model settings") -> ModelConfig:
         """A model section from a mapping, e.g. a saved model's `config.json` (an instance: as it is)."""
-        from hecvl.config.resolve import validate_section
-
         return cfg if isinstance(cfg, ModelConfig) else validate_section(cls, cfg or {}, "model", source)

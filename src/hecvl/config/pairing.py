@@ -1,4 +1,4 @@
-"""`pairing:` clip / phase / video pairs from the lecture corpus (`hecvl pair`, docs/protocol.md §2-3).
+"""`pairing:` clip / phase / video pairs from the lecture corpus (`hecvl pair`, docs/method.md §2-3).
 
 Every decision the pairing stage takes (what to sort, clip, extend, truncate or drop) is one setting
 here, so a manifest is a function of the corpus and these rules alone.

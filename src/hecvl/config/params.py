@@ -15,6 +15,8 @@ from hecvl.config.pairing import PairingRules
 from hecvl.config.released import ReleasedSettings
 from hecvl.config.study import REFERENCES, AblationSpec, StudySettings
 from hecvl.config.train import TrainSettings
+from hecvl.config.validate import deep_merge, validate_section, validate_with
+from hecvl.errors import HecvlError
 
 # The sections a variant may override: what one run computes (the study's design is not per variant).
 RUN_SECTIONS = ("seed", "data", "model", "train", "pairing", "frames", "eval", "released")
@@ -84,12 +86,25 @@ class Params(Section):
 
     def updated(self, changes: dict[str, Any]) -> Params:
         """This configuration with `changes` merged in (e.g. `{"train": {"steps": 5}}`), validated."""
-        from hecvl.config.resolve import deep_merge, validate_section
-
         return validate_section(Params, deep_merge(self.to_dict(), changes), "", "overrides")
 
     def variant(self, name: str | None) -> Params:
         """The configuration of one variant's jobs (None or "main": the main configuration)."""
-        from hecvl.config.resolve import apply_variant
-
         return apply_variant(self, name)
+
+
+def apply_variant(params: Params, name: str | None, source: str = "params.yaml") -> Params:
+    """The configuration of variant `name`: the main one plus its overrides (None or "main": unchanged)."""
+    if name in (None, "main"):
+        return params
+    cache = getattr(params, "_variant_cache", None)
+    if cache is not None and name in cache:
+        return cache[name]
+    if name not in params.variants:
+        known = ", ".join(sorted(params.variants)) or "none"
+        raise HecvlError(f"{source}: unknown variant {name!r} (known: {known})")
+    merged = deep_merge(params.to_dict(), params.variants[name] or {})
+    out = validate_with(type(params), merged, source, f"variants.{name}: ")
+    if cache is not None:
+        cache[name] = out
+    return out

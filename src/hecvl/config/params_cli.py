@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from hecvl.config.params import Params
 from hecvl.config.resolve import resolve_invocation
 from hecvl.config.write import dump, write_resolved
 from hecvl.errors import HecvlError
@@ -39,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def schema_text() -> str:
     """The JSON schema of params.yaml, generated from the typed models (descriptions = the reasons)."""
-    from hecvl.config.params import Params
-
     schema = Params.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "hecvl params.yaml"

@@ -12,21 +12,20 @@ Every bad value stops with one line naming the file and the key, e.g.
 from __future__ import annotations
 
 import contextlib
-import copy
-import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from hecvl import io
+from hecvl.config.params import Params, apply_variant
+from hecvl.config.validate import deep_merge, validate_section, validate_with
+from hecvl.config.write import verify_resolved
 from hecvl.errors import HecvlError
 
-T = TypeVar("T", bound=BaseModel)
-
+__all__ = ["apply_variant", "coerce_params", "load_params", "read_yaml", "resolve", "resolve_invocation",
+           "typed_command_line"]
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from a file; a missing or malformed file is a clear error naming it."""
@@ -38,26 +37,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def deep_merge(base: Mapping[str, Any], *overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with each override merged in turn; mappings merge recursively, everything else replaces."""
-    out = copy.deepcopy(dict(base))
-    for override in overrides:
-        for key, value in override.items():
-            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-                out[key] = deep_merge(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
-
-
 def resolve(raw: Mapping[str, Any], source: str = "params.yaml",
-            overrides: Sequence[Mapping[str, Any]] = (), overrides_label: str = "the overrides") -> Any:
+            overrides: Sequence[Mapping[str, Any]] = (), overrides_label: str = "the overrides") -> Params:
     """The validated `Params` of a parameter mapping: its preset applied, then `overrides` on top.
 
     Every preset and every variant is validated too, so a typo in one that is not used today fails now.
     """
-    from hecvl.config.params import Params
-
     if not isinstance(raw, Mapping):
         raise HecvlError("expected a mapping at the top level", source)
     name = deep_merge(raw, *overrides).get("preset")
@@ -70,7 +55,7 @@ def resolve(raw: Mapping[str, Any], source: str = "params.yaml",
             raise HecvlError(f"{source}: presets.{other} must be a mapping")
         if other != name:
             merged = deep_merge(base, spec or {}, {"preset": other})
-            _validate_with(Params, merged, source, f"presets.{other}: ")
+            validate_with(Params, merged, source, f"presets.{other}: ")
     # a file without presets (e.g. a resolved one) names the preset that was applied to it already
     if name is not None and presets and name not in presets:
         known = ", ".join(sorted(presets))
@@ -104,8 +89,6 @@ def resolve_invocation(main: str | Path, configfiles: Sequence[str | Path] = (),
             base_path, base = path, data
     if command_line:
         overrides.append(command_line)
-    from hecvl.config.write import verify_resolved
-
     verify_resolved(base_path)
     raw = base if base is not None else read_yaml(base_path)
     return resolve(raw, str(base_path), overrides, "--configfile/--config")
@@ -143,115 +126,13 @@ def typed_command_line(config: Mapping[str, Any]) -> dict[str, Any]:
     return typed(config)
 
 
-def load_params(path: str | Path, overrides: Sequence[Mapping[str, Any]] = ()) -> Any:
+def load_params(path: str | Path, overrides: Sequence[Mapping[str, Any]] = ()) -> Params:
     """`Params` from a parameter file (params.yaml, or the resolved file of a Snakemake invocation, whose
     text must still have the digest in its name)."""
-    from hecvl.config.write import verify_resolved
-
     verify_resolved(path)
     return resolve(read_yaml(path), str(path), overrides)
 
 
-def coerce_params(params: Any) -> Any:
+def coerce_params(params: Params | Mapping[str, Any]) -> Params:
     """`Params` as it is, or a plain mapping validated into one (for library callers and tests)."""
-    from hecvl.config.params import Params
-
     return params if isinstance(params, Params) else resolve(params, "parameters")
-
-
-def apply_variant(params: Any, name: str | None, source: str = "params.yaml") -> Any:
-    """The configuration of variant `name`: the main one plus its overrides (None or "main": unchanged)."""
-    if name in (None, "main"):
-        return params
-    cache = getattr(params, "_variant_cache", None)
-    if cache is not None and name in cache:
-        return cache[name]
-    if name not in params.variants:
-        known = ", ".join(sorted(params.variants)) or "none"
-        raise HecvlError(f"{source}: unknown variant {name!r} (known: {known})")
-    merged = deep_merge(params.to_dict(), params.variants[name] or {})
-    out = _validate_with(type(params), merged, source, f"variants.{name}: ")
-    if cache is not None:
-        cache[name] = out
-    return out
-
-
-def validate_section(cls: type[T], data: Any, where: str, source: str = "params.yaml") -> T:
-    """`cls` validated from plain data at key path `where` (e.g. "model"); errors name file and key."""
-    return _validate_with(cls, data, source, "", where)
-
-
-def _non_finite(value: Any, path: str) -> str | None:
-    """The key path of the first infinite or NaN number (JSON, hence the validation, cannot carry them)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path
-    items: Any = value.items() if isinstance(value, Mapping) else ()
-    if isinstance(value, list):
-        items = enumerate(value)
-    for key, item in items:
-        found = _non_finite(item, f"{path}.{key}" if path else str(key))
-        if found is not None:
-            return found
-    return None
-
-
-def _validate_with(cls: type[T], data: Any, source: str, prefix: str, where: str = "") -> T:
-    bad = _non_finite(data, where)
-    if bad is not None:
-        raise HecvlError(f"{source}: {prefix}{bad} must be a finite number")
-    try:
-        blob = json.dumps(data, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise HecvlError(f"{source}: {prefix}{where or 'the parameters'} hold a value that is not plain "
-                         f"YAML data: {exc}") from None
-    try:
-        # JSON mode + strict: lists are accepted for tuples and ints for floats, but "false" is not a
-        # bool and 256.5 is not an int (YAML typos must not train silently)
-        return cls.model_validate_json(blob, strict=True)
-    except ValidationError as exc:
-        raise HecvlError(f"{source}: {prefix}{format_error(exc, where)}") from None
-
-
-_MESSAGES = {
-    "missing": "is required",
-    "bool_type": "must be true or false",
-    "int_type": "must be an integer",
-    "int_from_float": "must be an integer",
-    "float_type": "must be a number",
-    "string_type": "must be a string",
-    "tuple_type": "must be a list",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-}
-
-
-def format_error(exc: ValidationError, where: str = "") -> str:
-    """One line for the first problem: the dotted key path, what is wrong, and the value found."""
-    errors = exc.errors(include_url=False)
-    e = errors[0]
-    loc = ".".join(str(p) for p in ((where,) if where else ()) + tuple(e["loc"]))
-    kind, ctx, value = e["type"], e.get("ctx") or {}, e.get("input")
-    if kind == "extra_forbidden":
-        text = f"{loc} is not a setting"
-    elif kind == "literal_error":
-        text = f"{loc} must be one of {ctx.get('expected')}, got {value!r}"
-    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-              "less_than_equal": "<="}[kind]
-        bound = next(iter(ctx.values()))
-        text = f"{loc} must be {op} {bound:g}, got {value!r}"
-    elif kind == "too_short":
-        text = f"{loc} must have at least {ctx.get('min_length')} item(s), got {value!r}"
-    elif kind == "too_long":
-        text = f"{loc} must have at most {ctx.get('max_length')} item(s), got {value!r}"
-    elif kind == "value_error":
-        msg = str(e["msg"]).removeprefix("Value error, ")
-        text = f"{loc}: {msg}" if loc else msg
-    elif kind in _MESSAGES:
-        text = f"{loc} {_MESSAGES[kind]}" + ("" if kind == "missing" else f", got {value!r}")
-    else:
-        text = f"{loc}: {e['msg']}" + (f", got {value!r}" if value is not None else "")
-    more = len(errors) - 1
-    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")

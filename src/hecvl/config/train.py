@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -19,9 +19,6 @@ from pydantic import (
 
 from hecvl.config.base import LEVELS, LevelCounts, LevelSizes, LevelWeights, Section, reason
 from hecvl.config.store import FrameStoreSettings
-
-if TYPE_CHECKING:
-    from hecvl.pairing.positives import PositiveRule
 
 SCHEDULES: tuple[str, ...] = ("fine_to_coarse", "joint", "clip_only", "epoch_alternation")
 
@@ -163,10 +160,3 @@ class TrainSettings(Section):
             return tuple(lvl for lvl in self.levels if self.level_weights[lvl] > 0)
         return self.levels
 
-    @property
-    def positives(self) -> PositiveRule | None:
-        """The MIL-NCE bag rule of the clip level, or None when `mil_nce.enabled` is false (InfoNCE)."""
-        from hecvl.pairing.positives import PositiveRule
-
-        m = self.mil_nce
-        return PositiveRule(m.context_s, m.max_texts) if m.enabled else None

@@ -10,6 +10,7 @@ import yaml
 
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path
+from hecvl.layout import RESOLVED_NAME, resolved_config
 
 
 def dump(params: Any, header: str = "") -> str:
@@ -37,8 +38,6 @@ def invocation_config(params: Any, header: str = "") -> tuple[str, str]:
     or a second study in the same folder with other settings gets another name and cannot change what a
     running job reads (`verify_resolved` refuses a file whose text no longer has its name's digest).
     """
-    from hecvl.layout import resolved_config
-
     text = dump(params, header)
     return resolved_config(text_digest(text)), text
 
@@ -56,8 +55,6 @@ def write_text_once(path: str | Path, text: str) -> bool:
 
 def verify_resolved(path: str | Path) -> None:
     """Refuse a content-addressed configuration whose text does not have the digest in its name."""
-    from hecvl.layout import RESOLVED_NAME
-
     path = Path(path)
     match = RESOLVED_NAME.fullmatch(path.name)
     if match is None or not path.is_file():

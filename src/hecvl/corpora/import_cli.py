@@ -1,7 +1,8 @@
-"""The corpus-import and inspect parts of `hecvl corpus` (wired in `hecvl.datasets.corpus_cli`).
+"""The corpus-import and inspect parts of `hecvl corpus` (wired in `hecvl.corpora.corpus_cli`).
 
-hecvl corpus import surglavi DB --out DIR [--clip-level L] [--phase-level L|none] [--abstract ...] ...
-hecvl corpus import surgatlas PATH --out DIR [--map MAP.yaml] [--keysteps phases|steps|none]
+hecvl corpus import surglavi DB --out DIR [--params FILE] [--clip-level L] [--phase-level L|none] ...
+hecvl corpus import surgatlas PATH --out DIR [--params FILE] [--map MAP.yaml] [--keysteps phases|steps|none]
+(the options' defaults: data.corpus_source of --params, else config/data.py; a flag overrides)
 hecvl corpus inspect PATH        keys with nesting, types and counts (or an SQLite file's tables)
 
 `hecvl corpus import TRANSCRIPT --out CSV` (one positional) still imports a single transcript.
@@ -12,7 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import get_args
 
+from hecvl.config import load_params
+from hecvl.config.base import Section
+from hecvl.config.data import SurgAtlasImport, SurgLaViImport
 from hecvl.errors import HecvlError
 
 log = logging.getLogger(__name__)
@@ -20,8 +25,21 @@ log = logging.getLogger(__name__)
 CORPORA = ("surglavi", "surgatlas")
 
 
+def _choices(section: type[Section], name: str) -> list[str]:
+    """The values a Literal option allows, as the config declares them."""
+    return list(get_args(section.model_fields[name].annotation))
+
+
+def _default(section: type[Section], name: str) -> str:
+    return f"default {section.model_fields[name].default!r}"
+
+
 def add_import_arguments(imp: argparse.ArgumentParser) -> None:
-    """The corpus importers' second positional and options, beside the transcript importer's."""
+    """The corpus importers' second positional and options, beside the transcript importer's.
+
+    Every option's default is data.corpus_source of --params, else the typed defaults (config/data.py:
+    SurgLaViImport, SurgAtlasImport); a flag given overrides it.
+    """
     imp.add_argument(
         "path",
         nargs="?",
@@ -29,49 +47,58 @@ def add_import_arguments(imp: argparse.ArgumentParser) -> None:
         default=None,
         help="after a corpus name: the SurgLaVi database (surglavi_beta.db) or the SurgAtlas file/folder",
     )
+    imp.add_argument("--params", type=Path, default=None,
+                     help="take the importer's options from data.corpus_source of this parameter file")
     lavi = imp.add_argument_group("surglavi (defaults: the authors' loader filters)")
-    lavi.add_argument(
-        "--clip-level", default="auto", help="level name or id -> narration.csv (auto: the finest)"
-    )
-    lavi.add_argument(
-        "--phase-level",
-        default="auto",
-        help="level name or id -> keysteps.csv; auto: the next level coarser than the clip level; none",
-    )
-    lavi.add_argument(
-        "--abstract",
-        default="coarsest",
-        help="abstract.txt from: coarsest (its captions joined in time order), a level name or id, "
-        "description (videos.description), none",
-    )
-    lavi.add_argument("--clip-text", choices=["raw_narration", "caption"], default="raw_narration")
-    lavi.add_argument(
-        "--phase-text",
-        choices=["caption", "raw_narration"],
-        default="caption",
-        help="text column for keysteps.csv and for an abstract built from a level",
-    )
-    lavi.add_argument(
-        "--min-duration", type=float, default=0.0, help="keep captions with duration > this (s)"
-    )
-    lavi.add_argument(
-        "--max-duration", type=float, default=500.0, help="keep captions with duration <= this (s)"
-    )
-    lavi.add_argument(
-        "--levels", nargs="+", default=[], metavar="LEVEL", help="keep only these levels (default all)"
-    )
-    lavi.add_argument(
-        "--no-pair-filter",
-        action="store_true",
-        help="keep captions whatever is_descriptive / is_surgical_content say (default: both must be 1)",
-    )
-    lavi.add_argument(
-        "--normalise", action="store_true", help="normalise the texts (close to the authors' loader)"
-    )
-    lavi.add_argument("--id-from", choices=["name", "video_id"], default="name", help="lecture folder names")
+    L = SurgLaViImport
+    lavi.add_argument("--clip-level", default=None,
+                      help=f"level name or id -> narration.csv; auto: the finest "
+                      f"({_default(L, 'clip_level')})")
+    lavi.add_argument("--phase-level", default=None,
+                      help="level name or id -> keysteps.csv; auto: the next level coarser than the clip "
+                      f"level; none ({_default(L, 'phase_level')})")
+    lavi.add_argument("--abstract", default=None,
+                      help="abstract.txt from: coarsest (its captions joined in time order), a level name or "
+                      f"id, description (videos.description), none ({_default(L, 'abstract')})")
+    lavi.add_argument("--clip-text", choices=_choices(L, "clip_text"), default=None,
+                      help=_default(L, "clip_text"))
+    lavi.add_argument("--phase-text", choices=_choices(L, "phase_text"), default=None,
+                      help=f"text column for keysteps.csv and for an abstract built from a level "
+                      f"({_default(L, 'phase_text')})")
+    lavi.add_argument("--min-duration", type=float, default=None,
+                      help=f"keep captions with duration > this (s) ({_default(L, 'min_duration')})")
+    lavi.add_argument("--max-duration", type=float, default=None,
+                      help=f"keep captions with duration <= this (s) ({_default(L, 'max_duration')})")
+    lavi.add_argument("--levels", nargs="+", default=None, metavar="LEVEL",
+                      help="keep only these levels (default all)")
+    lavi.add_argument("--no-pair-filter", dest="pair_filter", action="store_false", default=None,
+                      help="keep captions whatever is_descriptive / is_surgical_content say (default: both "
+                      "must be 1)")
+    lavi.add_argument("--normalise", action="store_true", default=None,
+                      help="normalise the texts (close to the authors' loader)")
+    lavi.add_argument("--id-from", choices=_choices(L, "id_from"), default=None,
+                      help=f"lecture folder names ({_default(L, 'id_from')})")
     atlas = imp.add_argument_group("surgatlas")
     atlas.add_argument("--map", type=Path, default=None, help="field map YAML (default: the shipped guess)")
-    atlas.add_argument("--keysteps", choices=["phases", "steps", "none"], default="phases")
+    atlas.add_argument("--keysteps", choices=_choices(SurgAtlasImport, "keysteps"), default=None,
+                       help=_default(SurgAtlasImport, "keysteps"))
+
+
+def import_options(args: argparse.Namespace, name: str) -> SurgLaViImport | SurgAtlasImport:
+    """`name`'s options: data.corpus_source of --params (or the typed defaults), the given flags on top."""
+    section = SurgLaViImport if name == "surglavi" else SurgAtlasImport
+    options = section()
+    if args.params is not None:
+        source = load_params(args.params).data.corpus_source
+        if source is not None and source.importer != name:
+            raise HecvlError(f"data.corpus_source imports {source.importer}, not {name}", args.params)
+        if source is not None:
+            options = source.surglavi if name == "surglavi" else source.surgatlas
+    changes = {key: getattr(args, key) for key in section.model_fields
+               if getattr(args, key, None) is not None}
+    if "map" in changes:
+        changes["map"] = str(changes["map"])
+    return options.replace(**changes) if changes else options
 
 
 def add_inspect_parser(sub: argparse._SubParsersAction) -> None:
@@ -104,29 +131,17 @@ def run_import(args: argparse.Namespace) -> int:
     if args.path is None:
         what = "the database surglavi_beta.db" if name == "surglavi" else "the annotation file or folder"
         raise HecvlError(f"corpus import {name} needs {what}: hecvl corpus import {name} PATH --out DIR")
+    options = import_options(args, name)
     if name == "surglavi":
-        from hecvl.corpora.surglavi import SurgLaViOptions, import_surglavi, level_lines
+        from hecvl.corpora.surglavi import import_surglavi, level_lines
 
-        options = SurgLaViOptions(
-            clip_level=args.clip_level,
-            phase_level=args.phase_level,
-            abstract=args.abstract,
-            clip_text=args.clip_text,
-            phase_text=args.phase_text,
-            min_duration=args.min_duration,
-            max_duration=args.max_duration,
-            levels=tuple(args.levels),
-            pair_filter=not args.no_pair_filter,
-            normalise=args.normalise,
-            id_from=args.id_from,
-        )
         result = import_surglavi(args.path, args.out, options)
         for line in level_lines(result):
             print(line)
     else:
         from hecvl.corpora.surgatlas import import_surgatlas
 
-        result = import_surgatlas(args.path, args.out, args.map, args.keysteps)
+        result = import_surgatlas(args.path, args.out, options.map, options.keysteps)
         for level, entry in result.record["levels"].items():
             dropped = ", ".join(f"{k} {v}" for k, v in entry["dropped"].items()) or "none"
             print(

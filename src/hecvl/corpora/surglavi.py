@@ -23,10 +23,11 @@ import logging
 import re
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hecvl.config.data import SurgLaViImport  # the import options, defined once
 from hecvl.corpora.sqlite import RowError, open_readonly, require_columns, select, tables
 from hecvl.corpora.writer import (
     ImportedLecture,
@@ -48,7 +49,6 @@ LICENCE_NOTE = (
     "SurgLaVi-beta annotations are licensed CC BY-NC-SA 4.0: non-commercial use only, share alike, "
     "attribute the authors (arXiv 2509.10555). The videos remain their uploaders'."
 )
-TEXT_COLUMNS = ("raw_narration", "caption")
 ABSTRACT_SOURCES = ("coarsest", "description", "none")
 VIDEO_META = {  # meta.json key -> videos column, copied when present
     "title": "title",
@@ -85,34 +85,14 @@ _PUNCT = re.compile(r"[^\w\s.,]")
 _SURGEON = re.compile(r"^the surgeon\b[\s,]*")
 
 
-@dataclass(frozen=True)
-class SurgLaViOptions:
-    """What to read and how to map it (defaults: the authors' filters; see the module docstring)."""
-
-    clip_level: str = "auto"  # level name or id, or auto (the finest)
-    phase_level: str = "auto"  # level name or id, auto (the next finer than the clip level) or none
-    abstract: str = "coarsest"  # coarsest | description | none | a level name or id
-    clip_text: str = "raw_narration"  # raw_narration | caption
-    phase_text: str = "caption"  # text of keysteps and of an abstract built from a level
-    min_duration: float = 0.0  # keep duration > min_duration
-    max_duration: float = 500.0  # keep duration <= max_duration
-    levels: tuple[str, ...] = ()  # names or ids; empty: all levels
-    pair_filter: bool = True  # require is_descriptive = 1 and is_surgical_content = 1
-    normalise: bool = False
-    id_from: str = "name"  # name (videos.name made filesystem-safe) | video_id
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["levels"] = list(self.levels)
-        return out
-
-    def filters(self) -> dict[str, Any]:
-        return {
-            "min_duration": self.min_duration,
-            "max_duration": self.max_duration,
-            "levels": list(self.levels) or "all",
-            "require_descriptive_and_surgical": self.pair_filter,
-        }
+def _filters(options: SurgLaViImport) -> dict[str, Any]:
+    """The authors' loader filters as import.json records them."""
+    return {
+        "min_duration": options.min_duration,
+        "max_duration": options.max_duration,
+        "levels": list(options.levels) or "all",
+        "require_descriptive_and_surgical": options.pair_filter,
+    }
 
 
 @dataclass
@@ -145,7 +125,7 @@ class Caption:
 
 
 @dataclass
-class SurgLaViImport:
+class SurgLaViResult:
     """What an import found and kept: the CLI prints it, import.json records it."""
 
     levels: list[Level]
@@ -180,7 +160,7 @@ def _read_levels(con, path: Path) -> dict[int, Level]:
     return levels
 
 
-def _read_videos(con, path: Path, options: SurgLaViOptions) -> dict[int, dict[str, Any]]:
+def _read_videos(con, path: Path, options: SurgLaViImport) -> dict[int, dict[str, Any]]:
     required = ["video_id", "name", "youtube_id"] + (
         ["description"] if options.abstract == "description" else []
     )
@@ -198,7 +178,7 @@ def _read_videos(con, path: Path, options: SurgLaViOptions) -> dict[int, dict[st
 
 
 def _read_captions(
-    con, path: Path, options: SurgLaViOptions, levels: dict[int, Level], videos: dict[int, dict]
+    con, path: Path, options: SurgLaViImport, levels: dict[int, Level], videos: dict[int, dict]
 ) -> list[Caption]:
     flags = ["is_descriptive", "is_surgical_content"] if options.pair_filter else []
     text_cols = sorted({options.clip_text, options.phase_text})
@@ -276,7 +256,7 @@ def fine_to_coarse(levels: list[Level]) -> list[Level]:
 
 
 def assign_roles(
-    options: SurgLaViOptions, levels: dict[int, Level], selected: list[Level], path: Path
+    options: SurgLaViImport, levels: dict[int, Level], selected: list[Level], path: Path
 ) -> dict[str, Level | None]:
     """Which level feeds narration.csv, keysteps.csv and abstract.txt (None: not fed by a level)."""
     order = fine_to_coarse(selected)
@@ -316,7 +296,7 @@ def assign_roles(
 # --- import ----------------------------------------------------------------------------------------
 
 
-def _drop_reason(cap: Caption, options: SurgLaViOptions, selected: set[int]) -> str | None:
+def _drop_reason(cap: Caption, options: SurgLaViImport, selected: set[int]) -> str | None:
     if cap.level_id not in selected:
         return "level_not_selected"
     if not cap.duration > options.min_duration:
@@ -330,7 +310,7 @@ def _drop_reason(cap: Caption, options: SurgLaViOptions, selected: set[int]) -> 
     return None
 
 
-def _lecture_ids(videos: dict[int, dict], chosen: list[int], options: SurgLaViOptions) -> dict[int, str]:
+def _lecture_ids(videos: dict[int, dict], chosen: list[int], options: SurgLaViImport) -> dict[int, str]:
     wanted = []
     for vid in chosen:
         name = safe_lecture_id(str(videos[vid].get("name") or "")) if options.id_from == "name" else ""
@@ -350,7 +330,7 @@ def _when(cap: Caption) -> tuple[float, float, int]:
 class _Build:
     """What every lecture of one import shares: the options, the level roles and the source."""
 
-    options: SurgLaViOptions
+    options: SurgLaViImport
     roles: dict[str, Level | None]
     source: dict[str, Any]
     transcripts: dict[int, list[str]]
@@ -416,7 +396,7 @@ class _Build:
                 "abstract.txt": abstract_from,
             },
             "abstract_derived": abstract_from is not None,
-            "filters": self.options.filters(),
+            "filters": _filters(self.options),
             "normalised": self.options.normalise,
         }
         if youtube_id:
@@ -501,15 +481,10 @@ def _warn_shared(path: Path, shared: dict[str, list[int]]) -> None:
     )
 
 
-def read_surglavi(db: str | Path, options: SurgLaViOptions | None = None) -> SurgLaViImport:
+def read_surglavi(db: str | Path, options: SurgLaViImport | None = None) -> SurgLaViResult:
     """Read and check the whole database and build every lecture (nothing is written)."""
-    options = options or SurgLaViOptions()
+    options = options or SurgLaViImport()
     path = Path(db)
-    for name, value in (("clip text", options.clip_text), ("phase text", options.phase_text)):
-        if value not in TEXT_COLUMNS:
-            raise HecvlError(f"{name} must be one of {', '.join(TEXT_COLUMNS)}, not {value!r}")
-    if options.id_from not in ("name", "video_id"):
-        raise HecvlError(f"lecture ids come from name or video_id, not {options.id_from!r}")
     con = open_readonly(path, "SurgLaVi database")
     try:
         levels = _read_levels(con, path)
@@ -584,19 +559,19 @@ def read_surglavi(db: str | Path, options: SurgLaViOptions | None = None) -> Sur
         "duplicate_youtube_ids": {"count": len(shared), "ids": shared},
         "lecture_ids_differing_from_name": renamed,
     }
-    return SurgLaViImport(list(levels.values()), roles, record, lectures)
+    return SurgLaViResult(list(levels.values()), roles, record, lectures)
 
 
 def import_surglavi(
-    db: str | Path, out: str | Path, options: SurgLaViOptions | None = None
-) -> SurgLaViImport:
+    db: str | Path, out: str | Path, options: SurgLaViImport | None = None
+) -> SurgLaViResult:
     """Read the database and write the lecture corpus under `out` (see `write_corpus`)."""
     result = read_surglavi(db, options)
     write_corpus(Path(out), CORPUS, result.lectures, result.record)
     return result
 
 
-def level_lines(result: SurgLaViImport) -> list[str]:
+def level_lines(result: SurgLaViResult) -> list[str]:
     """One line per level: captions, median span, role and what was kept and dropped."""
     lines = []
     for lv in result.levels:

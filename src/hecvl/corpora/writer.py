@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hecvl.datasets.corpus import ABSTRACT_FILE, KEYSTEPS_FILE, META_FILE, NARRATION_FILE, read_meta
-from hecvl.datasets.transcripts import KEYSTEP_COLUMNS, NARRATION_COLUMNS
+from hecvl.corpora.corpus import ABSTRACT_FILE, KEYSTEPS_FILE, META_FILE, NARRATION_FILE, read_meta
+from hecvl.corpora.transcripts import KEYSTEP_COLUMNS, NARRATION_COLUMNS
 from hecvl.errors import HecvlError
 from hecvl.io import write_text
 

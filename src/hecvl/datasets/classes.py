@@ -1,6 +1,6 @@
 """Phase class tables of the three target datasets, in id order, as the datasets publish them.
 
-The ids are the ones of protocol.md §4: Cholec80 by its CamelCase names in the order the surgical
+The ids are the ones of method.md §4: Cholec80 by its CamelCase names in the order the surgical
 workflow community uses (0 Preparation ... 6 GallbladderRetraction), AutoLaparo by its label values
 minus one, MultiBypass140 by the `label_id` of its JSON files (0-11; 12 and 13 are overlays).
 """
@@ -61,13 +61,14 @@ CLASSES: dict[str, list[str]] = {
     "autolaparo": AUTOLAPARO,
     "multibypass140": MULTIBYPASS140,
 }
-FORMATS: tuple[str, ...] = tuple(CLASSES)
+# The published label formats `read_labels(fmt, ...)` reads (a target layout adds "generic": config/data.py).
+LABEL_FORMATS: tuple[str, ...] = tuple(CLASSES)
 
 
 def check_format(fmt: str) -> str:
     """Return `fmt` if it names a known label format, else a clear error listing the known ones."""
     if fmt not in CLASSES:
-        raise HecvlError(f"unknown label format {fmt!r} (known: {', '.join(FORMATS)})")
+        raise HecvlError(f"unknown label format {fmt!r} (known: {', '.join(LABEL_FORMATS)})")
     return fmt
 
 

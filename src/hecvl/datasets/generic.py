@@ -30,12 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hecvl.datasets.corpus import VIDEO_EXTENSIONS
 from hecvl.datasets.labels import empty_label_table, seconds_in_video, sort_label_table
-from hecvl.datasets.transcripts import Issue, raise_first_error
-from hecvl.datasets.validate import probe_video
-from hecvl.errors import HecvlError
+from hecvl.errors import HecvlError, Issue, raise_first_error
 from hecvl.io import read_json, read_yaml
+from hecvl.video.reader import VIDEO_EXTENSIONS, probe_video
 
 CLASSES_FILE = "classes.yaml"
 VIDEOS_DIR = "videos"

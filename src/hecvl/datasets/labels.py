@@ -1,4 +1,4 @@
-"""Readers for the published phase-label formats, producing one 1 fps label table (protocol.md §5).
+"""Readers for the published phase-label formats, producing one 1 fps label table (method.md §5).
 
 Every format becomes the same table, `video, frame_sec, phase_id, phase_name` (str, int, int, str),
 sorted by video then second, so evaluation never needs to know where the labels came from:
@@ -260,6 +260,57 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_phase_segment(seg: object, where: str, classes: list[str], path: Path) -> tuple[float, float, int]:
+    """One entry of the `phases` list as (start, end, label_id), or a one-line error saying what is wrong."""
+    if not isinstance(seg, dict) or not {"start", "end", "label_id"} <= seg.keys():
+        raise HecvlError(f"{where}: expected an object with start, end, label_id, label_name", path)
+    start, end, pid, name = seg["start"], seg["end"], seg["label_id"], seg.get("label_name")
+    if not (_is_number(start) and _is_number(end)):
+        raise HecvlError(f"{where}: start and end must be numbers (ms), got {start!r}, {end!r}", path)
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        raise HecvlError(f"{where}: label_id must be an integer, got {pid!r}", path)
+    if start < 0 or end < start:
+        raise HecvlError(f"{where}: bad time range [{start}, {end}) ms", path)
+    if pid in MULTIBYPASS140_OVERLAYS:
+        expected = MULTIBYPASS140_OVERLAYS[pid]
+    elif 0 <= pid < len(classes):
+        expected = classes[pid]
+    else:
+        raise HecvlError(
+            f"{where}: unknown phase id {pid} (classes are 0-{len(classes) - 1}, overlays 12-13)", path
+        )
+    if name is not None and name != expected:
+        raise HecvlError(f"{where}: unknown phase name {name!r} for id {pid} (expected {expected!r})", path)
+    return start, end, pid
+
+
+def _check_no_overlap(
+    segments: list[tuple[float, float, int]], video: str, classes: list[str], path: Path
+) -> None:
+    """Class segments (sorted) must not overlap: each second has one phase."""
+    for (s0, e0, p0), (s1, e1, p1) in itertools.pairwise(segments):
+        if s1 < e0:
+            raise HecvlError(
+                f"class segments overlap in video {video}: {classes[p0]} [{s0}, {e0}) ms and "
+                f"{classes[p1]} [{s1}, {e1}) ms",
+                path,
+            )
+
+
+def _segments_to_seconds(segments: list[tuple[float, float, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each segment's seconds i with start <= 1000*i < end, and its class id for each."""
+    secs: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    for start, end, pid in segments:
+        first, stop = math.ceil(start / 1000), math.ceil(end / 1000)
+        if stop > first:
+            secs.append(np.arange(first, stop, dtype=np.int64))
+            ids.append(np.full(stop - first, pid, dtype=np.int64))
+    all_secs = np.concatenate(secs) if secs else np.empty(0, dtype=np.int64)
+    all_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
+    return all_secs, all_ids
+
+
 def _read_multibypass140(path: Path, video: str, classes: list[str]) -> pd.DataFrame:
     """JSON `{"phases": [{start, end, label_name, label_id}], ...}` in ms; classes 0-11 only."""
     try:
@@ -268,51 +319,13 @@ def _read_multibypass140(path: Path, video: str, classes: list[str]) -> pd.DataF
         raise HecvlError(json_error(exc), path) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("phases"), list):
         raise HecvlError("expected a JSON object with a 'phases' list", path)
-    overlays = MULTIBYPASS140_OVERLAYS
-    segments: list[tuple[int | float, int | float, int]] = []
-    for k, seg in enumerate(doc["phases"]):
-        where = f"phases[{k}]"
-        if not isinstance(seg, dict) or not {"start", "end", "label_id"} <= seg.keys():
-            raise HecvlError(f"{where}: expected an object with start, end, label_id, label_name", path)
-        start, end, pid, name = seg["start"], seg["end"], seg["label_id"], seg.get("label_name")
-        if not (_is_number(start) and _is_number(end)):
-            raise HecvlError(f"{where}: start and end must be numbers (ms), got {start!r}, {end!r}", path)
-        if not isinstance(pid, int) or isinstance(pid, bool):
-            raise HecvlError(f"{where}: label_id must be an integer, got {pid!r}", path)
-        if start < 0 or end < start:
-            raise HecvlError(f"{where}: bad time range [{start}, {end}) ms", path)
-        if pid in overlays:
-            expected = overlays[pid]
-        elif 0 <= pid < len(classes):
-            expected = classes[pid]
-        else:
-            raise HecvlError(
-                f"{where}: unknown phase id {pid} (classes are 0-{len(classes) - 1}, overlays 12-13)", path
-            )
-        if name is not None and name != expected:
-            raise HecvlError(
-                f"{where}: unknown phase name {name!r} for id {pid} (expected {expected!r})", path
-            )
-        if pid not in overlays:
-            segments.append((start, end, pid))
-    segments.sort()
-    for (s0, e0, p0), (s1, e1, p1) in itertools.pairwise(segments):
-        if s1 < e0:
-            raise HecvlError(
-                f"class segments overlap in video {video}: {classes[p0]} [{s0}, {e0}) ms and "
-                f"{classes[p1]} [{s1}, {e1}) ms",
-                path,
-            )
-    secs: list[np.ndarray] = []
-    ids: list[np.ndarray] = []
-    for start, end, pid in segments:
-        # seconds i with start <= 1000*i < end
-        first, stop = math.ceil(start / 1000), math.ceil(end / 1000)
-        if stop > first:
-            secs.append(np.arange(first, stop, dtype=np.int64))
-            ids.append(np.full(stop - first, pid, dtype=np.int64))
-    all_secs = np.concatenate(secs) if secs else np.empty(0, dtype=np.int64)
-    all_ids = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
+    checked = [
+        _check_phase_segment(seg, f"phases[{k}]", classes, path) for k, seg in enumerate(doc["phases"])
+    ]
+    # the overlays (out of body, severe index) are checked but say nothing about the phase
+    segments = sorted(seg for seg in checked if seg[2] not in MULTIBYPASS140_OVERLAYS)
+    _check_no_overlap(segments, video, classes, path)
+    all_secs, all_ids = _segments_to_seconds(segments)
     return _table(video, all_secs, all_ids, [classes[i] for i in all_ids])
 
 

@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from hecvl.datasets.classes import FORMATS
+from hecvl.datasets.classes import LABEL_FORMATS
 from hecvl.datasets.labels import read_labels
 from hecvl.datasets.splits import multibypass_official_splits, read_split_pickle
 from hecvl.io import write_csv, write_json
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "format", choices=[*FORMATS, "splits"], help="label format, or 'splits' for split pickles"
+        "format", choices=[*LABEL_FORMATS, "splits"], help="label format, or 'splits' for split pickles"
     )
     parser.add_argument(
         "path", type=Path, help="label file or folder (searched recursively); for splits a pickle or folder"

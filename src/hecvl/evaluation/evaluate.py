@@ -1,6 +1,6 @@
 """Zero-shot phase recognition of one model on target dataset splits: the evaluation engine.
 
-Pipeline (docs/protocol.md §5-7): the split's videos at 1 fps from the frame cache (decoded once,
+Pipeline (docs/method.md §5-7): the split's videos at 1 fps from the frame cache (decoded once,
 with the evaluation transform), frame embeddings from the model (cached per model, dataset,
 transform and level), one prompt per class (or a template ensemble averaged), score = 100 x cosine,
 argmax (ties: lowest class id), then the protocol's metrics against the 1 fps labels.
@@ -46,6 +46,7 @@ from hecvl.evaluation.sources import Loaded, ModelSource, ScoredModel
 from hecvl.evaluation.windows import embed_windows, pool_windows
 from hecvl.evaluation.zeroshot import class_embeddings, zero_shot_scores
 from hecvl.io import write_json, write_parquet
+from hecvl.video import frames_setup
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,9 @@ def frame_source(params: Params):  # -> tuple[FrameCache, FrameTransform]
 
     The rate must be 1 fps: the labels are 1 fps and row i of a cached array is second i.
     """
-    cache, transform, fps = params.frames.build()
+    cache, transform, fps = frames_setup(params.frames)
     if fps != 1.0:
-        raise HecvlError(f"evaluation runs at 1 fps (protocol.md §5), but frames.fps is {fps:g}")
+        raise HecvlError(f"evaluation runs at 1 fps (method.md §5), but frames.fps is {fps:g}")
     return cache, transform
 
 

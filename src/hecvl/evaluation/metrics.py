@@ -1,4 +1,4 @@
-"""The protocol's metrics (docs/protocol.md §6), computed from one table of aligned 1 fps frames.
+"""The protocol's metrics (docs/method.md §6), computed from one table of aligned 1 fps frames.
 
 Video-wise (the numbers the paper reports):
 - accuracy per video, and macro F1 per video over the classes present in that video's ground truth

@@ -1,6 +1,6 @@
 """Zero-shot prompts: one versioned YAML file per target dataset, three ways to turn a class into text.
 
-Why data files: the protocol's prompts move results by up to 15 points (docs/protocol.md §8), so they
+Why data files: the protocol's prompts move results by up to 15 points (docs/method.md §8), so they
 must be explicit, reviewable and reported with every table (by file hash). Styles:
 - `decomposed`: one sentence per class spelling out instruments, anatomy and action (protocol §7);
 - `class_name`: the plain class name ("clipping and cutting");

@@ -29,6 +29,7 @@ from hecvl.config.evaluation import WindowSettings
 from hecvl.config.frames import TransformSettings
 from hecvl.errors import HecvlError
 from hecvl.io import read_yaml
+from hecvl.video import frames_transform
 
 PROTOCOL_FILE = Path(__file__).with_name("protocols.yaml")
 STUDY_PROTOCOL = "hecvl"  # the study's own: every choice from params.yaml
@@ -204,7 +205,7 @@ class ResolvedProtocol:
         """The frames' transform (a FrameTransform): the protocol's, else the model's own, else params'."""
         if own is not None and self.definition.transform is None:
             return own
-        return self.params.frames.transform.build()
+        return frames_transform(self.params.frames.transform)
 
     def record(self, settings: EvalSettings, dataset: str, transform: Any) -> dict[str, Any]:
         """What a metrics file says of the protocol for `dataset` (protocol_record)."""

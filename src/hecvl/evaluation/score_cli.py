@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from hecvl.datasets.classes import CLASSES, LABEL_FORMATS
 from hecvl.errors import HecvlError
 from hecvl.evaluation.metrics import align, score_predictions
 from hecvl.io import write_json
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("cholec80", "autolaparo", "multibypass140")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,12 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     parser.add_argument(
         "--gt-format",
-        choices=FORMATS,
+        choices=LABEL_FORMATS,
         help="read --gt as published labels of this format (a file or a folder) instead of a CSV",
     )
     parser.add_argument(
         "--classes",
-        choices=FORMATS,
+        choices=LABEL_FORMATS,
         help="name the phases and fix the class count from this dataset's class list "
         "(default: --gt-format, else names from the ground truth's phase_name column)",
     )
@@ -70,8 +69,6 @@ def class_names_for(fmt: str | None, gt: pd.DataFrame, min_count: int) -> list[s
     the ground truth or prediction) are kept; ids that have no name row are named by their number.
     """
     if fmt is not None:
-        from hecvl.datasets.classes import CLASSES
-
         return list(CLASSES[fmt])
     if "phase_name" not in gt.columns:
         return None

@@ -1,4 +1,4 @@
-"""Zero-shot classification: score = 100 x cosine(frame, class prompt), argmax (docs/protocol.md §7).
+"""Zero-shot classification: score = 100 x cosine(frame, class prompt), argmax (docs/method.md §7).
 
 A class with several prompts (template ensemble) is represented by the mean of its L2-normalised
 prompt embeddings, normalised again (the CLIP recipe). The `ensemble` space averages the score

@@ -4,7 +4,7 @@ All take L2-normalised embeddings and a logit scale (1 / temperature) and comput
 are safe under bf16 autocast. The batch provides the negatives: sample i's text is the positive of
 sample i's video and a negative of every other video, and vice versa.
 
-Identical texts in a batch are positives of each other (docs/protocol.md §2). A batch of phase pairs
+Identical texts in a batch are positives of each other (docs/method.md §2). A batch of phase pairs
 may hold the same keystep title twice ("Preparation" of two lectures), a clip batch the same stock
 phrase twice; counting the twin as a negative would push video i away from a text that is, character
 for character, its own. So every loss takes an optional positive set per sample, P(i) = {j : text_j ==

@@ -5,7 +5,7 @@ References:
   Recognition", MICCAI 2024, arXiv 2405.10075 (the method);
 - SurgVLP, Yuan et al., arXiv 2307.15220, and the public code github.com/CAMMA-public/SurgVLP
   (ResNet-50 + global average pool + linear 2048->768; Bio_ClinicalBERT with last-4-layer pooling);
-- docs/protocol.md §2 and docs/checkpoints.md §3 of this project for what is known of both.
+- docs/method.md §2 and docs/checkpoints.md §3 of this project for what is known of both.
 
 The forward pass, for a level L in {clip, phase, video}:
 

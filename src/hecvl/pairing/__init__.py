@@ -1,6 +1,6 @@
 """Hierarchical pairing: clip, phase and video pairs from a lecture corpus, and the loaders for training.
 
-HecVL's three levels of text (protocol.md §1-3): an ASR narration for a 3-5 s clip, a keystep title or
+HecVL's three levels of text (method.md §1-3): an ASR narration for a 3-5 s clip, a keystep title or
 summary for a whole phase, the abstract for a whole video. `hecvl pair` writes one Parquet manifest per
 level (`manifest.py`), built by `clips.py`, `phases.py` and `videos.py` under the rules of
 `hecvl.config.pairing`;

@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hecvl.config.pairing import PairingRules
-from hecvl.datasets.corpus import (
+from hecvl.corpora.corpus import (
     ABSTRACT_FILE,
     KEYSTEPS_FILE,
     META_FILE,
@@ -31,7 +31,7 @@ from hecvl.datasets.corpus import (
     read_lecture_keysteps,
     read_meta,
 )
-from hecvl.datasets.transcripts import KEYSTEP_COLUMNS, empty_segments, raise_first_error, read_segments_csv
+from hecvl.corpora.transcripts import KEYSTEP_COLUMNS, empty_segments, raise_first_error, read_segments_csv
 from hecvl.errors import HecvlError
 from hecvl.pairing.clips import clip_pairs
 from hecvl.pairing.manifest import LEVELS, to_columns
@@ -54,7 +54,7 @@ class PairSet:
 def load_lecture_lenient(folder: Path, tally: Tally) -> Lecture:
     """Load a lecture keeping row-level problems for the pairing rules to count, not to reject.
 
-    `hecvl.datasets.corpus.load_lecture` is strict (the first bad row fails the lecture); here a bad row
+    `hecvl.corpora.corpus.load_lecture` is strict (the first bad row fails the lecture); here a bad row
     (empty text, end <= start, a time that is not a number) is dropped by the pairing rules and counted,
     and only a missing or unreadable video or narration file excludes the lecture. An unreadable
     keysteps.csv, abstract.txt or meta.json is a warning: the lecture still feeds the other levels.

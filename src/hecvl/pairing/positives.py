@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from hecvl.config.train import TrainSettings
+
 
 @dataclass(frozen=True)
 class PositiveRule:
@@ -40,6 +42,12 @@ class PositiveRule:
             raise ValueError(f"context_s must be a finite number >= 0, got {self.context_s!r}")
         if isinstance(self.max_texts, bool) or not isinstance(self.max_texts, int) or self.max_texts < 1:
             raise ValueError(f"max_texts must be >= 1 (an integer), got {self.max_texts!r}")
+
+
+def positive_rule(train: TrainSettings) -> PositiveRule | None:
+    """The MIL-NCE bag rule of the clip level, or None when `train.mil_nce.enabled` is false (InfoNCE)."""
+    m = train.mil_nce
+    return PositiveRule(m.context_s, m.max_texts) if m.enabled else None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The paper's outputs: tables (CSV, Markdown, LaTeX), figures and the protocol note, from the results.
 
-Modules: `published` (protocol.md §8 as data), `collect` (results files -> tidy DataFrames),
+Modules: `published` (method.md §8 as data), `collect` (results files -> tidy DataFrames),
 `tables` (mean ± std across seeds, writers), `figures` (seaborn), `protocol` (the protocol note),
 `cli` (`hecvl paper table | build | noise`).
 """

@@ -20,7 +20,7 @@ from hecvl.config import REFERENCES, Params
 from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
 from hecvl.io import read_json, write_csv, write_text
-from hecvl.layout import PAIRS, WORLD_CHECK
+from hecvl.layout import PAIRS, RUN_PROTOCOL_NAME, WORLD_CHECK
 from hecvl.paper import figures
 from hecvl.paper.collect import (
     Result,
@@ -91,7 +91,7 @@ def _released_note(study: Study, released: Sequence[Result], data_long: str) -> 
         f"Released-weights rows ({names}): the authors' checkpoints evaluated by this pipeline on "
         f"{data_long}, with their own frame transform ({transform}) and forward pass, our prompts and "
         "metrics; one deterministic run each. Independent re-evaluations of the released weights on "
-        "Cholec80 report HecVL 44.8 / 25.1, SurgVLP 41.6 / 27.8, PeskaVLP 45.2 / 34.2 (protocol.md §8)."
+        "Cholec80 report HecVL 44.8 / 25.1, SurgVLP 41.6 / 27.8, PeskaVLP 45.2 / 34.2 (method.md §8)."
     )
 
 
@@ -105,7 +105,7 @@ def _notes(study: Study, published: PublishedTable, data_long: str) -> list[str]
     notes = [
         f"Published rows: {published.data} ({published.source}). Our rows: {data_long}. The two are on "
         "different data and are not comparable number for number; the published rows give the scale.",
-        f"Protocol: protocol.md beside this table (settings digest {params_digest(study.params)}).",
+        f"Protocol: run_protocol.md beside this table (settings digest {params_digest(study.params)}).",
     ]
     if list(study.datasets) != list(published.datasets):
         notes.append(
@@ -269,8 +269,8 @@ def build(params: Params, out: Path, root: Path = Path(".")) -> list[Path]:
     protocol = protocol_markdown(
         study, all_results + released_results, published, stats, released_notes=released_notes
     )
-    write_text(out / "protocol.md", protocol)
-    written.append(out / "protocol.md")
+    write_text(out / RUN_PROTOCOL_NAME, protocol)
+    written.append(out / RUN_PROTOCOL_NAME)
     _track(study, table, written)
     return written
 

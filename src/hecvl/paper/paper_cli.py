@@ -3,7 +3,7 @@
 hecvl paper table --params params.yaml --name NAME --out results/ablations/NAME.csv LABEL=PATH ...
     one ablation's tidy CSV (mean ± std across seeds of the video-wise means, per label and dataset)
 hecvl paper build --params params.yaml --out results/paper
-    main and ablation tables (CSV, Markdown, LaTeX), figures, protocol.md
+    main and ablation tables (CSV, Markdown, LaTeX), figures, run_protocol.md
 hecvl paper readme [--findings results/paper/findings.md] [--readme README.md] [--check]
     the README's results block (between its results markers) replaced by the study's findings.md
 hecvl paper noise --params params.yaml --table results/noise/narration_noise.csv --out PNG

@@ -1,7 +1,7 @@
-"""protocol.md: the exact protocol behind the tables, written beside them.
+"""run_protocol.md: the exact protocol one study ran, written beside its tables.
 
 Why: the same weights score up to 15 points apart under different prompts, frames and splits
-(protocol.md §8), so a table without its protocol cannot be read. Everything here comes from the
+(method.md §8), so a table without its protocol cannot be read. Everything here comes from the
 resolved params.yaml and from what the evaluations themselves recorded in their metrics.json
 (test videos, frame counts, prompt file hashes), never from defaults restated by hand.
 """
@@ -144,7 +144,7 @@ def protocol_markdown(
         "# Protocol of these tables and figures",
         "",
         "Zero-shot numbers move by up to 15 points with the protocol (prompts, frames, splits; see",
-        "docs/protocol.md §8), so this note travels with every table. It is generated from params.yaml and",
+        "docs/method.md §8), so this note travels with every table. It is generated from params.yaml and",
         "from what each evaluation recorded.",
         "",
         f"- study: `{study.name}`, preset `{p.preset or 'none'}`, settings digest `{params_digest(p)}`",
@@ -178,7 +178,7 @@ def protocol_markdown(
         "## Frames and inference",
         "",
         f"- sampling: {p.frames.fps:g} frame per second; second i = frame round(i x video fps);"
-        " labels joined on the second (docs/protocol.md §5)",
+        " labels joined on the second (docs/method.md §5)",
         f"- transform: resize to {transform['size']} (H, W), centre crop {transform['crop']}, "
         f"{transform['resample']} resampling; normalised with mean {visual['mean']}, std {visual['std']}",
         "- score: 100 x cosine similarity of the L2-normalised frame and prompt embeddings; argmax, ties to "

@@ -1,4 +1,4 @@
-"""The published numbers of protocol.md §8, as data (published.yaml) rather than as literals in code.
+"""The published numbers of method.md §8, as data (published.yaml) rather than as literals in code.
 
 Why a data file: the reference rows of every table come from one place that states its source, and a
 reader can check each number against the paper without reading Python.

@@ -41,7 +41,7 @@ GROUPS = ("published", "released", "ours", "reference")  # row blocks of the mai
 DAGGER = "†"
 
 CELL_NOTE = (
-    "Cells: accuracy / F1 in %, each the mean over test videos (protocol.md §6). Ours: mean ± std "
+    "Cells: accuracy / F1 in %, each the mean over test videos (method.md §6). Ours: mean ± std "
     "across seeds (population std, ddof=0) of those video-wise means; the average column averages the "
     f"datasets per seed first. {DAGGER} one seed only: ± is the std over that run's test videos, "
     "not over seeds."
@@ -520,7 +520,7 @@ def write_paired_table(
     text.append(markdown_table(header, rows) if rows else "No seed has results of both methods.\n")
     explained = [
         f"Each seed's difference is {main} minus {baseline} of the run-level means over test videos "
-        "(accuracy / macro F1 in %, protocol.md §6), both runs with that seed; the column is the mean "
+        "(accuracy / macro F1 in %, method.md §6), both runs with that seed; the column is the mean "
         "of those differences over the seeds (n). Positive: "
         f"{main} is better.",
         f"{level} CI: two-sided Student-t interval over the per-seed differences, mean ± "

@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from hecvl.config import TargetSettings
-from hecvl.datasets.corpus import load_lecture
+from hecvl.corpora.corpus import load_lecture
 from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
 from hecvl.io import read_json

@@ -7,6 +7,9 @@ short strokes to dissect, an open-close cycle to clip or cut, circles to suture,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from hecvl.synth import draw, vocab
@@ -92,80 +95,160 @@ def _half(kind: str, part: str, r: float) -> float:
     return 0.5 * TIP_PARTS[kind][part][0] * r
 
 
+@dataclass(frozen=True)
+class _Tip:
+    """Where one instrument's tip is at one time, in pixels: what each tip kind's drawing needs."""
+
+    img: Array  # (3, H, W) float32, drawn into
+    kind: str  # world.yaml `instruments: tip`
+    tip: Array  # tip position (x, y)
+    base: Array  # where the tip part meets the shaft
+    entry: Array  # where the shaft enters the view
+    u: Array  # unit shaft direction, towards the tip
+    n: Array  # unit normal of the shaft
+    opening: float  # jaw opening 0-1
+    r: float  # shaft radius
+    length: float  # tip length
+    shaft: Array  # shaft colour
+    col: Array  # tip colour
+    t: float
+    phase: float
+
+    def seg(self, p: Array, q: Array, rad: float, color: Array, shade: float = 0.45) -> None:
+        """A capsule from p to q."""
+        p0, q0 = (float(p[0]), float(p[1])), (float(q[0]), float(q[1]))
+        draw.capsule(self.img, p0, q0, rad, color, shade=shade)
+
+    def half(self, part: str) -> float:
+        """The capsule radius of one of this tip's parts (TIP_PARTS)."""
+        return _half(self.kind, part, self.r)
+
+
+def _draw_port(a: _Tip) -> None:
+    """The trocar seen end-on: a rim around a dark opening, no shaft."""
+    c = (float(a.tip[0]), float(a.tip[1]))
+    draw.ellipse(a.img, c, (a.r * PORT_RIM[0], a.r * PORT_RIM[1]), a.shaft, 1.0, soft=1.5)
+    draw.ellipse(a.img, c, (a.r * PORT_OPENING[0], a.r * PORT_OPENING[1]), a.col, 1.0, soft=1.5)
+
+
+def _draw_tube(a: _Tip) -> None:
+    """The irrigator: a shaft to the tip, its last stretch a wider tube."""
+    a.seg(a.entry, a.tip, a.r, a.shaft)
+    a.seg(a.tip - a.u * a.length, a.tip, a.half("tube"), a.col, shade=0.3)
+
+
+def _draw_bar(a: _Tip) -> None:
+    """The retractor: a thinner shaft ending in a bar across it."""
+    a.seg(a.entry, a.base, a.r * 0.7, a.shaft)
+    a.seg(a.base - a.n * a.length * 0.35, a.base + a.n * a.length * 0.35, a.half("bar"), a.col, shade=0.5)
+
+
+def _draw_jaws(a: _Tip) -> None:
+    for sgn in (-1, 1):
+        a.seg(a.base, a.tip + sgn * a.n * a.opening * a.length * 0.45, a.half("jaw"), a.col)
+
+
+def _draw_hook(a: _Tip) -> None:
+    a.seg(a.base, a.tip, a.half("hook"), a.col)
+    a.seg(a.tip, a.tip + a.n * a.length * 0.45 - a.u * a.length * 0.1, a.half("hook"), a.col)
+
+
+def _draw_prongs(a: _Tip) -> None:
+    gap = a.r * (0.35 + 0.45 * a.opening)
+    for sgn in (-1, 1):
+        a.seg(a.base + sgn * a.n * a.r * 0.4, a.tip + sgn * a.n * gap, a.half("prong"), a.col)
+
+
+def _draw_shears(a: _Tip) -> None:
+    """Ultrasonic shears: the active blade and a clamp arm that opens away from it."""
+    a.seg(a.base, a.tip, a.half("active blade"), a.col)
+    arm = a.half("clamp arm")
+    a.seg(a.base + a.n * a.r * 0.5, a.tip + a.n * (a.r * 0.5 + a.opening * a.length * 0.3), arm, a.shaft)
+
+
+def _draw_blade(a: _Tip) -> None:
+    for sgn in (-1, 1):
+        bend = a.tip + sgn * a.n * a.opening * a.length * 0.35 + a.n * a.length * 0.12
+        a.seg(a.base, bend, a.half("blade"), a.col)
+
+
+def _draw_bag(a: _Tip) -> None:
+    """The specimen bag: an ellipse beyond the tip, held by a dark rod."""
+    centre = a.tip + a.u * a.length * 0.45
+    draw.ellipse(
+        a.img,
+        (float(centre[0]), float(centre[1])),
+        (a.length * BAG_RADII[0], a.length * BAG_RADII[1]),
+        a.col,
+        0.8,
+        angle=float(np.arctan2(a.u[1], a.u[0])),
+        soft=2.0,
+    )
+    a.seg(a.base, a.tip, a.half("rod"), DARK)
+
+
+def _draw_needle(a: _Tip) -> None:
+    """The needle driver: jaws holding a turning curved needle, its thread trailing back to the entry."""
+    for sgn in (-1, 1):
+        a.seg(a.base, a.tip + sgn * a.n * a.opening * a.length * 0.3, a.half("jaw"), a.col)
+    ang = np.linspace(0, np.pi, 7) + 3.0 * a.t + a.phase
+    arc = a.tip[None, :] + a.length * 0.45 * np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    draw.polyline(a.img, arc, a.half("needle"), NEEDLE, shade=0.2)
+    draw.polyline(
+        a.img,
+        np.stack([arc[-1], arc[-1] + (a.entry - a.tip) * 0.25 + a.n * a.length]),
+        max(0.5, a.r * 0.12),
+        THREAD,
+        shade=0.0,
+    )
+
+
+def _draw_stapler(a: _Tip) -> None:
+    gap = a.r * (0.45 + 0.7 * a.opening)
+    a.seg(a.base + a.n * gap * 0.5, a.tip + a.n * gap, a.half("anvil"), a.col)
+    a.seg(a.base - a.n * gap * 0.5, a.tip - a.n * gap, a.half("cartridge"), a.shaft * 1.6)
+
+
+# Tip kinds drawn without the common shaft (the port has none, the tube and bar draw their own).
+_WHOLE: dict[str, Callable[[_Tip], None]] = {"port": _draw_port, "tube": _draw_tube, "bar": _draw_bar}
+# Tip kinds drawn at the end of the common shaft.
+_ON_SHAFT: dict[str, Callable[[_Tip], None]] = {
+    "jaws": _draw_jaws,
+    "hook": _draw_hook,
+    "prongs": _draw_prongs,
+    "shears": _draw_shears,
+    "blade": _draw_blade,
+    "bag": _draw_bag,
+    "needle": _draw_needle,
+    "stapler": _draw_stapler,
+}
+
+
 def draw_tool(img: Array, track: ToolTrack, t: float, stretch: tuple[float, float]) -> None:
     """Draw one instrument at time t into `img` (3, H, W) float32."""
     spec = vocab.world()["instruments"][track.tool]
     h, w = img.shape[1:]
     tip, u, o = pose(track, t, stretch, (h, w))
-    n = np.array([-u[1], u[0]])
-    r = float(spec["radius"]) * h
     length = float(spec["tip_len"]) * h
-    shaft, col = draw.rgb(spec["shaft"]), draw.rgb(spec["tip_color"])
-    kind = spec["tip"]
-    entry = np.array([track.entry[0] * w, track.entry[1] * h])
-    base = tip - u * length
-
-    def seg(p, q, rad, color, shade=0.45):
-        draw.capsule(img, (float(p[0]), float(p[1])), (float(q[0]), float(q[1])), rad, color, shade=shade)
-
-    if kind == "port":
-        c = (float(tip[0]), float(tip[1]))
-        draw.ellipse(img, c, (r * PORT_RIM[0], r * PORT_RIM[1]), shaft, 1.0, soft=1.5)
-        draw.ellipse(img, c, (r * PORT_OPENING[0], r * PORT_OPENING[1]), col, 1.0, soft=1.5)
+    a = _Tip(
+        img=img,
+        kind=spec["tip"],
+        tip=tip,
+        base=tip - u * length,
+        entry=np.array([track.entry[0] * w, track.entry[1] * h]),
+        u=u,
+        n=np.array([-u[1], u[0]]),
+        opening=o,
+        r=float(spec["radius"]) * h,
+        length=length,
+        shaft=draw.rgb(spec["shaft"]),
+        col=draw.rgb(spec["tip_color"]),
+        t=t,
+        phase=track.phase,
+    )
+    if a.kind in _WHOLE:
+        _WHOLE[a.kind](a)
         return
-    if kind == "tube":
-        seg(entry, tip, r, shaft)
-        seg(tip - u * length, tip, _half(kind, "tube", r), col, shade=0.3)
-        return
-    if kind == "bar":
-        seg(entry, base, r * 0.7, shaft)
-        seg(base - n * length * 0.35, base + n * length * 0.35, _half(kind, "bar", r), col, shade=0.5)
-        return
-    seg(entry, base, r, shaft)
-    if kind == "jaws":
-        for sgn in (-1, 1):
-            seg(base, tip + sgn * n * o * length * 0.45, _half(kind, "jaw", r), col)
-    elif kind == "hook":
-        seg(base, tip, _half(kind, "hook", r), col)
-        seg(tip, tip + n * length * 0.45 - u * length * 0.1, _half(kind, "hook", r), col)
-    elif kind == "prongs":
-        gap = r * (0.35 + 0.45 * o)
-        for sgn in (-1, 1):
-            seg(base + sgn * n * r * 0.4, tip + sgn * n * gap, _half(kind, "prong", r), col)
-    elif kind == "shears":  # ultrasonic shears: the active blade and a clamp arm that opens away from it
-        seg(base, tip, _half(kind, "active blade", r), col)
-        arm = _half(kind, "clamp arm", r)
-        seg(base + n * r * 0.5, tip + n * (r * 0.5 + o * length * 0.3), arm, shaft)
-    elif kind == "blade":
-        for sgn in (-1, 1):
-            bend = tip + sgn * n * o * length * 0.35 + n * length * 0.12
-            seg(base, bend, _half(kind, "blade", r), col)
-    elif kind == "bag":
-        centre = tip + u * length * 0.45
-        draw.ellipse(
-            img,
-            (float(centre[0]), float(centre[1])),
-            (length * BAG_RADII[0], length * BAG_RADII[1]),
-            col,
-            0.8,
-            angle=float(np.arctan2(u[1], u[0])),
-            soft=2.0,
-        )
-        seg(base, tip, _half(kind, "rod", r), DARK)
-    elif kind == "needle":
-        for sgn in (-1, 1):
-            seg(base, tip + sgn * n * o * length * 0.3, _half(kind, "jaw", r), col)
-        ang = np.linspace(0, np.pi, 7) + 3.0 * t + track.phase
-        arc = tip[None, :] + length * 0.45 * np.stack([np.cos(ang), np.sin(ang)], axis=1)
-        draw.polyline(img, arc, _half(kind, "needle", r), NEEDLE, shade=0.2)
-        draw.polyline(
-            img,
-            np.stack([arc[-1], arc[-1] + (entry - tip) * 0.25 + n * length]),
-            max(0.5, r * 0.12),
-            THREAD,
-            shade=0.0,
-        )
-    elif kind == "stapler":
-        gap = r * (0.45 + 0.7 * o)
-        seg(base + n * gap * 0.5, tip + n * gap, _half(kind, "anvil", r), col)
-        seg(base - n * gap * 0.5, tip - n * gap, _half(kind, "cartridge", r), shaft * 1.6)
+    a.seg(a.entry, a.base, a.r, a.shaft)
+    if a.kind in _ON_SHAFT:
+        _ON_SHAFT[a.kind](a)

@@ -1,4 +1,4 @@
-"""The target datasets' label files, byte for byte in their published formats (docs/protocol.md §4).
+"""The target datasets' label files, byte for byte in their published formats (docs/method.md §4).
 
 - Cholec80: `phase_annotations/videoNN-phase.txt`, header `Frame<TAB>Phase`, one row per video frame,
   CamelCase names; `tool_annotations/videoNN-tool.txt`, one row per second (Frame = fps * i) with one

@@ -117,6 +117,97 @@ def _tube_path(shape: tuple[int, int], rng: np.random.Generator) -> Array:
     return np.stack([x, y], axis=1)
 
 
+def _draw_tube(canvas: Array, spec: dict, color: Array, unit: float, path: Array) -> None:
+    """A duct or vessel along `path`."""
+    draw.polyline(canvas, path, 0.5 * spec["width"] * unit, color, shade=0.5)
+
+
+def _draw_bars(
+    canvas: Array, spec: dict, color: Array, unit: float, path: Array, rng: np.random.Generator
+) -> None:
+    """Clips: short bars across `path` (the segment's first tube, else a path of their own)."""
+    k0 = int(rng.integers(4, 8))
+    for k in range(int(spec["count"])):
+        i = min(k0 + 2 * k, len(path) - 2)
+        p, q = path[i], path[i + 1]
+        d = (q - p) / (np.linalg.norm(q - p) + 1e-6)
+        nrm = np.array([-d[1], d[0]]) * 0.07 * unit
+        draw.capsule(canvas, tuple(p - nrm), tuple(p + nrm), 0.018 * unit, color, shade=0.6)
+
+
+def _draw_row(
+    canvas: Array, kind: str, spec: dict, color: Array, unit: float, rng: np.random.Generator
+) -> None:
+    """A staple line (pairs of dots) or a suture (dashes across the line) along a straight row."""
+    h, w = canvas.shape[1:]
+    x0, y0 = w * rng.uniform(0.2, 0.4), h * rng.uniform(0.3, 0.7)
+    ang = rng.uniform(-0.7, 0.7)
+    step = 0.045 * unit if kind == "dots" else 0.07 * unit
+    across = np.array([-np.sin(ang), np.cos(ang)])
+    for k in range(int(spec["count"])):
+        p = np.array([x0 + k * step * np.cos(ang), y0 + k * step * np.sin(ang)])
+        if kind == "dots":
+            for off in (-0.02 * unit, 0.02 * unit):
+                q = p + off * across
+                draw.ellipse(canvas, (q[0], q[1]), (0.012 * unit, 0.012 * unit), color)
+        else:
+            nrm = 0.03 * unit * across
+            draw.capsule(canvas, tuple(p - nrm), tuple(p + nrm), 0.008 * unit, color, shade=0.2)
+
+
+def _draw_blotches(canvas: Array, spec: dict, color: Array, unit: float, rng: np.random.Generator) -> None:
+    """Char, fluid, dye or blood: soft ellipses scattered over the middle of the canvas."""
+    h, w = canvas.shape[1:]
+    alpha = float(spec.get("alpha", 0.85))
+    for _ in range(int(spec["count"])):
+        c = (w * rng.uniform(0.15, 0.85), h * rng.uniform(0.15, 0.85))
+        r = float(spec["size"]) * unit * rng.uniform(0.6, 1.4)
+        draw.ellipse(canvas, c, (r, r * rng.uniform(0.5, 1.0)), color, alpha, rng.uniform(0, np.pi), soft=3.0)
+
+
+def _draw_hole(canvas: Array, spec: dict, color: Array, unit: float, rng: np.random.Generator) -> None:
+    """A cuff, port or enterotomy: a light rim around a dark opening."""
+    h, w = canvas.shape[1:]
+    c = (w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65))
+    r = float(spec["size"]) * unit
+    draw.ellipse(canvas, c, (r * 1.3, r * 0.8), np.clip(color * 3.0, 0, 1), 0.9, soft=2.0)
+    draw.ellipse(canvas, c, (r * 1.05, r * 0.6), color, 1.0, soft=2.0)
+
+
+def _draw_structures(canvas: Array, names: list[str], unit: float, rng: np.random.Generator) -> None:
+    """The scene's structures (world.yaml `structures`), in order; clips sit on the first tube drawn."""
+    world = vocab.world()
+    shape = canvas.shape[1:]
+    tube = None
+    for name in names:
+        spec = world["structures"][name]
+        kind, color = spec["kind"], draw.rgb(spec["color"])
+        if kind == "tube":
+            path = _tube_path(shape, rng)
+            if tube is None:
+                tube = path
+            _draw_tube(canvas, spec, color, unit, path)
+        elif kind == "bars":
+            path = tube if tube is not None else _tube_path(shape, rng)
+            _draw_bars(canvas, spec, color, unit, path, rng)
+        elif kind in ("dots", "dashes"):
+            _draw_row(canvas, kind, spec, color, unit, rng)
+        elif kind == "blotches":
+            _draw_blotches(canvas, spec, color, unit, rng)
+        elif kind == "hole":
+            _draw_hole(canvas, spec, color, unit, rng)
+
+
+def _draw_glare(canvas: Array, site: str, unit: float, rng: np.random.Generator) -> None:
+    """Specular highlights, more on glossier sites (world.yaml `sites: gloss`)."""
+    h, w = canvas.shape[1:]
+    gloss = float(vocab.world()["sites"][site].get("gloss", 0.3))
+    for _ in range(int(rng.poisson(gloss * 10))):
+        c = (w * rng.random(), h * rng.random())
+        r = 0.012 * unit * rng.uniform(0.5, 2.0)
+        draw.ellipse(canvas, c, (r * rng.uniform(1.0, 2.5), r), GLARE, 0.9, rng.uniform(0, np.pi), soft=1.5)
+
+
 def build_canvas(scene: Scene, unit: float, tissue: Callable[[str], Array]) -> Array:
     """The segment's tissue canvas: primary site, secondary band, structures, specular highlights.
 
@@ -125,7 +216,6 @@ def build_canvas(scene: Scene, unit: float, tissue: Callable[[str], Array]) -> A
     world.yaml are fractions of it.
     """
     rng = np.random.default_rng(scene.seed)
-    world = vocab.world()
 
     def flipped(site: str) -> Array:
         tex = tissue(site)
@@ -133,61 +223,12 @@ def build_canvas(scene: Scene, unit: float, tissue: Callable[[str], Array]) -> A
         return tex[:, :: 1 - 2 * (k // 2), :: 1 - 2 * (k % 2)]
 
     canvas = flipped(scene.site).copy()
-    h, w = canvas.shape[1:]
-    shape = (h, w)
     if scene.secondary:
         site2, side, frac = scene.secondary
-        m = _band_mask(shape, side, frac, rng)
+        m = _band_mask(canvas.shape[1:], side, frac, rng)
         canvas = canvas * (1.0 - m) + flipped(site2) * m
-    tube = None
-    for name in scene.structures:
-        spec = world["structures"][name]
-        kind, color = spec["kind"], draw.rgb(spec["color"])
-        if kind == "tube":
-            path = _tube_path(shape, rng)
-            if tube is None:
-                tube = path
-            draw.polyline(canvas, path, 0.5 * spec["width"] * unit, color, shade=0.5)
-        elif kind == "bars":
-            path = tube if tube is not None else _tube_path(shape, rng)
-            k0 = int(rng.integers(4, 8))
-            for k in range(int(spec["count"])):
-                i = min(k0 + 2 * k, len(path) - 2)
-                p, q = path[i], path[i + 1]
-                d = (q - p) / (np.linalg.norm(q - p) + 1e-6)
-                nrm = np.array([-d[1], d[0]]) * 0.07 * unit
-                draw.capsule(canvas, tuple(p - nrm), tuple(p + nrm), 0.018 * unit, color, shade=0.6)
-        elif kind in ("dots", "dashes"):
-            x0, y0 = w * rng.uniform(0.2, 0.4), h * rng.uniform(0.3, 0.7)
-            ang = rng.uniform(-0.7, 0.7)
-            step = 0.045 * unit if kind == "dots" else 0.07 * unit
-            for k in range(int(spec["count"])):
-                p = np.array([x0 + k * step * np.cos(ang), y0 + k * step * np.sin(ang)])
-                if kind == "dots":
-                    for off in (-0.02 * unit, 0.02 * unit):
-                        q = p + off * np.array([-np.sin(ang), np.cos(ang)])
-                        draw.ellipse(canvas, (q[0], q[1]), (0.012 * unit, 0.012 * unit), color)
-                else:
-                    nrm = 0.03 * unit * np.array([-np.sin(ang), np.cos(ang)])
-                    draw.capsule(canvas, tuple(p - nrm), tuple(p + nrm), 0.008 * unit, color, shade=0.2)
-        elif kind == "blotches":
-            alpha = float(spec.get("alpha", 0.85))
-            for _ in range(int(spec["count"])):
-                c = (w * rng.uniform(0.15, 0.85), h * rng.uniform(0.15, 0.85))
-                r = float(spec["size"]) * unit * rng.uniform(0.6, 1.4)
-                draw.ellipse(
-                    canvas, c, (r, r * rng.uniform(0.5, 1.0)), color, alpha, rng.uniform(0, np.pi), soft=3.0
-                )
-        elif kind == "hole":
-            c = (w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65))
-            r = float(spec["size"]) * unit
-            draw.ellipse(canvas, c, (r * 1.3, r * 0.8), np.clip(color * 3.0, 0, 1), 0.9, soft=2.0)
-            draw.ellipse(canvas, c, (r * 1.05, r * 0.6), color, 1.0, soft=2.0)
-    gloss = float(world["sites"][scene.site].get("gloss", 0.3))
-    for _ in range(int(rng.poisson(gloss * 10))):
-        c = (w * rng.random(), h * rng.random())
-        r = 0.012 * unit * rng.uniform(0.5, 2.0)
-        draw.ellipse(canvas, c, (r * rng.uniform(1.0, 2.5), r), GLARE, 0.9, rng.uniform(0, np.pi), soft=1.5)
+    _draw_structures(canvas, scene.structures, unit, rng)
+    _draw_glare(canvas, scene.site, unit, rng)
     return canvas
 
 

@@ -27,9 +27,9 @@ the same gradients in the memory of `chunk` frames, by the gradient cache of Gao
 sits at the backbone features (per frame, before the mean over T and the heads), so a chunk may split a
 sample's frames and one setting fits every level. A trainable text encoder is chunked the same way
 (`chunk` texts per pass: the paper's BERT over a phase batch's parent and child texts is no small
-graph); a frozen one runs once, as unchunked. BatchNorm sees one chunk's statistics (see docs/protocol.md).
+graph); a frozen one runs once, as unchunked. BatchNorm sees one chunk's statistics (see docs/method.md).
 
-Duplicate texts (docs/protocol.md §2, `hecvl.models.losses`): identical texts of the GLOBAL batch are
+Duplicate texts (docs/method.md §2, `hecvl.models.losses`): identical texts of the GLOBAL batch are
 positives of each other, in both directions and at every level. Each rank computes the `text_keys` of
 its own texts and all-gathers them beside the embeddings, so twins held by different ranks still find
 each other. InfoNCE: the positives of pair i are the pairs with the same text. Parent-child: pairs whose

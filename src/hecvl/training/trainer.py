@@ -54,6 +54,7 @@ from hecvl.evaluation.validation import COLUMNS as VALIDATION_COLUMNS
 from hecvl.evaluation.validation import Validation
 from hecvl.io import sha256_file, write_csv, write_json
 from hecvl.models import build_model, save_pretrained
+from hecvl.pairing.positives import positive_rule
 from hecvl.training import checkpoint as ckpt
 from hecvl.training.data import FrameStore, LevelData, build_level_data, make_loader, normalise
 from hecvl.training.distributed import (
@@ -146,7 +147,7 @@ class Trainer:
         candidate = s.trained_levels
         self.data: dict[str, LevelData] = build_level_data(
             self.pairs_dir, self.corpus_root, self.params, candidate, s.batch_size, self.env,
-            vis.image_size, FrameStore.from_params(self.params), s.positives,
+            vis.image_size, FrameStore.from_params(self.params), positive_rule(s),
         )
         per_epoch = {lvl: max(1, d.per_epoch // s.grad_accum) for lvl, d in self.data.items()}
         if s.epochs is not None:  # the run's length in passes over the data: its steps follow from the corpus
@@ -158,7 +159,7 @@ class Trainer:
             self.settings = s = self.params.train
         self.schedule: Schedule = build_schedule(s, s.steps, per_epoch)
         self.data = {lvl: d for lvl, d in self.data.items() if lvl in self.schedule.levels}
-        rule = s.positives
+        rule = positive_rule(s)
         self.step_module = ContrastiveStep(self.model, self.schedule.weights,
                                            max_texts=rule.max_texts if rule is not None else None)
         self.optimizer, self.scheduler = build_optimizer(self.model, s, s.steps)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from hecvl.config import FramesSettings, Params, load_params
 from hecvl.errors import HecvlError
 from hecvl.io import write_json
+from hecvl.video import frames_setup
 from hecvl.video.cache import FrameCache
 from hecvl.video.reader import BACKENDS
 from hecvl.video.transform import RESAMPLE_METHODS, FrameTransform
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.params is None and args.cache is None:
         raise HecvlError("give --cache DIR (or --params with a `frames:` section)")
-    cache, transform, fps = settings.build()
+    cache, transform, fps = frames_setup(settings)
     overrides = {"size": args.size, "crop": args.crop, "resample": args.resample}
     if args.params is None:  # listed videos: the transform is exactly what the command line says
         transform = _transform({"size": None, "crop": None, "resample": "bilinear"} | overrides)

@@ -1,6 +1,6 @@
 """Decode the frames a stage needs, and only those, through decord or PyAV.
 
-Time -> frame rule (the one the 1 fps labels of protocol.md §5 use): the frame shown at time `t`
+Time -> frame rule (the one the 1 fps labels of method.md §5 use): the frame shown at time `t`
 seconds is frame index `floor(t * fps + 0.5)` (round half up) of the video's frames in display
 order, clamped to the last frame, where `fps` is the stream's average frame rate as stored in the
 file. So second `i` is frame `round(i * fps)`: frame `25 * i` of a 25 fps Cholec80 video, the frame
@@ -33,12 +33,13 @@ from typing import Any
 import av
 import numpy as np
 
-from hecvl.errors import HecvlError
+from hecvl.errors import HecvlError, Issue
 from hecvl.video.transform import FrameTransform
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "decord", "pyav")
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov")  # a video file's name ends so
 CHUNK = 32  # frames converted per batch, at most CHUNK_BYTES of decoded frames: bounds memory
 CHUNK_BYTES = 128 << 20
 _DECORD_UNSUPPORTED = {"av1"}  # codecs decord's bundled FFmpeg cannot decode
@@ -436,6 +437,16 @@ def probe(path: str | Path) -> VideoInfo:
     finally:
         container.close()
 
+
+
+def probe_video(path: str | Path) -> tuple[VideoInfo | None, list[Issue]]:
+    """The video's probe info, or None and the one issue that says why it cannot be read (for checkers
+    that list every problem of a corpus or dataset instead of stopping at the first)."""
+    try:
+        return probe(path), []
+    except Exception as exc:  # any decoder failure is one reportable problem, not a crash
+        reason = exc.message if isinstance(exc, HecvlError) else f"{type(exc).__name__}: {exc}"
+        return None, [("error", f"cannot read the video: {reason}")]
 
 def open_video(path: str | Path, backend: str = "auto") -> VideoReader:
     """Open a video for decoding. `auto`: decord where it can read the file, otherwise PyAV."""

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from hecvl.datasets.corpus import find_video, lecture_dirs
+    from hecvl.corpora.corpus import find_video, lecture_dirs
 
     params = load_params(args.params).variant(args.variant)
     settings = StoreSettings.from_params(params)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hecvl.errors import HecvlError
+from hecvl.errors import HecvlError, Issue, raise_first_error
 from hecvl.io import json_error, write_csv
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 NARRATION_COLUMNS: list[str] = ["start", "end", "text"]
 KEYSTEP_COLUMNS: list[str] = ["start", "end", "step", "text"]
 TRANSCRIPT_FORMATS: dict[str, str] = {".srt": "srt", ".vtt": "vtt", ".json": "json", ".csv": "csv"}
-Issue = tuple[str, str]  # (severity "error" | "warning", message)
 _SHOW = 5  # row numbers quoted per problem
 
 
@@ -129,15 +128,6 @@ def read_segments_csv(
     for col in optional:
         checked[col] = checked[col].astype("str").str.strip()
     return checked, issues + more
-
-
-def raise_first_error(issues: list[Issue], path: str | Path) -> None:
-    """Raise the first error as a HecvlError naming `path`; log the warnings."""
-    for severity, message in issues:
-        if severity == "error":
-            raise HecvlError(message, path)
-    for _, message in issues:
-        log.warning("%s: %s", path, message)
 
 
 def strict(df: pd.DataFrame | None, issues: list[Issue], path: str | Path) -> pd.DataFrame:

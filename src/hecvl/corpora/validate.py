@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from hecvl.datasets.corpus import (
+from hecvl.corpora.corpus import (
     ABSTRACT_FILE,
     KEYSTEPS_FILE,
     META_FILE,
@@ -27,8 +26,9 @@ from hecvl.datasets.corpus import (
     read_lecture_keysteps,
     read_meta,
 )
-from hecvl.datasets.transcripts import Issue, describe_rows, read_segments_csv
-from hecvl.errors import HecvlError
+from hecvl.corpora.transcripts import describe_rows, read_segments_csv
+from hecvl.errors import Issue
+from hecvl.video.reader import probe_video
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,6 @@ class Problem:
 
 def _problems(lecture: str, path: Path, issues: list[Issue]) -> list[Problem]:
     return [Problem(lecture, path, message, severity) for severity, message in issues]
-
-
-def probe_video(video: Path) -> tuple[Any, list[Issue]]:
-    """The video's probe info, or None and the one problem that says why it cannot be read."""
-    from hecvl.video import probe  # lazy: only when videos are checked
-
-    try:
-        return probe(video), []
-    except Exception as exc:  # any decoder failure is one reportable problem, not a crash
-        reason = exc.message if isinstance(exc, HecvlError) else f"{type(exc).__name__}: {exc}"
-        return None, [("error", f"cannot read the video: {reason}")]
 
 
 def _video_duration(video: Path) -> tuple[float | None, list[Issue]]:

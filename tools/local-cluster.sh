@@ -3,9 +3,9 @@
 # cluster (and for the tests): munge, MariaDB + slurmdbd (so `sacct`, which the executor plugin polls,
 # answers), slurmctld and slurmd, all on ports away from the defaults and with their state in one folder.
 #
-#   workflow/profiles/slurm/local-cluster.sh up       # install the Debian packages if missing, start
-#   workflow/profiles/slurm/local-cluster.sh status   # what runs
-#   workflow/profiles/slurm/local-cluster.sh down     # stop what `up` started, by PID, in reverse order
+#   tools/local-cluster.sh up       # install the Debian packages if missing, start
+#   tools/local-cluster.sh status   # what runs
+#   tools/local-cluster.sh down     # stop what `up` started, by PID, in reverse order
 #
 # Needs root and Debian (apt-get); no systemd. Settings (environment):
 #   HECVL_SLURM_DIR   state folder (default /tmp/hecvl-slurm); its parents must be searchable by `mysql`

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Headless Chromium for the browser tests (tests/test_browser.py): Debian's `chromium` package, installed
 # only if missing. Needs root (or passwordless sudo) and apt; prints the browser's path on success.
-#   workflow/scripts/install-chromium.sh
+#   tools/install-chromium.sh
 set -euo pipefail
 
 find_browser() {

@@ -9,7 +9,7 @@ CORPUS/<lecture_id>/meta.json      optional {"procedure": ..., "title": ...}
 ```
 Keysteps and abstract may be absent (the lecture then feeds only the finer levels); a video and a
 non-empty narration are required. `load_lecture` is strict (first error raised, warnings logged);
-`hecvl.datasets.validate` reports every problem of a whole corpus instead.
+`hecvl.corpora.validate` reports every problem of a whole corpus instead.
 """
 
 from __future__ import annotations
@@ -22,18 +22,16 @@ from typing import Any
 
 import pandas as pd
 
-from hecvl.datasets.transcripts import (
+from hecvl.corpora.transcripts import (
     KEYSTEP_COLUMNS,
-    Issue,
     empty_segments,
-    raise_first_error,
     read_segments_csv,
     strict,
 )
-from hecvl.errors import HecvlError
+from hecvl.errors import HecvlError, Issue, raise_first_error
 from hecvl.io import json_error
+from hecvl.video.reader import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 NARRATION_FILE = "narration.csv"
 KEYSTEPS_FILE = "keysteps.csv"
 ABSTRACT_FILE = "abstract.txt"

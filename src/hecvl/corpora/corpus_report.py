@@ -18,11 +18,12 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from hecvl.datasets.corpus import ABSTRACT_FILE, KEYSTEPS_FILE, NARRATION_FILE, find_video, lecture_dirs
-from hecvl.datasets.corpus_download import is_current, lecture_source, read_manifest
-from hecvl.datasets.transcripts import read_segments_csv
+from hecvl.corpora.corpus import ABSTRACT_FILE, KEYSTEPS_FILE, NARRATION_FILE, find_video, lecture_dirs
+from hecvl.corpora.corpus_download import is_current, lecture_source, read_manifest
+from hecvl.corpora.transcripts import read_segments_csv
 from hecvl.errors import HecvlError
 from hecvl.io import write_csv, write_text
+from hecvl.video.reader import probe_video
 
 # fine to coarse, with the file each level's pairs come from
 PAIR_SOURCES: dict[str, str] = {"clip": NARRATION_FILE, "phase": KEYSTEPS_FILE, "video": ABSTRACT_FILE}
@@ -63,7 +64,6 @@ def _duration(video: Path, entry: Mapping[str, Any] | None) -> tuple[float | Non
     """The video's length: from the manifest when it describes this very file, else probed."""
     if is_current(entry, video) and entry and entry.get("status") == "downloaded":
         return float(entry["duration"]), ""
-    from hecvl.datasets.validate import probe_video
 
     info, issues = probe_video(video)
     if info is None or not info.duration_s or not math.isfinite(info.duration_s):

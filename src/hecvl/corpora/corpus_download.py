@@ -31,7 +31,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hecvl.config.data import DOWNLOAD_FORMAT, DownloadSettings
-from hecvl.datasets.corpus import META_FILE, find_video, lecture_dirs, read_meta
+from hecvl.corpora.corpus import META_FILE, find_video, lecture_dirs, read_meta
 from hecvl.errors import HecvlError
 from hecvl.io import read_json, sha256_file, write_json, write_text
 

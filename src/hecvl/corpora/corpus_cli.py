@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 from hecvl.config import DownloadSettings, load_params
+from hecvl.corpora.corpus import lecture_dirs
 from hecvl.corpora.import_cli import (
     add_import_arguments,
     add_inspect_parser,
@@ -25,9 +26,8 @@ from hecvl.corpora.import_cli import (
     run_import,
     run_inspect,
 )
-from hecvl.datasets.corpus import lecture_dirs
-from hecvl.datasets.transcripts import TRANSCRIPT_FORMATS, import_transcript, write_narrations
-from hecvl.datasets.validate import summary, validate_corpus
+from hecvl.corpora.transcripts import TRANSCRIPT_FORMATS, import_transcript, write_narrations
+from hecvl.corpora.validate import summary, validate_corpus
 from hecvl.errors import HecvlError
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _download_settings(args: argparse.Namespace) -> DownloadSettings:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from hecvl.datasets.corpus_download import MANIFEST_FILE, counts, download_corpus
+    from hecvl.corpora.corpus_download import MANIFEST_FILE, counts, download_corpus
 
     settings = _download_settings(args)
     manifest = download_corpus(args.corpus, settings, progress=not args.no_progress,
@@ -104,7 +104,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from hecvl.datasets.corpus_report import availability, summarise, summary_lines, write_report
+    from hecvl.corpora.corpus_report import availability, summarise, summary_lines, write_report
 
     if args.out is not None and args.out.suffix.lower() not in (".md", ".csv"):
         raise HecvlError("the report is written as .md or .csv", args.out)
