@@ -36,6 +36,20 @@ PROTOCOL_SENSITIVITY = [f"{PAPER}/protocol_sensitivity.{ext}" for ext in ("csv",
 WORLD_CHECK = "results/world/check.json"  # `hecvl synth --check` of the synthetic world the study ran on
 TRACKING_SPOOL = ".hecvl/tracking-spool"  # MLflow calls a job could not send (hecvl.tracking_spool)
 
+# File names inside the folders above: writers and readers (stages, DAG, paper) name them only here.
+WEIGHTS = "model.safetensors"  # a trained model's weights (hecvl.models.export.save_pretrained)
+MODEL_CONFIG = "config.json"  # a trained model's resolved params beside its weights (load_pretrained)
+TRAIN_CONFIG = "train_config.json"  # a pretraining run's resolved params, schedule and batch sizes
+LOSSES = "losses.csv"  # a pretraining run's per-step learning rate, loss terms and gradient norm
+VALIDATION = "validation.csv"  # a pretraining run's zero-shot validation during training
+SUMMARY = "summary.json"  # a pretraining run's totals: steps, time, final losses
+METRICS = "metrics.json"  # an evaluation's scores; written last, so its presence means the cell is complete
+PREDICTIONS = "predictions.parquet"  # an evaluation's per-frame predictions, beside its metrics
+PROMPTS = "prompts.json"  # the class prompts an evaluation used
+CONFUSION = "confusion.png"  # an evaluation's confusion matrix
+PAIR_STATS = "stats.json"  # what the pairing stage kept, changed and dropped, beside the pair manifests
+PAIR_STATS_FIGURE = "stats.png"  # the same counts drawn, beside PAIR_STATS
+
 
 def resolved_config(digest: str) -> str:
     """One invocation's resolved configuration, named by the SHA-256 of its text (the file jobs read)."""
@@ -73,12 +87,12 @@ def eval_dir(model: str, seed: int | str, dataset: str, setting: str | None = No
 
 
 def metrics(folder: str) -> str:
-    return f"{folder}/metrics.json"
+    return f"{folder}/{METRICS}"
 
 
 def predictions(metrics_path: str) -> str:
     """The per-frame predictions written beside a metrics file."""
-    return metrics_path.replace("metrics.json", "predictions.parquet")
+    return metrics_path.replace(METRICS, PREDICTIONS)
 
 
 def released_dir(name: str, dataset: str, setting: str) -> str:

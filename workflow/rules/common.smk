@@ -208,9 +208,9 @@ def paper_inputs():
         "ablations": [layout.ablation_table(a) for a in STUDY.ablations],
         # the cells the build reads through the ablations (the untrained and linear-probe references too)
         "ablation_cells": sorted({p for a in STUDY.ablations for p in paths(STUDY.ablation_entries(a))}),
-        "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/losses.csv" for e in main}),
-        "validation": [f"{STUDY.model_dir(v, s)}/validation.csv" for v, s in STUDY.trained_models()],
-        "pairs": f"{PAIRS}/stats.json",
+        "losses": sorted({f"{STUDY.model_dir(e.variant, e.seed)}/{layout.LOSSES}" for e in main}),
+        "validation": [f"{STUDY.model_dir(v, s)}/{layout.VALIDATION}" for v, s in STUDY.trained_models()],
+        "pairs": f"{PAIRS}/{layout.PAIR_STATS}",
         "released": paths(RELEASED.entries()),
         "world_check": [layout.WORLD_CHECK] if P.data.source == "synthetic" else [],
     }
@@ -239,7 +239,7 @@ def evaluate_weights(job, model_dir=STUDY.model_dir):
     if job.model == "untrained":
         return []
     model = MAIN if job.model == "linear_probe" else job.model
-    return [f"{model_dir(model, job.seed)}/model.safetensors"]
+    return [f"{model_dir(model, job.seed)}/{layout.WEIGHTS}"]
 
 
 def evaluate_predictions(job):

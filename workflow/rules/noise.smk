@@ -33,7 +33,7 @@ rule noise_pair:
         clip=f"{NOISE_WORLD}/pairs/clip.parquet",
         phase=f"{NOISE_WORLD}/pairs/phase.parquet",
         video=f"{NOISE_WORLD}/pairs/video.parquet",
-        stats=f"{NOISE_WORLD}/pairs/stats.json",
+        stats=f"{NOISE_WORLD}/pairs/{layout.PAIR_STATS}",
     params:
         file=config_file,
         corpus=lambda wc, input: os.path.join(os.path.dirname(input[0]), "corpus"),
@@ -54,7 +54,7 @@ rule noise_pretrain:
         # the study's frame store: the sweep's lecture videos are the study's, byte for byte
         store=lambda wc: store_packs(wc.variant),
     output:
-        weights=f"{NOISE_MODEL}/model.safetensors",
+        weights=f"{NOISE_MODEL}/{layout.WEIGHTS}",
     params:
         file=config_file,
         pairs=lambda wc, input: os.path.dirname(input.clip),

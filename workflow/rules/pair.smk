@@ -8,9 +8,9 @@ rule pair:
         clip=f"{PAIRS}/clip.parquet",
         phase=f"{PAIRS}/phase.parquet",
         video=f"{PAIRS}/video.parquet",
-        stats=f"{PAIRS}/stats.json",
+        stats=f"{PAIRS}/{layout.PAIR_STATS}",
         stamp=STAMP_PAIR,  # tells pretraining that the pairs were made again
-        figure=report(f"{PAIRS}/stats.png", caption="../report/pairs.rst", category="Data"),
+        figure=report(f"{PAIRS}/{layout.PAIR_STATS_FIGURE}", caption="../report/pairs.rst", category="Data"),
     params:
         file=config_file,
         corpus=CORPUS,

@@ -18,10 +18,10 @@ rule pretrain:
         # validation frames (train.validation): decoded once by `frames`, read from the frame cache
         frames=lambda wc: validation_frames(wc.variant),
     output:
-        weights=f"{MODEL}/model.safetensors",
-        config=f"{MODEL}/config.json",
-        losses=f"{MODEL}/losses.csv",
-        validation=f"{MODEL}/validation.csv",
+        weights=f"{MODEL}/{layout.WEIGHTS}",
+        config=f"{MODEL}/{layout.MODEL_CONFIG}",
+        losses=f"{MODEL}/{layout.LOSSES}",
+        validation=f"{MODEL}/{layout.VALIDATION}",
     params:
         file=config_file,
         pairs=lambda wc, input: os.path.dirname(input.clip),

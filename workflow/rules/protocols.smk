@@ -9,7 +9,7 @@ SWEEP_MODELS = [(STUDY.canonical(v), s) for v in (STUDY.baseline, STUDY.main) fo
 
 rule protocol_sweep:
     input:
-        weights=lambda wc: f"{STUDY.model_dir(wc.model, int(wc.seed))}/model.safetensors",
+        weights=lambda wc: f"{STUDY.model_dir(wc.model, int(wc.seed))}/{layout.WEIGHTS}",
         frames=[f"{FRAMES}/{d}.json" for d in STUDY.datasets],
         data=acquired(*STUDY.datasets),
     output:

@@ -19,8 +19,8 @@ rule evaluate_released:
         weights=lambda wc: RELEASED_WEIGHTS[wc.name],
         vocab=lambda wc: f"{RELEASED.bert_dir}/vocab.txt",
     output:
-        metrics=f"{RELEASED_PATTERN}/metrics.json",
-        predictions=f"{RELEASED_PATTERN}/predictions.parquet",
+        metrics=f"{RELEASED_PATTERN}/{layout.METRICS}",
+        predictions=f"{RELEASED_PATTERN}/{layout.PREDICTIONS}",
     params:
         file=config_file,
         main=MAIN,

@@ -37,6 +37,7 @@ from hecvl.datasets.splits import (
     read_splits_json,
 )
 from hecvl.errors import HecvlError
+from hecvl.video import probe
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +196,6 @@ class TargetDataset:
                 "%s: video %s not found: %snot checking the labels against its length", self.name, path, extra
             )
             return self._read_label_file(label_file, None)
-        from hecvl.video import probe  # lazy: the video stack is heavy and only needed here
-
         info = probe(path)
         table = self._read_label_file(label_file, info.fps if self.fmt == "cholec80" else None)
         seconds = seconds_in_video(info.num_frames, info.fps)

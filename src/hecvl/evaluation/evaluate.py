@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hecvl import layout
 from hecvl.config import EvalSettings, Params
 from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
@@ -324,9 +325,9 @@ def write_outputs(
     confusion: bool = True,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    write_parquet(out / "predictions.parquet", predictions)
+    write_parquet(out / layout.PREDICTIONS, predictions)
     if prompts_used is not None:
-        write_json(out / "prompts.json", prompts_used)
+        write_json(out / layout.PROMPTS, prompts_used)
     run = metrics["run"]
     title = (
         f"{run['dataset']}/{run['split']} {run['method']} ({run['space']}"
@@ -334,8 +335,8 @@ def write_outputs(
         f"acc {metrics['accuracy_mean']:.1f}, F1 {metrics['f1_mean']:.1f}"
     )
     if confusion:
-        plot_confusion(np.array(metrics["confusion_matrix"]), classes, title, out / "confusion.png")
-    write_json(out / "metrics.json", metrics)  # last: its presence means the evaluation is complete
+        plot_confusion(np.array(metrics["confusion_matrix"]), classes, title, out / layout.CONFUSION)
+    write_json(out / layout.METRICS, metrics)  # last: its presence means the evaluation is complete
 
 
 def run_name(run: Mapping[str, Any]) -> str:
@@ -385,5 +386,5 @@ def _track(params: Params, out: Path, metrics: dict[str, Any]) -> None:
                 if value is not None:
                     per_phase[f"phase_{m}/{entry['name']}"] = value
         mlrun.log_metrics(per_phase)
-        for name in ("metrics.json", "predictions.parquet", "confusion.png", "prompts.json"):
+        for name in (layout.METRICS, layout.PREDICTIONS, layout.CONFUSION, layout.PROMPTS):
             mlrun.log_artifact(out / name)

@@ -30,6 +30,7 @@ from hecvl.evaluation.protocols import (
 )
 from hecvl.evaluation.sources import ModelSource, Normalisation
 from hecvl.io import write_csv
+from hecvl.layout import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def run_sensitivity(
                 "protocol_hash": m["protocol_hash"], "split": m["run"]["split"],
                 "metric": m["run"]["protocol"]["settings"]["metric"],
                 **{k: m[k] for k in ("accuracy_mean", "f1_mean", "accuracy_pooled", "f1_pooled")},
-                "path": str(item.out / "metrics.json"),
+                "path": str(item.out / METRICS),
             })
         log.info("protocol %s (%s): %d datasets scored", var.protocol, var.choice, len(plan))
     table = pd.DataFrame(rows, columns=COLUMNS)

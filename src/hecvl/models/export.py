@@ -18,11 +18,11 @@ from hecvl import __version__
 from hecvl.config.model import ModelConfig
 from hecvl.errors import HecvlError
 from hecvl.io import atomic_path, sha256_file, write_json
+from hecvl.layout import MODEL_CONFIG as CONFIG
+from hecvl.layout import WEIGHTS
 from hecvl.models.model import HecVLModel, build_model
 from hecvl.models.state_dicts import check_state_dict, read_state_dict
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 EXPORT_KEY = "hecvl_export"  # bookkeeping inside config.json, beside the resolved params
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hecvl.config import PairingRules, Params, load_params
 from hecvl.errors import HecvlError
+from hecvl.layout import PAIR_STATS, PAIR_STATS_FIGURE
 from hecvl.pairing.build import build_pairs
 from hecvl.pairing.derive import get_summariser
 from hecvl.pairing.manifest import LEVELS, write_manifest
@@ -50,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
         dropped = ", ".join(f"{r} {n}" for r, n in entry["dropped"].items()) or "none"
         print(f"{level}: {entry['pairs']} pairs from {entry['input']} (dropped: {dropped})")
     used, excluded = stats["lectures"].get("used", 0), len(stats["lectures"]["excluded"])
-    print(f"lectures: {used} used, {excluded} excluded; see {args.out / 'stats.json'}")
+    print(f"lectures: {used} used, {excluded} excluded; see {args.out / PAIR_STATS}")
     if not used:
-        raise HecvlError("no lecture could be paired (every lecture excluded: see stats.json)", args.corpus)
+        raise HecvlError(f"no lecture could be paired (every lecture excluded: see {PAIR_STATS})",
+                         args.corpus)
     return 0
 
 
@@ -68,5 +70,5 @@ def _track(params: Params, rules: PairingRules, stats: dict, out: Path) -> None:
         experiment=experiment_name(params), run_name="pair", tags=tags, params={"pairing": rules.to_dict()}
     ) as run:
         run.log_metrics(metrics)
-        run.log_artifact(out / "stats.json")
-        run.log_artifact(out / "stats.png")
+        run.log_artifact(out / PAIR_STATS)
+        run.log_artifact(out / PAIR_STATS_FIGURE)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from hecvl.io import atomic_path, write_json
+from hecvl.layout import PAIR_STATS, PAIR_STATS_FIGURE
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ def check_accounting(stats: Mapping[str, Any]) -> list[str]:
 
 
 def write_stats(out_dir: Path, stats: Mapping[str, Any], tables: Mapping[str, Mapping[str, list]]) -> None:
-    write_json(out_dir / "stats.json", stats)
-    write_figure(out_dir / "stats.png", stats, tables)
+    write_json(out_dir / PAIR_STATS, stats)
+    write_figure(out_dir / PAIR_STATS_FIGURE, stats, tables)
 
 
 def write_figure(path: Path, stats: Mapping[str, Any], tables: Mapping[str, Mapping[str, list]]) -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from hecvl.errors import HecvlError
 from hecvl.io import read_json
+from hecvl.layout import PREDICTIONS
 from hecvl.study import Entry
 
 LEVELS = ("clip", "phase", "video")
@@ -171,7 +172,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
 
 def predictions_path(metrics_path: str | Path) -> Path:
     """EVAL writes predictions.parquet beside metrics.json."""
-    return Path(metrics_path).with_name("predictions.parquet")
+    return Path(metrics_path).with_name(PREDICTIONS)
 
 
 def read_losses(path: str | Path) -> pd.DataFrame:

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hecvl import layout
 from hecvl.config import Params, TrainSettings, coerce_params, run_key
 from hecvl.config.identity import validation_datasets
 from hecvl.errors import HecvlError
@@ -458,10 +459,10 @@ class Trainer:
     ) -> None:
         assert self.out_dir is not None
         save_pretrained(self.model, self.run_config(), self.out_dir)
-        write_json(self.out_dir / "train_config.json", self.resolved_config())
-        write_csv(self.out_dir / "losses.csv", losses)
+        write_json(self.out_dir / layout.TRAIN_CONFIG, self.resolved_config())
+        write_csv(self.out_dir / layout.LOSSES, losses)
         # always written (only a header when train.validation is off): a fixed set of outputs per run
-        write_csv(self.out_dir / "validation.csv", pd.DataFrame(self.val_rows, columns=VALIDATION_COLUMNS))
+        write_csv(self.out_dir / layout.VALIDATION, pd.DataFrame(self.val_rows, columns=VALIDATION_COLUMNS))
         per_level = {  # keyed by the step's levels ("clip", or "clip+phase+video" for joint steps)
             key: {
                 "samples": n,
@@ -470,7 +471,7 @@ class Trainer:
             }
             for key, n in timing["samples"].items()
         }
-        write_json(self.out_dir / "summary.json", {
+        write_json(self.out_dir / layout.SUMMARY, {
             "seconds": round(seconds, 3),
             "steps_run": self.settings.steps - start,
             "resumed_from_step": start,
@@ -588,9 +589,9 @@ def _log_outputs(run: Any, out_dir: Path, steps_per_s: float, seconds: float) ->
     if run is None:
         return
     run.log_metrics({"train/seconds": seconds, "train/steps_per_s": steps_per_s})
-    for name in ("model.safetensors", "config.json"):  # the exported model, loadable by load_pretrained
+    for name in (layout.WEIGHTS, layout.MODEL_CONFIG):  # the exported model, loadable by load_pretrained
         run.log_artifact(out_dir / name, artifact_path="model")
-    for name in ("train_config.json", "losses.csv", "summary.json"):
+    for name in (layout.TRAIN_CONFIG, layout.LOSSES, layout.SUMMARY):
         run.log_artifact(out_dir / name)
 
 

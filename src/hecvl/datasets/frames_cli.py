@@ -6,6 +6,7 @@
 With `--params`, the videos are those of a target dataset's split (`all`: every split) and the
 transform, rate, backend and cache folder come from the `frames:` section; options given on the
 command line win. `--out` writes a manifest (video -> cache entry), the file the workflow tracks.
+It lives in the datasets layer, above hecvl.video, because `--dataset` needs the dataset registry.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from hecvl.config import FramesSettings, Params, load_params
+from hecvl.datasets.registry import TargetDataset
 from hecvl.errors import HecvlError
 from hecvl.io import write_json
 from hecvl.video import frames_setup
@@ -97,8 +99,6 @@ def run(args: argparse.Namespace) -> int:
 
 def dataset_videos(params: Params, dataset: str, split: str) -> dict[str, Path]:
     """Video id -> file of one split of a target dataset (`all`: the union of its splits)."""
-    from hecvl.datasets.registry import TargetDataset
-
     ds = TargetDataset.from_params(dataset, params)
     ids = sorted({v for ids in ds.splits().values() for v in ids}) if split == "all" else ds.split(split)
     return {video: ds.video_path(video) for video in ids}
