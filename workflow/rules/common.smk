@@ -143,11 +143,11 @@ def corpus_lectures():
     return [d.name for d in lecture_dirs(CORPUS) if find_video(d)[0] is not None]
 
 
-def lecture_files(lecture):
-    """The files of one lecture folder of the corpus (its video, transcript, ...), by path."""
-    from hecvl.provenance import folder_files
+def lecture_video(lecture):
+    """The video file of one lecture folder of the corpus: all its pack is made of (its texts are not)."""
+    from hecvl.corpora.corpus import find_video
 
-    return sorted(str(f) for f in folder_files(Path(CORPUS) / lecture))
+    return [str(v)] if (v := find_video(Path(CORPUS) / lecture)[0]) is not None else []
 
 
 def store_packs(variant):

@@ -14,8 +14,8 @@ rule store:
     params:
         file=config_file,
         variant=lambda wc: STORE_KEYS[wc.store_key],
-        # what the pack is made of, by content: the lecture's files
-        version=lambda wc: DATA.files(lecture_files(wc.lecture)),
+        # what the pack is made of, by content: the lecture's video (an edited transcript rebuilds nothing)
+        version=lambda wc: DATA.files(lecture_video(wc.lecture)),
     log:
         f"{LOGS}/store/{{store_key}}/{{lecture}}.log",
     benchmark:
