@@ -45,7 +45,7 @@ from hecvl.pairing.positives import PositiveRule
 from hecvl.provenance import HashCache
 from hecvl.training.distributed import DistEnv, barrier, effective_batch, per_rank_batch, shard
 from hecvl.training.schedules import LEVELS, Schedule
-from hecvl.video.store import Pack, SizeGuard, StoreSettings, build_pack
+from hecvl.video.store import Pack, SizeGuard, StoreSettings, build_pack, pack_is_current
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ class StorePairDataset(PairDataset):
             source = self.corpus_root / video
             pack = Path(layout.store_pack(settings.key(), lecture_of(video), str(root)))
             sha = hashes.file(source)
-            meta, why = _stored(pack, settings, sha)
+            meta, why = pack_is_current(pack, settings, sha, checksum=False)  # no full read per run
             if meta is None:
+                why = why or "no pack"
                 if not build:
                     raise HecvlError(f"{why}: build it (`hecvl store build` or the store jobs)", pack)
                 log.info("%s: building the pack (%s)", pack, why)
@@ -96,20 +97,6 @@ class StorePairDataset(PairDataset):
 def lecture_of(video: str) -> str:
     """A manifest video's lecture folder (`lecture_0001/video.mp4` -> `lecture_0001`): its pack's name."""
     return Path(video).parts[0]
-
-
-def _stored(pack: Path, settings: StoreSettings, source_sha256: str) -> tuple[dict[str, Any] | None, str]:
-    """(sidecar, "") of a pack built from this video with these settings and of the size its sidecar says
-    (every frame read is checked against its crc32 besides), else (None, why not)."""
-    if not pack.exists():
-        return None, "no pack"
-    try:
-        meta = Pack(pack, settings).meta
-    except HecvlError as exc:
-        return None, exc.message
-    if meta["source"]["sha256"] != source_sha256:
-        return None, "built from another video"
-    return meta, ""
 
 
 def _built_bytes(folder: Path, pack: Path) -> int:

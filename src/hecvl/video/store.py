@@ -270,20 +270,25 @@ def build_pack(
     return meta
 
 
-def pack_is_current(pack: str | Path, settings: StoreSettings, source_sha256: str) -> tuple[bool, str | None]:
-    """(True, None) when `pack` is complete, intact (SHA-256) and built from this source with these
-    settings; else (False, why), why None when there is no pack at all."""
+def pack_is_current(
+    pack: str | Path, settings: StoreSettings, source_sha256: str, *, checksum: bool = True
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(sidecar, None) when `pack` is complete, built from this source with these settings and, with
+    `checksum`, intact (its SHA-256; without it, the size its sidecar says, every frame read being checked
+    against its crc32 besides: what a training run checks at its start); else (None, why), why None when
+    there is no pack at all."""
     pack = Path(pack)
     if not pack.exists() and not sidecar_path(pack).exists():
-        return False, None
+        return None, None
     try:
         meta = Pack(pack, settings).meta
         if meta["source"]["sha256"] != source_sha256:
-            return False, "its video has changed"
-        verify(pack)
+            return None, "its video has changed"
+        if checksum:
+            verify(pack)
     except HecvlError as exc:
-        return False, exc.message
-    return True, None
+        return None, exc.message
+    return meta, None
 
 
 def ensure_pack(
@@ -300,7 +305,7 @@ def ensure_pack(
     source_sha = source_sha256 or (sha256_file(video) if Path(video).is_file() else None)
     if source_sha is not None:
         current, why = pack_is_current(pack, settings, source_sha)
-        if current:
+        if current is not None:
             return read_json(sidecar_path(pack), "frame store sidecar"), False
         if why:
             log.warning("%s: rebuilding the pack (%s)", pack, why)
